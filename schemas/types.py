@@ -1,0 +1,68 @@
+"""Field types shared by the event and record models: identifiers, UTC times, reactions."""
+
+from __future__ import annotations
+
+import unicodedata
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from pydantic import AfterValidator, AwareDatetime, StringConstraints
+
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+NAMED_REACTIONS = frozenset({"like", "love", "laugh", "wow", "sad", "fire"})
+MAX_REPLY_CHARS = 1000
+DEFAULT_STORY_TTL = timedelta(hours=24)
+
+Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+
+
+def to_utc_millis(value: datetime) -> datetime:
+    """Reject non-UTC offsets; normalise to `UTC` at millisecond precision (Avro's)."""
+    offset = value.utcoffset()
+    if offset is None or offset != timedelta(0):
+        raise ValueError("time must be in UTC (suffix Z or +00:00)")
+    return value.replace(tzinfo=UTC, microsecond=value.microsecond // 1000 * 1000)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(to_utc_millis)]
+
+_EMOJI_JOINERS = {"\u200d", "\ufe0f", "\ufe0e", "\u20e3"}
+
+
+def is_emoji(text: str) -> bool:
+    """True for a short emoji sequence (skin tones, ZWJ sequences and flags included)."""
+    if not text or len(text) > 16:
+        return False
+    pictographs = 0
+    for char in text:
+        category = unicodedata.category(char)
+        if category == "So":
+            pictographs += 1
+        elif char in _EMOJI_JOINERS or "\U0001f3fb" <= char <= "\U0001f3ff":
+            continue
+        else:
+            return False
+    return pictographs > 0
+
+
+def check_reaction(value: str) -> str:
+    if value in NAMED_REACTIONS or is_emoji(value):
+        return value
+    raise ValueError(f"reaction must be an emoji or one of {', '.join(sorted(NAMED_REACTIONS))}")
+
+
+Reaction = Annotated[str, AfterValidator(check_reaction)]
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLI = timedelta(milliseconds=1)
+
+
+def millis(value: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime (exact integer arithmetic)."""
+    return (value - EPOCH) // _MILLI
+
+
+def from_millis(value: int) -> datetime:
+    """The UTC datetime of milliseconds since the epoch."""
+    return EPOCH + value * _MILLI

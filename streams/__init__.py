@@ -1,0 +1,1 @@
+"""The Faust application, topic catalog, codecs and command line: wiring only."""

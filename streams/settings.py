@@ -1,0 +1,59 @@
+"""Configuration: one pydantic-settings class, environment prefix STORYSTREAM_."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """`90s`, `15m`, `24h`, `2d`, `500ms` (or a number of seconds) -> timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)):
+        return timedelta(seconds=value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"invalid duration {value!r}: use a number and a unit, e.g. 90s, 15m, 24h")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class Settings(BaseSettings):
+    """Everything configurable; every field is also `STORYSTREAM_<NAME>` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="STORYSTREAM_", extra="ignore")
+
+    broker: str | None = Field(None, description="Kafka bootstrap servers; unset = embedded broker")
+    schema_registry_url: str | None = Field(None, description="Confluent registry; unset = embedded")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint; unset = embedded (moto)")
+    s3_bucket: str = "storystream-media"
+    s3_region: str = "us-east-1"
+    story_ttl: Duration = timedelta(hours=24)
+    expiry_grace: Duration = timedelta(hours=2)
+    celebrity_followers: int = Field(100_000, ge=1)
+    api_secret: SecretStr = SecretStr("storystream-dev-secret-change-me")
+    data_dir: Path = Path("./data")
+    api_port: int = Field(6066, ge=0, le=65535)
+    partitions: int = Field(4, ge=1, le=1024)
+    input_retention: Duration = timedelta(days=7)
+    app_id: str = "storystream"
+    hll_lg_k: int = Field(12, ge=4, le=21)
+
+    def bootstrap(self) -> str:
+        """The broker address; fails clearly when no broker is configured or started."""
+        if not self.broker:
+            raise RuntimeError(
+                "no broker configured: set STORYSTREAM_BROKER (or run `storystream dev`)"
+            )
+        return self.broker
