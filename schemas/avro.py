@@ -86,7 +86,9 @@ def expand(node: Any, named: dict[str, dict[str, Any]], seen: set[str] | None = 
         seen.add(fullname)
     out = dict(node)
     if kind == "record":
-        out["fields"] = [{**fld, "type": expand(fld["type"], named, seen)} for fld in node["fields"]]
+        out["fields"] = [
+            {**fld, "type": expand(fld["type"], named, seen)} for fld in node["fields"]
+        ]
     elif kind == "array":
         out["items"] = expand(node["items"], named, seen)
     elif kind == "map":

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-import uuid
 from datetime import datetime, timedelta
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -11,7 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, 
 
 from schemas.types import DEFAULT_STORY_TTL, MAX_REPLY_CHARS, Identifier, Reaction, UtcDatetime
 
-_EVENT_NAMESPACE = uuid.UUID("6f1c2a52-3b7e-4d0e-9c43-5f3a1b2c7d90")
+
+def derive_event_id(content: bytes) -> str:
+    """A deterministic event id from the event's content: re-publishing it is a duplicate."""
+    return hashlib.blake2b(content, digest_size=16).hexdigest()
+
 
 Audience = Literal["followers", "close_friends", "public"]
 MediaType = Literal["image", "video"]
@@ -40,13 +44,17 @@ class Event(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _derive_event_id(cls, data: Any) -> Any:
+    def _derive_event_id(cls, data: Any, info: ValidationInfo) -> Any:
         # A content-derived id makes re-publishing the same line a duplicate, not a new event.
+        # The caller may pass one derived from the raw line (cheaper) in the context.
         if isinstance(data, dict) and data.get("event_id") is None:
-            canonical = json.dumps(
-                {k: v for k, v in data.items() if k != "event_id"}, sort_keys=True, default=str
-            )
-            data = {**data, "event_id": str(uuid.uuid5(_EVENT_NAMESPACE, canonical))}
+            event_id = (info.context or {}).get("event_id")
+            if event_id is None:
+                canonical = json.dumps(
+                    {k: v for k, v in data.items() if k != "event_id"}, sort_keys=True, default=str
+                )
+                event_id = derive_event_id(canonical.encode())
+            data = {**data, "event_id": event_id}
         return data
 
     @property

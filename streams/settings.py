@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="STORYSTREAM_", extra="ignore")
 
     broker: str | None = Field(None, description="Kafka bootstrap servers; unset = embedded broker")
-    schema_registry_url: str | None = Field(None, description="Confluent registry; unset = embedded")
+    schema_registry_url: str | None = Field(
+        None, description="Confluent registry; unset = embedded"
+    )
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint; unset = embedded (moto)")
     s3_bucket: str = "storystream-media"
     s3_region: str = "us-east-1"
@@ -46,6 +48,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("./data")
     api_port: int = Field(6066, ge=0, le=65535)
     partitions: int = Field(4, ge=1, le=1024)
+    replication_factor: int = Field(1, ge=1, le=16)
     input_retention: Duration = timedelta(days=7)
     app_id: str = "storystream"
     hll_lg_k: int = Field(12, ge=4, le=21)

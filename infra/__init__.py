@@ -1,0 +1,1 @@
+"""Launchers for the embedded broker and object store, and deployment files."""

@@ -1,0 +1,231 @@
+"""The `storystream` command line (contract section 2)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from pydantic import ValidationError
+
+from streams import devstate
+from streams.settings import Settings
+
+
+def _env(name: str) -> str:
+    return f"(env STORYSTREAM_{name})"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="storystream",
+        description="Event-sourced stream processing for ephemeral stories.",
+    )
+    parser.add_argument("--broker", help=f"Kafka bootstrap servers {_env('BROKER')}")
+    parser.add_argument("--data-dir", help=f"local state directory {_env('DATA_DIR')}")
+    parser.add_argument("--partitions", type=int, help=f"partitions per topic {_env('PARTITIONS')}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    dev = sub.add_parser("dev", help="the whole system on this machine, embedded defaults")
+    dev.add_argument("--ttl", help=f"story time-to-live, e.g. 24h {_env('STORY_TTL')}")
+    dev.add_argument("--grace", help=f"purge delay after expiry {_env('EXPIRY_GRACE')}")
+    dev.add_argument("--api-port", type=int, help=f"HTTP API port {_env('API_PORT')}")
+    dev.add_argument(
+        "--broker-port",
+        type=int,
+        default=9092,
+        help="embedded broker port (default 9092, or a free one if taken)",
+    )
+    dev.add_argument("--workers", type=int, default=1, help="number of worker processes")
+
+    topics = sub.add_parser("topics", help="topic administration")
+    topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
+    topics_sub.add_parser("create", help="create every topic of the contract (idempotent)")
+
+    publish = sub.add_parser("publish", help="validate JSON lines and publish them as Avro")
+    publish.add_argument("file", help="JSON-lines file, or - for standard input")
+    publish.add_argument(
+        "--skip-invalid",
+        action="store_true",
+        help="exit 0 even when some lines are invalid (they are still skipped)",
+    )
+    publish.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="validation/encoding processes (default: cores + 1)",
+    )
+
+    consume = sub.add_parser("consume", help="decode a topic to JSON lines")
+    consume.add_argument("topic")
+    consume.add_argument("--from-beginning", action="store_true")
+    consume.add_argument(
+        "--until-idle", type=float, metavar="SECONDS", help="exit after SECONDS with nothing new"
+    )
+    consume.add_argument(
+        "--latest-per-key",
+        action="store_true",
+        help="print the compacted view (last value per key, tombstones hide keys) "
+        "when reading stops",
+    )
+
+    token = sub.add_parser("token", help="print a signed API token for a user")
+    token.add_argument("user_id")
+    return parser
+
+
+def build_settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by the flags given."""
+    overrides: dict[str, Any] = {}
+    for flag, field in (
+        ("broker", "broker"),
+        ("data_dir", "data_dir"),
+        ("partitions", "partitions"),
+        ("ttl", "story_ttl"),
+        ("grace", "expiry_grace"),
+        ("api_port", "api_port"),
+    ):
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides[field] = value
+    settings = Settings(**overrides)
+    return devstate.resolve(settings)
+
+
+def _need_broker(settings: Settings) -> str:
+    if not settings.broker:
+        raise SystemExit(
+            "storystream: no broker: set STORYSTREAM_BROKER (or --broker), "
+            "or start `storystream dev` in this directory"
+        )
+    return settings.broker
+
+
+def cmd_topics_create(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.admin import create_topics
+
+    _need_broker(settings)
+    for result in create_topics(settings):
+        state = "created" if result.created else "exists"
+        print(f"{result.name}\t{result.partitions} partitions\t{state}")
+    return 0
+
+
+def _open_input(name: str) -> IO[bytes]:
+    if name == "-":
+        return sys.stdin.buffer
+    try:
+        return open(name, "rb")
+    except OSError as exc:
+        raise SystemExit(f"storystream publish: cannot read {name}: {exc.strerror}") from None
+
+
+def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.publish import Progress, numbered_lines, publish_lines
+
+    bootstrap = _need_broker(settings)
+    processes = args.processes or (os.cpu_count() or 1) + 1
+    with _open_input(args.file) as stream:
+        summary = publish_lines(
+            numbered_lines(stream),
+            bootstrap,
+            story_ttl=settings.story_ttl,
+            registry_url=settings.schema_registry_url,
+            processes=processes,
+            progress=Progress(sys.stderr.isatty()),
+        )
+    for invalid in summary.invalid:
+        print(f"invalid: {invalid}", file=sys.stderr)
+    for failure in summary.failed:
+        print(f"delivery failed: {failure}", file=sys.stderr)
+    print(summary)
+    if summary.failed:
+        return 1
+    return 1 if summary.invalid and not args.skip_invalid else 0
+
+
+def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.consume import latest_per_key, read_topic
+    from streams.registry import make_registry
+    from streams.topics import lookup
+
+    bootstrap = _need_broker(settings)
+    try:
+        spec = lookup(args.topic)
+    except ValueError as exc:
+        raise SystemExit(f"storystream consume: {exc}") from None
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    records = read_topic(
+        spec,
+        bootstrap,
+        make_registry(settings.schema_registry_url),
+        from_beginning=args.from_beginning or args.latest_per_key,
+        until_idle=args.until_idle,
+        stop=stopping.is_set,
+    )
+    out = sys.stdout
+    if args.latest_per_key:
+        for record in latest_per_key(records):
+            out.write(record.as_json() + "\n")
+    else:
+        for record in records:
+            out.write(record.as_json() + "\n")
+            out.flush()
+    return 0
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.auth import issue_token
+
+    try:
+        print(issue_token(args.user_id, settings.api_secret.get_secret_value(), datetime.now(UTC)))
+    except ValueError as exc:
+        raise SystemExit(f"storystream token: {exc}") from None
+    return 0
+
+
+def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.dev import run_dev
+
+    return run_dev(settings, broker_port=args.broker_port, workers=args.workers)
+
+
+COMMANDS = {
+    "dev": cmd_dev,
+    "publish": cmd_publish,
+    "consume": cmd_consume,
+    "token": cmd_token,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = build_settings(args)
+    except ValidationError as exc:
+        errors = "; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"storystream: invalid configuration: {errors}", file=sys.stderr)
+        return 2
+    command = cmd_topics_create if args.command == "topics" else COMMANDS[args.command]
+    try:
+        return command(settings, args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""confluent-kafka client configurations shared by the command-line tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+    """An idempotent producer: acks=all, ordered retries, batched for throughput.
+
+    Delivery is retried for up to `delivery.timeout.ms` (5 minutes by default), so a broker
+    that goes away for a while delays publishing instead of losing records.
+    """
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 500_000,
+        "queue.buffering.max.kbytes": 512 * 1024,
+        "compression.type": "none",
+        "delivery.timeout.ms": 300_000,
+        "delivery.report.only.error": True,
+    }
+    config.update(overrides)
+    return config
+
+
+def reader_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
+    """A consumer that is assigned partitions by hand (no group, no commits)."""
+    config: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "group.id": "storystream-reader",
+        "enable.auto.commit": False,
+        "enable.partition.eof": False,
+        "fetch.wait.max.ms": 100,
+    }
+    config.update(overrides)
+    return config

@@ -1,0 +1,249 @@
+"""`storystream publish`: JSON lines -> validated events -> Avro -> idempotent keyed producer.
+
+Validation and encoding run in chunks (one pydantic call per chunk), on worker processes
+for large inputs; the producer runs in the main process and keeps the input's order.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
+from itertools import islice
+from typing import IO, Any
+
+from confluent_kafka import KafkaError, Message, Producer
+from pydantic import TypeAdapter, ValidationError
+
+from schemas.events import EVENT_ADAPTER, Event, InputEvent, derive_event_id
+from schemas.types import DEFAULT_STORY_TTL, millis
+from streams.codecs import AvroCodec
+from streams.kafka import producer_config
+from streams.registry import make_registry
+from streams.topics import route
+
+CHUNK_LINES = 2000
+_CHUNK_ADAPTER: TypeAdapter[list[InputEvent]] = TypeAdapter(list[InputEvent])
+
+Numbered = tuple[int, bytes]
+Encoded = tuple[str, bytes, bytes, int]  # topic, key, value, timestamp (ms)
+
+
+@dataclass(frozen=True)
+class InvalidLine:
+    """A rejected input line: its number (1-based) and what is wrong, field by field."""
+
+    line: int
+    errors: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"line {self.line}: " + "; ".join(self.errors)
+
+
+@dataclass
+class PublishSummary:
+    published: int = 0
+    invalid: list[InvalidLine] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = f"published {self.published}, invalid {len(self.invalid)}"
+        return text + (f", delivery failed {len(self.failed)}" if self.failed else "")
+
+
+def _describe(exc: ValidationError) -> tuple[str, ...]:
+    out = []
+    for error in exc.errors(include_url=False):
+        if error["type"] == "json_invalid":
+            out.append(f"not valid JSON: {error['ctx'].get('error', error['msg'])}")
+            continue
+        if error["type"] == "model_attributes_type":
+            out.append("a line must be a JSON object")
+            continue
+        # The first location item of a tagged union is the event type: drop it.
+        loc = [str(part) for part in error["loc"]]
+        if len(loc) > 1:
+            loc = loc[1:]
+        if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            loc = ["type"]
+        out.append(f"{'.'.join(loc) or 'line'}: {error['msg']}")
+    return tuple(out)
+
+
+def validate_line(
+    raw: bytes, line_no: int, story_ttl: timedelta = DEFAULT_STORY_TTL
+) -> Event | InvalidLine:
+    """One JSON line -> its event, or the reasons it is invalid."""
+    content = raw.strip()
+    context = {"story_ttl": story_ttl, "event_id": derive_event_id(content)}
+    try:
+        event: Event = EVENT_ADAPTER.validate_json(content, context=context)
+    except ValidationError as exc:
+        return InvalidLine(line_no, _describe(exc))
+    return event
+
+
+def _with_event_id(content: bytes) -> bytes:
+    """Add the content-derived event_id to a JSON object line that has none (cheap bytes op)."""
+    if content[:1] == b"{" and b'"event_id"' not in content and content[1:].lstrip()[:1] == b'"':
+        return b'{"event_id":"' + derive_event_id(content).encode() + b'",' + content[1:]
+    return content
+
+
+def validate_chunk(chunk: list[Numbered], story_ttl: timedelta) -> list[Event | InvalidLine]:
+    """Validate many lines in one pydantic call; on any error, line by line for exact reasons."""
+    contents = [_with_event_id(raw.strip()) for _, raw in chunk]
+    try:
+        events: list[Event] = _CHUNK_ADAPTER.validate_json(
+            b"[" + b",".join(contents) + b"]", context={"story_ttl": story_ttl}
+        )
+        return list(events)
+    except ValidationError:
+        return [validate_line(raw, line_no, story_ttl) for line_no, raw in chunk]
+
+
+class Encoder:
+    """Encodes events with the registry's ids, keyed and routed as the topic catalog says."""
+
+    def __init__(self, registry_url: str | None) -> None:
+        self._registry = make_registry(registry_url)
+        self._codecs: dict[str, AvroCodec] = {}
+
+    def encode(self, event: Event) -> Encoded:
+        spec, key = route(event)
+        codec = self._codecs.get(spec.name)
+        if codec is None:
+            codec = self._codecs[spec.name] = AvroCodec(spec.record, self._registry, spec.subject)
+        return spec.name, key.encode(), codec.encode(event), millis(event.occurred_at)
+
+
+_ENCODER: Encoder | None = None
+
+
+def encode_chunk(
+    chunk: list[Numbered], story_ttl: timedelta, registry_url: str | None
+) -> tuple[list[Encoded], list[InvalidLine]]:
+    """Validate and encode a chunk; runs in worker processes (one encoder per process)."""
+    global _ENCODER
+    if _ENCODER is None:
+        _ENCODER = Encoder(registry_url)
+    records: list[Encoded] = []
+    invalid: list[InvalidLine] = []
+    for result in validate_chunk(chunk, story_ttl):
+        if isinstance(result, InvalidLine):
+            invalid.append(result)
+        else:
+            records.append(_ENCODER.encode(result))
+    return records, invalid
+
+
+def numbered_lines(stream: IO[bytes]) -> Iterator[Numbered]:
+    """Non-blank lines with their 1-based line numbers."""
+    for number, raw in enumerate(stream, start=1):
+        if raw.strip():
+            yield number, raw
+
+
+def chunked(lines: Iterable[Numbered], size: int = CHUNK_LINES) -> Iterator[list[Numbered]]:
+    iterator = iter(lines)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
+class Publisher:
+    """An idempotent producer of pre-encoded records that accounts for every delivery."""
+
+    def __init__(self, bootstrap: str, **producer_overrides: Any) -> None:
+        self._producer = Producer(producer_config(bootstrap, **producer_overrides))
+        self.queued = 0
+        self.failed: list[str] = []
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self.failed.append(f"{msg.topic()} key={msg.key()!r}: {err.str()}")
+
+    def produce(
+        self, topic: str, key: bytes | None, value: bytes | None, timestamp: int = 0
+    ) -> None:
+        """Queue one record; `flush()` confirms delivery."""
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value, key, timestamp=timestamp, on_delivery=self._on_delivery
+                )
+                break
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                self._producer.poll(0.05)
+        self.queued += 1
+
+    def poll(self) -> None:
+        self._producer.poll(0)
+
+    def flush(self, timeout: float = 300.0) -> int:
+        """Wait for every queued record's delivery report; returns how many are still queued."""
+        remaining: int = self._producer.flush(timeout)
+        return remaining
+
+
+class Progress:
+    """A one-line progress display on stderr, only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._enabled = enabled
+        self._last = 0.0
+        self._start = time.monotonic()
+
+    def update(self, count: int, done: bool = False) -> None:
+        now = time.monotonic()
+        if self._enabled and (done or now - self._last > 0.25):
+            rate = count / max(now - self._start, 1e-9)
+            sys.stderr.write(f"\r{count:,} events  {rate:,.0f}/s" + ("\n" if done else ""))
+            sys.stderr.flush()
+            self._last = now
+
+
+def publish_lines(
+    lines: Iterable[Numbered],
+    bootstrap: str,
+    story_ttl: timedelta = DEFAULT_STORY_TTL,
+    registry_url: str | None = None,
+    processes: int = 1,
+    progress: Progress | None = None,
+    stop_on_invalid: bool = False,
+) -> PublishSummary:
+    """Validate, encode and publish every line in order; invalid lines are never published.
+
+    With `stop_on_invalid`, nothing after the first chunk holding an invalid line is published.
+    """
+    summary = PublishSummary()
+    work = partial(encode_chunk, story_ttl=story_ttl, registry_url=registry_url)
+    pool = multiprocessing.get_context("fork").Pool(processes) if processes > 1 else None
+    publisher = Publisher(bootstrap)  # created after the fork: librdkafka threads don't fork
+    try:
+        results = (
+            pool.imap(work, chunked(lines), chunksize=1) if pool else map(work, chunked(lines))
+        )
+        for records, invalid in results:
+            summary.invalid.extend(invalid)
+            if stop_on_invalid and invalid:
+                break
+            for topic, key, value, timestamp in records:
+                publisher.produce(topic, key, value, timestamp)
+            publisher.poll()
+            if progress:
+                progress.update(publisher.queued)
+    finally:
+        if pool:
+            pool.terminate()
+        remaining = publisher.flush()
+    if progress:
+        progress.update(publisher.queued, done=True)
+    summary.failed = list(publisher.failed)
+    if remaining:
+        summary.failed.append(f"{remaining} records still undelivered after the flush timeout")
+    summary.published = publisher.queued - len(publisher.failed) - remaining
+    return summary

@@ -1,0 +1,138 @@
+"""The topic catalog (contract section 4): names, keys, value records, cleanup policies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from schemas.events import (
+    CloseFriendChanged,
+    Event,
+    FollowChanged,
+    HighlightChanged,
+    MediaTranscoded,
+    MediaUploaded,
+    StoryDeleted,
+    StoryPosted,
+    StoryReacted,
+    StoryViewed,
+)
+from schemas.records import (
+    DeadLetter,
+    ReactionCounts,
+    Record,
+    StoryState,
+    StoryViewer,
+    Tray,
+    ViewCount,
+)
+
+Kind = Literal["input", "pipeline", "output", "dead-letters"]
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its name, what its key is, the Avro record of its values, its retention."""
+
+    name: str
+    record: str
+    kind: Kind
+    key: str
+    story_keyed: bool = False
+
+    @property
+    def compacted(self) -> bool:
+        return self.kind == "output"
+
+    @property
+    def subject(self) -> str:
+        """The registry subject of its values (topic-name strategy)."""
+        return f"{self.name}-value"
+
+    def config(self, input_retention_ms: int) -> dict[str, str]:
+        """Topic configs set explicitly (some brokers report only explicit configs)."""
+        if self.compacted:
+            return {"cleanup.policy": "compact", "retention.ms": "-1"}
+        if self.kind == "dead-letters":
+            return {"cleanup.policy": "delete", "retention.ms": str(30 * 86_400_000)}
+        return {"cleanup.policy": "delete", "retention.ms": str(input_retention_ms)}
+
+
+STORY_POSTED = TopicSpec("story-posted", "StoryPosted", "input", "story_id", story_keyed=True)
+STORY_VIEWED = TopicSpec("story-viewed", "StoryViewed", "input", "story_id", story_keyed=True)
+STORY_REACTED = TopicSpec("story-reacted", "StoryReacted", "input", "story_id", story_keyed=True)
+STORY_HIGHLIGHTS = TopicSpec(
+    "story-highlights", "HighlightChanged", "input", "story_id", story_keyed=True
+)
+STORY_DELETED = TopicSpec("story-deleted", "StoryDeleted", "input", "story_id", story_keyed=True)
+USER_FOLLOWS = TopicSpec("user-follows", "FollowChanged", "input", "followee_id / list owner")
+MEDIA_UPLOADED = TopicSpec("media-uploaded", "MediaUploaded", "input", "media_id")
+MEDIA_TRANSCODED = TopicSpec("media-transcoded", "MediaTranscoded", "pipeline", "media_id")
+STORY_STATE = TopicSpec("story-state", "StoryState", "output", "story_id", story_keyed=True)
+STORY_TRAYS = TopicSpec("story-trays", "Tray", "output", "user_id (the viewer)")
+STORY_VIEW_COUNTS = TopicSpec(
+    "story-view-counts", "ViewCount", "output", "story_id", story_keyed=True
+)
+STORY_VIEWERS = TopicSpec("story-viewers", "StoryViewer", "output", "{story_id}/{viewer_id}")
+STORY_REACTION_COUNTS = TopicSpec(
+    "story-reaction-counts", "ReactionCounts", "output", "story_id", story_keyed=True
+)
+DEAD_LETTERS = TopicSpec("story-dead-letters", "DeadLetter", "dead-letters", "the original key")
+
+TOPICS: tuple[TopicSpec, ...] = (
+    STORY_POSTED,
+    STORY_VIEWED,
+    STORY_REACTED,
+    STORY_HIGHLIGHTS,
+    STORY_DELETED,
+    USER_FOLLOWS,
+    MEDIA_UPLOADED,
+    MEDIA_TRANSCODED,
+    STORY_STATE,
+    STORY_TRAYS,
+    STORY_VIEW_COUNTS,
+    STORY_VIEWERS,
+    STORY_REACTION_COUNTS,
+    DEAD_LETTERS,
+)
+BY_NAME = {spec.name: spec for spec in TOPICS}
+
+_EVENT_ROUTES: dict[type[Event], tuple[TopicSpec, Callable[[Any], str]]] = {
+    StoryPosted: (STORY_POSTED, lambda e: e.story_id),
+    StoryViewed: (STORY_VIEWED, lambda e: e.story_id),
+    StoryReacted: (STORY_REACTED, lambda e: e.story_id),
+    HighlightChanged: (STORY_HIGHLIGHTS, lambda e: e.story_id),
+    StoryDeleted: (STORY_DELETED, lambda e: e.story_id),
+    FollowChanged: (USER_FOLLOWS, lambda e: e.followee_id),
+    CloseFriendChanged: (USER_FOLLOWS, lambda e: e.user_id),
+    MediaUploaded: (MEDIA_UPLOADED, lambda e: e.media_id),
+    MediaTranscoded: (MEDIA_TRANSCODED, lambda e: e.media_id),
+}
+_RECORD_TOPICS: dict[type[Record], TopicSpec] = {
+    StoryState: STORY_STATE,
+    Tray: STORY_TRAYS,
+    ViewCount: STORY_VIEW_COUNTS,
+    StoryViewer: STORY_VIEWERS,
+    ReactionCounts: STORY_REACTION_COUNTS,
+    DeadLetter: DEAD_LETTERS,
+}
+
+
+def route(event: Event) -> tuple[TopicSpec, str]:
+    """The topic and key an input event is published under."""
+    spec, key_of = _EVENT_ROUTES[type(event)]
+    return spec, key_of(event)
+
+
+def topic_of_record(record: type[Record]) -> TopicSpec:
+    """The output topic that carries records of this type."""
+    return _RECORD_TOPICS[record]
+
+
+def lookup(name: str) -> TopicSpec:
+    """The spec of a topic by name, with a clear error listing the known ones."""
+    try:
+        return BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown topic {name!r}; known: {', '.join(BY_NAME)}") from None

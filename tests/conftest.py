@@ -1,0 +1,31 @@
+"""Session fixtures: the real embedded broker (or STORYSTREAM_BROKER when set)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from infra.broker import EmbeddedBroker
+from streams.admin import create_topics
+from streams.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def bootstrap() -> Iterator[str]:
+    """A running Kafka-compatible broker for the whole session."""
+    configured = os.environ.get("STORYSTREAM_BROKER")
+    if configured:
+        yield configured
+        return
+    with EmbeddedBroker() as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture(scope="session")
+def settings(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings pointing at the session broker, with every topic created."""
+    built = Settings(broker=bootstrap, data_dir=tmp_path_factory.mktemp("data"), partitions=4)
+    create_topics(built)
+    return built

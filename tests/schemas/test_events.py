@@ -1,0 +1,98 @@
+"""The contract's validation rules for input events."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from schemas.events import StoryPosted, StoryReacted, StoryViewed, parse_event
+
+T0 = "2026-11-22T10:00:00Z"
+
+
+def viewed(**overrides: object) -> dict[str, object]:
+    return {"type": "story_viewed", "story_id": "s1", "viewer_id": "u1", "viewed_at": T0, **overrides}
+
+
+def errors_of(data: dict[str, object]) -> list[tuple[str, ...]]:
+    with pytest.raises(ValidationError) as caught:
+        parse_event(data)
+    return [tuple(str(p) for p in e["loc"][1:]) for e in caught.value.errors()]
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 65, "é", "a/b", "a.b"])
+def test_identifiers_are_1_to_64_safe_characters(bad: str) -> None:
+    assert errors_of(viewed(story_id=bad)) == [("story_id",)]
+
+
+def test_identifier_of_64_characters_is_fine() -> None:
+    assert parse_event(viewed(story_id="a" * 64)).story_id == "a" * 64
+
+
+@pytest.mark.parametrize("bad", ["2026-11-22T10:00:00+01:00", "2026-11-22T10:00:00", "yesterday"])
+def test_times_must_be_utc(bad: str) -> None:
+    assert errors_of(viewed(viewed_at=bad)) == [("viewed_at",)]
+
+
+def test_plus_zero_offset_is_utc() -> None:
+    event = parse_event(viewed(viewed_at="2026-11-22T10:00:00+00:00"))
+    assert event.viewed_at == datetime(2026, 11, 22, 10, tzinfo=UTC)
+
+
+def test_times_are_kept_to_the_millisecond() -> None:
+    event = parse_event(viewed(viewed_at="2026-11-22T10:00:00.123456Z"))
+    assert event.viewed_at.microsecond == 123000
+
+
+@pytest.mark.parametrize("reaction", ["like", "love", "laugh", "wow", "sad", "fire", "👍", "👍🏽", "❤️"])
+def test_reactions_named_or_emoji(reaction: str) -> None:
+    event = parse_event({"type": "story_reacted", "story_id": "s", "user_id": "u",
+                         "reaction": reaction, "reacted_at": T0})
+    assert isinstance(event, StoryReacted) and event.reaction == reaction
+
+
+@pytest.mark.parametrize("reaction", ["meh", "", "LIKE", "a👍", "👍" * 17])
+def test_other_reactions_are_rejected(reaction: str) -> None:
+    data = {"type": "story_reacted", "story_id": "s", "user_id": "u", "reaction": reaction,
+            "reacted_at": T0}
+    assert errors_of(data) == [("reaction",)]
+
+
+def test_reply_is_at_most_1000_characters() -> None:
+    data = {"type": "story_reacted", "story_id": "s", "user_id": "u", "reaction": "like",
+            "reacted_at": T0}
+    assert parse_event({**data, "text": "x" * 1000})
+    assert errors_of({**data, "text": "x" * 1001}) == [("text",)]
+
+
+def test_expires_at_defaults_to_created_plus_the_configured_ttl() -> None:
+    data = {"type": "story_posted", "story_id": "s", "author_id": "a", "created_at": T0}
+    assert parse_event(data).expires_at == datetime(2026, 11, 23, 10, tzinfo=UTC)
+    short = parse_event(data, story_ttl=timedelta(seconds=90))
+    assert isinstance(short, StoryPosted)
+    assert short.expires_at == datetime(2026, 11, 22, 10, 1, 30, tzinfo=UTC)
+
+
+def test_expires_at_must_follow_created_at() -> None:
+    data = {"type": "story_posted", "story_id": "s", "author_id": "a", "created_at": T0,
+            "expires_at": T0}
+    with pytest.raises(ValidationError, match="expires_at must be after created_at"):
+        parse_event(data)
+
+
+def test_event_id_is_derived_from_the_content_when_absent() -> None:
+    first, again, other = parse_event(viewed()), parse_event(viewed()), parse_event(viewed(viewer_id="u2"))
+    assert isinstance(first, StoryViewed)
+    assert first.event_id == again.event_id != other.event_id
+
+
+def test_given_event_id_is_kept() -> None:
+    assert parse_event(viewed(event_id="evt-1")).event_id == "evt-1"
+
+
+def test_unknown_fields_and_types_are_rejected() -> None:
+    assert errors_of(viewed(colour="red")) == [("colour",)]
+    with pytest.raises(ValidationError):
+        parse_event({"type": "story_exploded", "story_id": "s"})

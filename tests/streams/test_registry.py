@@ -1,0 +1,84 @@
+"""Both registries: the embedded one (ids fixed in the repo) and the Confluent HTTP client,
+the latter against a minimal Confluent-compatible registry served over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from schemas.avro import latest
+from schemas.events import parse_event
+from streams.codecs import AvroCodec, CodecError
+from streams.registry import ConfluentRegistry, EmbeddedRegistry, make_registry
+
+
+class _Registry(BaseHTTPRequestHandler):
+    schemas: list[str] = []
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _reply(self, status: int, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:  # POST /subjects/{subject}/versions
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body["schema"] not in self.schemas:
+            self.schemas.append(body["schema"])
+        self._reply(200, {"id": 100 + self.schemas.index(body["schema"])})
+
+    def do_GET(self) -> None:  # GET /schemas/ids/{id}
+        schema_id = int(self.path.split("?")[0].rstrip("/").split("/")[-1])
+        if 100 <= schema_id < 100 + len(self.schemas):
+            self._reply(200, {"schema": self.schemas[schema_id - 100]})
+        else:
+            self._reply(404, {"error_code": 40403, "message": "Schema not found"})
+
+
+@pytest.fixture
+def registry_url() -> Iterator[str]:
+    _Registry.schemas = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Registry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+VIEW = parse_event({"type": "story_viewed", "story_id": "s1", "viewer_id": "u1",
+                    "viewed_at": "2026-11-22T10:00:00Z"})
+
+
+def test_embedded_ids_are_the_ones_fixed_in_the_repo() -> None:
+    registry = EmbeddedRegistry()
+    assert registry.id_for("StoryViewed", "any") == latest("StoryViewed").schema_id
+    assert EmbeddedRegistry().id_for("StoryViewed", "other") == registry.id_for("StoryViewed", "x")
+
+
+def test_make_registry_picks_by_url(registry_url: str) -> None:
+    assert isinstance(make_registry(None), EmbeddedRegistry)
+    assert isinstance(make_registry(registry_url), ConfluentRegistry)
+
+
+def test_confluent_registry_registers_and_resolves_over_http(registry_url: str) -> None:
+    codec = AvroCodec("StoryViewed", ConfluentRegistry(registry_url), "story-viewed-value")
+    data = codec.encode(VIEW)
+    assert data[1:5] == (100).to_bytes(4, "big")
+    # A fresh client (another process) resolves the writer schema by id from the server.
+    reader = AvroCodec("StoryViewed", ConfluentRegistry(registry_url), "story-viewed-value")
+    assert reader.decode(data) == VIEW
+
+
+def test_confluent_registry_unknown_id_is_a_codec_error(registry_url: str) -> None:
+    codec = AvroCodec("StoryViewed", ConfluentRegistry(registry_url), "story-viewed-value")
+    with pytest.raises(CodecError, match="unknown schema id 7"):
+        codec.decode(b"\x00\x00\x00\x00\x07\x00")
