@@ -23,6 +23,8 @@ VIDEO_TYPES = frozenset({"video/mp4", "video/quicktime", "video/webm", "video/x-
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"})
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 _QUICKTIME_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"})
+# Renditions are downloaded by clients over HTTP; originals under uploads/ stay private.
+PUBLIC_PREFIXES = ("media/", "highlights/")
 SNIFF_BYTES = 64  # how much of the head `sniff_content_type` needs
 
 
@@ -114,7 +116,9 @@ def check_video(duration_ms: int | None, limits: MediaLimits = DEFAULT_LIMITS) -
     if duration_ms is None or duration_ms <= 0:
         return "video has no duration (no frames?)"
     if duration_ms > limits.max_video_ms:
-        return f"video too long: {duration_ms / 1000:.1f} s (at most {limits.max_video_ms / 1000:g} s)"
+        return (
+            f"video too long: {duration_ms / 1000:.1f} s (at most {limits.max_video_ms / 1000:g} s)"
+        )
     return None
 
 
@@ -149,12 +153,11 @@ def _image_plan(width: int, height: int) -> list[RenditionSpec]:
 
 
 def video_size(width: int, height: int, short_side: int) -> tuple[int, int]:
-    """Even dimensions with the short side at `short_side` (never above the source's)."""
-    short = min(width, height)
-    scale = min(1.0, short_side / short)
-    return _even(width * scale) if scale < 1 else _even_floor(width), (
-        _even(height * scale) if scale < 1 else _even_floor(height)
-    )
+    """Even dimensions with the short side at `short_side`, never above the source's size."""
+    scale = short_side / min(width, height)
+    if scale >= 1:
+        return _even_floor(width), _even_floor(height)
+    return _even(width * scale), _even(height * scale)
 
 
 def _even_floor(value: int) -> int:
@@ -234,7 +237,9 @@ class ObjectsPlan:
     move_prefixes: tuple[tuple[str, str], ...] = ()
 
 
-def plan_objects_change(media_id: str, action: Literal["purge", "move_to_highlights"]) -> ObjectsPlan:
+def plan_objects_change(
+    media_id: str, action: Literal["purge", "move_to_highlights"]
+) -> ObjectsPlan:
     """Purge deletes every object of the media (original, renditions, highlight copies);
     moving to highlights moves the renditions under the long-term prefix."""
     if action == "purge":

@@ -44,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     dev.add_argument("--workers", type=int, default=1, help="number of worker processes")
 
+    worker = sub.add_parser("worker", help="one worker against STORYSTREAM_BROKER")
+    worker.add_argument("--api-port", type=int, help=f"HTTP API port {_env('API_PORT')}")
+    worker.add_argument("--ttl", help=f"story time-to-live {_env('STORY_TTL')}")
+    worker.add_argument("--grace", help=f"purge delay after expiry {_env('EXPIRY_GRACE')}")
+
     topics = sub.add_parser("topics", help="topic administration")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     topics_sub.add_parser("create", help="create every topic of the contract (idempotent)")
@@ -198,7 +203,15 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     return run_dev(settings, broker_port=args.broker_port, workers=args.workers)
 
 
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.worker import run_worker
+
+    _need_broker(settings)
+    return run_worker(settings)
+
+
 COMMANDS = {
+    "worker": cmd_worker,
     "dev": cmd_dev,
     "publish": cmd_publish,
     "consume": cmd_consume,

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
+import urllib.request
 from contextlib import ExitStack
+from pathlib import Path
 
 from infra.broker import EmbeddedBroker
+from infra.process import spawn, stop
+from infra.s3 import EmbeddedS3
 from streams import devstate
 from streams.admin import create_topics
 from streams.settings import Settings
@@ -22,9 +31,33 @@ def _port_or_free(port: int) -> int:
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
-            log.warning("port %s is taken; using a free port for the embedded broker", port)
+            log.warning("port %s is taken; using a free port instead", port)
             return 0
     return port
+
+
+def _worker_env(settings: Settings, index: int, s3: EmbeddedS3 | None) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "STORYSTREAM_BROKER": settings.bootstrap(),
+        "STORYSTREAM_API_PORT": str(settings.api_port + index),
+        "STORYSTREAM_DATA_DIR": str(settings.data_dir / f"worker-{index}"),
+        "STORYSTREAM_STORY_TTL": f"{settings.story_ttl.total_seconds()}s",
+        "STORYSTREAM_EXPIRY_GRACE": f"{settings.expiry_grace.total_seconds()}s",
+        "STORYSTREAM_PARTITIONS": str(settings.partitions),
+    }
+    if s3 is not None:
+        env["STORYSTREAM_S3_ENDPOINT_URL"] = s3.endpoint_url
+        env["STORYSTREAM_S3_ACCESS_KEY_ID"], env["STORYSTREAM_S3_SECRET_ACCESS_KEY"] = s3.credentials
+    return env
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
+            return bool(answer.status == 200)
+    except OSError:
+        return False
 
 
 def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> int:
@@ -38,18 +71,46 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
             bootstrap = settings.broker
             print(f"broker: {bootstrap} (STORYSTREAM_BROKER)", flush=True)
         else:
-            broker = EmbeddedBroker(
-                port=_port_or_free(broker_port), log_path=settings.data_dir / "broker.log"
-            )
+            broker = EmbeddedBroker(port=_port_or_free(broker_port),
+                                    log_path=settings.data_dir / "broker.log")
             stack.enter_context(broker)
             bootstrap = broker.bootstrap
-            print(f"broker: {bootstrap} (embedded)", flush=True)
+            print(f"broker: {bootstrap} (embedded, in memory)", flush=True)
+            # The embedded broker starts empty: local state from an earlier run is stale.
+            for old in settings.data_dir.glob("worker-*"):
+                shutil.rmtree(old, ignore_errors=True)
         settings = settings.model_copy(update={"broker": bootstrap})
+        s3 = None
+        if not settings.s3_endpoint_url:
+            s3 = stack.enter_context(EmbeddedS3())
+            settings = settings.model_copy(update={"s3_endpoint_url": s3.endpoint_url})
+            print(f"object store: {s3.endpoint_url} (embedded, in memory)", flush=True)
         create_topics(settings)
-        devstate.write(settings.data_dir, broker=bootstrap)
+        procs: list[subprocess.Popen[bytes]] = []
+        for index in range(workers):
+            log_file = open(settings.data_dir / f"worker-{index}.log", "ab")  # noqa: SIM115
+            stack.callback(log_file.close)
+            proc = spawn([sys.executable, "-m", "streams.cli", "worker"], log=log_file,
+                         env=_worker_env(settings, index, s3))
+            procs.append(proc)
+            stack.callback(stop, proc, 30.0)
+        urls = [f"http://127.0.0.1:{settings.api_port + i}" for i in range(workers)]
+        deadline = time.monotonic() + 120
+        while not all(_healthy(u) for u in urls) and not stopping.is_set():
+            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+                print(f"a worker failed to start; see {settings.data_dir}/worker-*.log", flush=True)
+                return 1
+            time.sleep(0.5)
+        devstate.write(settings.data_dir, broker=bootstrap, api=urls[0],
+                       s3_endpoint_url=settings.s3_endpoint_url)
         stack.callback(devstate.clear, settings.data_dir)
-        print(f"ready: export STORYSTREAM_BROKER={bootstrap}  (Ctrl-C to stop)", flush=True)
+        print(f"api: {urls[0]}" + (f" (and {', '.join(urls[1:])})" if urls[1:] else ""), flush=True)
+        print(f"ready: {workers} worker(s); export STORYSTREAM_BROKER={bootstrap}; Ctrl-C stops",
+              flush=True)
         while not stopping.wait(0.5):
-            pass
+            for index, proc in enumerate(procs):
+                if proc.poll() is not None:
+                    print(f"worker {index} exited ({proc.returncode}); see its log", flush=True)
+                    stopping.set()
         print("stopping", flush=True)
     return 0

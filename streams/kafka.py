@@ -22,6 +22,8 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
         "compression.type": "none",
         "delivery.timeout.ms": 300_000,
         "delivery.report.only.error": True,
+        # Java-compatible key hashing: every producer and the API agree on key ownership.
+        "partitioner": "murmur2_random",
     }
     config.update(overrides)
     return config

@@ -41,17 +41,30 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint; unset = embedded (moto)")
     s3_bucket: str = "storystream-media"
     s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_public_url: str | None = Field(None, description="CDN base URL for renditions")
+    media_max_bytes: int = Field(200 * 1024 * 1024, ge=1)
+    media_max_video: Duration = timedelta(seconds=60)
+    transcode_workers: int = Field(1, ge=1, le=64)
     story_ttl: Duration = timedelta(hours=24)
     expiry_grace: Duration = timedelta(hours=2)
     celebrity_followers: int = Field(100_000, ge=1)
     api_secret: SecretStr = SecretStr("storystream-dev-secret-change-me")
     data_dir: Path = Path("./data")
     api_port: int = Field(6066, ge=0, le=65535)
+    api_bind: str = "127.0.0.1"
+    api_url: str | None = Field(None, description="URL other workers reach this one at")
     partitions: int = Field(4, ge=1, le=1024)
     replication_factor: int = Field(1, ge=1, le=16)
     input_retention: Duration = timedelta(days=7)
     app_id: str = "storystream"
     hll_lg_k: int = Field(12, ge=4, le=21)
+
+    def advertised_api_url(self) -> str:
+        """The URL other workers forward requests to."""
+        host = "127.0.0.1" if self.api_bind in ("0.0.0.0", "") else self.api_bind
+        return self.api_url or f"http://{host}:{self.api_port}"
 
     def bootstrap(self) -> str:
         """The broker address; fails clearly when no broker is configured or started."""

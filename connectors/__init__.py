@@ -1,0 +1,1 @@
+"""Adapters to outside systems (object store, transcoder, upload) behind small protocols."""

@@ -1,0 +1,455 @@
+"""The object store: a small protocol, its S3 adapter (boto3) and an in-memory fake."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client  # pragma: no cover
+else:
+    S3Client = Any
+
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_MIB = 1024 * 1024
+
+
+class ObjectStoreError(RuntimeError):
+    """An object-store operation failed (after retries, for transient errors)."""
+
+
+class ObjectNotFound(ObjectStoreError):
+    """The object does not exist."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    content_type: str
+
+
+class ObjectStore(Protocol):
+    """What the pipeline needs from object storage. Deletes and moves are idempotent."""
+
+    def ensure_bucket(self) -> None: ...
+    def put_bytes(self, key: str, data: bytes, content_type: str = ...) -> None: ...
+    def put_file(self, key: str, path: Path, content_type: str = ...) -> None: ...
+    def get_bytes(self, key: str) -> bytes: ...
+    def download(self, key: str, path: Path) -> None: ...
+    def head(self, key: str) -> ObjectInfo | None: ...
+    def list_keys(self, prefix: str) -> list[str]: ...
+    def copy(self, source: str, target: str) -> None: ...
+    def move(self, source: str, target: str) -> None: ...
+    def delete_keys(self, keys: list[str]) -> None: ...
+    def delete_prefix(self, prefix: str) -> int: ...
+    def public_url(self, key: str) -> str: ...
+
+
+def move_prefix(store: ObjectStore, source: str, target: str) -> list[tuple[str, str]]:
+    """Move every object under `source` to the same name under `target`; safe to re-run.
+
+    Returns the (old key, new key) pairs of what was moved by this call.
+    """
+    moved = []
+    for key in store.list_keys(source):
+        new_key = target + key.removeprefix(source)
+        store.move(key, new_key)
+        moved.append((key, new_key))
+    return moved
+
+
+def _public_url(endpoint_url: str | None, bucket: str, region: str, key: str) -> str:
+    path = quote(key, safe="/-_.~")
+    if endpoint_url:  # path style: works with any S3-compatible server and plain HTTP
+        return f"{endpoint_url.rstrip('/')}/{bucket}/{path}"
+    return f"https://{bucket}.s3.{region}.amazonaws.com/{path}"
+
+
+class S3ObjectStore:
+    """The S3 adapter. The boto3 client is made on first use (and not pickled: a worker
+    process makes its own). Transient errors are retried with backoff by botocore's
+    standard retry mode; large files go up and down in parts."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        credentials: tuple[str, str] | None = None,
+        public_base_url: str | None = None,
+        create_bucket: bool = False,
+        public_prefixes: tuple[str, ...] = (),
+        max_attempts: int = 5,
+        multipart_threshold: int = 16 * _MIB,
+        timeout: float = 30.0,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.public_base_url = public_base_url
+        self._credentials = credentials
+        self._create_bucket = create_bucket
+        self.public_prefixes = public_prefixes
+        self._max_attempts = max_attempts
+        self._multipart_threshold = multipart_threshold
+        self._timeout = timeout
+        self._client: S3Client | None = None
+        self._transfer: Any = None
+        self._lock = threading.Lock()
+        self._bucket_ready = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_client=None, _transfer=None, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        where = self.endpoint_url or f"aws:{self.region}"
+        return f"S3ObjectStore(bucket={self.bucket!r}, endpoint={where!r})"
+
+    @property
+    def client(self) -> S3Client:
+        """The boto3 S3 client, created (and the bucket made, if asked) on first use."""
+        with self._lock:
+            if self._client is None:
+                import boto3
+                from boto3.s3.transfer import TransferConfig
+                from botocore.config import Config
+
+                config = Config(
+                    region_name=self.region,
+                    retries={"mode": "standard", "max_attempts": self._max_attempts},
+                    connect_timeout=self._timeout,
+                    read_timeout=self._timeout,
+                    s3={"addressing_style": "path" if self.endpoint_url else "auto"},
+                )
+                keys = {}
+                if self._credentials is not None:
+                    keys = {
+                        "aws_access_key_id": self._credentials[0],
+                        "aws_secret_access_key": self._credentials[1],
+                    }
+                session = boto3.session.Session(region_name=self.region, **keys)
+                self._client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+                self._transfer = TransferConfig(
+                    multipart_threshold=self._multipart_threshold,
+                    multipart_chunksize=max(8 * _MIB, self._multipart_threshold // 2),
+                    max_concurrency=4,
+                )
+            client = self._client
+        if self._create_bucket and not self._bucket_ready:
+            self._bucket_ready = True  # before the call: ensure_bucket uses this property
+            try:
+                self.ensure_bucket()
+            except ObjectStoreError:
+                self._bucket_ready = False
+                raise
+        return client
+
+    def _fail(self, action: str, key: str, exc: Exception) -> ObjectStoreError:
+        from botocore.exceptions import ClientError
+
+        target = f"s3://{self.bucket}/{key}"
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            message = f"{action} {target} failed: {code} {error.get('Message', '')}".rstrip()
+            if code in _MISSING_CODES:
+                return ObjectNotFound(f"{action} {target}: no such object")
+            if code == "NoSuchBucket":
+                return ObjectStoreError(f"{action} {target}: bucket {self.bucket!r} does not exist")
+            return ObjectStoreError(message)
+        where = self.endpoint_url or "AWS S3"
+        return ObjectStoreError(f"{action} {target} failed ({where}): {exc}")
+
+    def _call(self, action: str, key: str, fn: Any, /, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(action, key, exc) from exc
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket unless it exists; make `public_prefixes` anonymously readable."""
+        self._create()
+        if self.public_prefixes:
+            resources = [f"arn:aws:s3:::{self.bucket}/{p}*" for p in self.public_prefixes]
+            policy = {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Sid": "PublicRenditions",
+                        "Effect": "Allow",
+                        "Principal": "*",
+                        "Action": "s3:GetObject",
+                        "Resource": resources,
+                    }
+                ],
+            }
+            self._call(
+                "put bucket policy",
+                "",
+                self.client.put_bucket_policy,
+                Bucket=self.bucket,
+                Policy=json.dumps(policy),
+            )
+
+    def _create(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        client = self.client
+        try:
+            client.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in {"404", "NoSuchBucket"}:
+                raise self._fail("head bucket", "", exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("head bucket", "", exc) from exc
+        kwargs: dict[str, Any] = {"Bucket": self.bucket}
+        if self.region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            client.create_bucket(**kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "BucketAlreadyOwnedByYou":
+                raise self._fail("create bucket", "", exc) from exc
+        except BotoCoreError as exc:
+            raise self._fail("create bucket", "", exc) from exc
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        client = self.client
+        self._call(
+            "put",
+            key,
+            client.put_object,
+            Bucket=self.bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+        )
+
+    def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        client = self.client
+        try:
+            self._call(
+                "upload",
+                key,
+                client.upload_file,
+                Filename=str(path),
+                Bucket=self.bucket,
+                Key=key,
+                ExtraArgs={"ContentType": content_type},
+                Config=self._transfer,
+            )
+        except OSError as exc:
+            raise ObjectStoreError(f"upload {path} to s3://{self.bucket}/{key}: {exc}") from exc
+
+    def get_bytes(self, key: str) -> bytes:
+        client = self.client
+        response = self._call("get", key, client.get_object, Bucket=self.bucket, Key=key)
+        body: bytes = self._call("get", key, response["Body"].read)
+        return body
+
+    def download(self, key: str, path: Path) -> None:
+        client = self.client
+        try:
+            self._call(
+                "download",
+                key,
+                client.download_file,
+                Bucket=self.bucket,
+                Key=key,
+                Filename=str(path),
+                Config=self._transfer,
+            )
+        except OSError as exc:
+            raise ObjectStoreError(f"download s3://{self.bucket}/{key} to {path}: {exc}") from exc
+
+    def head(self, key: str) -> ObjectInfo | None:
+        client = self.client
+        try:
+            response = self._call("head", key, client.head_object, Bucket=self.bucket, Key=key)
+        except ObjectNotFound:
+            return None
+        return ObjectInfo(key, int(response["ContentLength"]), response.get("ContentType", ""))
+
+    def list_keys(self, prefix: str) -> list[str]:
+        client = self.client
+        paginator = client.get_paginator("list_objects_v2")
+        keys: list[str] = []
+
+        def collect() -> None:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.extend(item["Key"] for item in page.get("Contents", []))
+
+        self._call("list", prefix + "*", collect)
+        return sorted(keys)
+
+    def copy(self, source: str, target: str) -> None:
+        client = self.client
+        self._call(
+            "copy",
+            source,
+            client.copy,
+            CopySource={"Bucket": self.bucket, "Key": source},
+            Bucket=self.bucket,
+            Key=target,
+            Config=self._transfer,
+        )
+
+    def move(self, source: str, target: str) -> None:
+        """Copy then delete; a source already gone with the target present is a done move."""
+        try:
+            self.copy(source, target)
+        except ObjectNotFound:
+            if self.head(target) is None:
+                raise ObjectNotFound(
+                    f"move s3://{self.bucket}/{source} -> {target}: neither exists"
+                ) from None
+            return
+        self.delete_keys([source])
+
+    def delete_keys(self, keys: list[str]) -> None:
+        client = self.client
+        for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys
+            batch = keys[start : start + 1000]
+            response = self._call(
+                "delete",
+                batch[0],
+                client.delete_objects,
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+            errors = [e for e in response.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+            if errors:
+                first = errors[0]
+                raise ObjectStoreError(
+                    f"delete s3://{self.bucket}/{first.get('Key')} failed: "
+                    f"{first.get('Code')} {first.get('Message', '')} ({len(errors)} errors)"
+                )
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix:
+            raise ValueError("refusing to delete the whole bucket (empty prefix)")
+        keys = self.list_keys(prefix)
+        if keys:
+            self.delete_keys(keys)
+        return len(keys)
+
+    def public_url(self, key: str) -> str:
+        if self.public_base_url:
+            return f"{self.public_base_url.rstrip('/')}/{quote(key, safe='/-_.~')}"
+        return _public_url(self.endpoint_url, self.bucket, self.region, key)
+
+
+class InMemoryObjectStore:
+    """A fake with the S3 adapter's behaviour (checked by the same contract tests)."""
+
+    def __init__(
+        self,
+        bucket: str = "storystream-media",
+        *,
+        endpoint_url: str | None = "http://objects.invalid",
+        region: str = "us-east-1",
+        create_bucket: bool = True,
+    ) -> None:
+        self.bucket = bucket
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self._objects: dict[str, tuple[bytes, str]] = {}
+        self._exists = create_bucket
+        self._lock = threading.Lock()
+
+    def _check_bucket(self, key: str) -> None:
+        if not self._exists:
+            raise ObjectStoreError(
+                f"s3://{self.bucket}/{key}: bucket {self.bucket!r} does not exist"
+            )
+
+    def _get(self, action: str, key: str) -> tuple[bytes, str]:
+        self._check_bucket(key)
+        try:
+            return self._objects[key]
+        except KeyError:
+            raise ObjectNotFound(f"{action} s3://{self.bucket}/{key}: no such object") from None
+
+    def ensure_bucket(self) -> None:
+        self._exists = True
+
+    def put_bytes(self, key: str, data: bytes, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        with self._lock:
+            self._check_bucket(key)
+            self._objects[key] = (bytes(data), content_type)
+
+    def put_file(self, key: str, path: Path, content_type: str = DEFAULT_CONTENT_TYPE) -> None:
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise ObjectStoreError(f"upload {path} to s3://{self.bucket}/{key}: {exc}") from exc
+        self.put_bytes(key, data, content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        with self._lock:
+            return self._get("get", key)[0]
+
+    def download(self, key: str, path: Path) -> None:
+        data = self.get_bytes(key)
+        try:
+            Path(path).write_bytes(data)
+        except OSError as exc:
+            raise ObjectStoreError(f"download s3://{self.bucket}/{key} to {path}: {exc}") from exc
+
+    def head(self, key: str) -> ObjectInfo | None:
+        with self._lock:
+            self._check_bucket(key)
+            found = self._objects.get(key)
+        return None if found is None else ObjectInfo(key, len(found[0]), found[1])
+
+    def list_keys(self, prefix: str) -> list[str]:
+        with self._lock:
+            self._check_bucket(prefix)
+            return sorted(k for k in self._objects if k.startswith(prefix))
+
+    def copy(self, source: str, target: str) -> None:
+        with self._lock:
+            self._objects[target] = self._get("copy", source)
+
+    def move(self, source: str, target: str) -> None:
+        with self._lock:
+            self._check_bucket(source)
+            if source not in self._objects:
+                if target in self._objects:
+                    return
+                raise ObjectNotFound(
+                    f"move s3://{self.bucket}/{source} -> {target}: neither exists"
+                )
+            self._objects[target] = self._objects.pop(source)
+
+    def delete_keys(self, keys: list[str]) -> None:
+        with self._lock:
+            self._check_bucket(keys[0] if keys else "")
+            for key in keys:
+                self._objects.pop(key, None)
+
+    def delete_prefix(self, prefix: str) -> int:
+        if not prefix:
+            raise ValueError("refusing to delete the whole bucket (empty prefix)")
+        keys = self.list_keys(prefix)
+        self.delete_keys(keys)
+        return len(keys)
+
+    def public_url(self, key: str) -> str:
+        return _public_url(self.endpoint_url, self.bucket, self.region, key)

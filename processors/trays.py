@@ -1,0 +1,260 @@
+"""The "tray" stage (keyed user_id): one user's tray, what they have seen, celebrities merged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Set
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import TypeVar
+
+from processors.authors import Author, in_tray, visible_stories
+from processors.context import Ctx, Output, Policy, Put, Tombstone
+from processors.messages import (
+    CelebrityFollowChanged,
+    StorySeen,
+    TrayStoryAdded,
+    TrayStoryRemoved,
+)
+from schemas.records import Tray, TrayEntry
+from schemas.types import millis
+
+
+@dataclass(frozen=True, slots=True)
+class TrayStory:
+    """A fanned-out story in the tray."""
+
+    author_id: str
+    story_id: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SeenStory:
+    """A story the owner viewed, remembered until `keep_until` (then it cannot matter)."""
+
+    story_id: str
+    keep_until: datetime
+
+
+_Item = TypeVar("_Item", TrayStory, SeenStory)
+
+
+@dataclass(frozen=True, slots=True)
+class TrayState:
+    """State of the tray stage.
+
+    `stories` and `seen` are sorted by story_id. A seen id is kept until its story expires
+    when the story is (or was) in the tray, else until the view time + TTL + grace: not
+    dropped when the story merely leaves the tray, so an unfollow and re-follow (or a
+    close-friend toggle) does not make a viewed story unseen again. `celebrities` are the
+    followed authors merged on read. `published` is the last non-empty Tray put on the
+    topic (None: nothing, or a tombstone): outputs are the difference from it.
+    """
+
+    user_id: str
+    stories: tuple[TrayStory, ...] = ()
+    seen: tuple[SeenStory, ...] = ()
+    celebrities: frozenset[str] = frozenset()
+    published: Tray | None = None
+
+    @property
+    def seen_ids(self) -> frozenset[str]:
+        """Ids of the stories the owner has viewed (as far as they still matter)."""
+        return frozenset(s.story_id for s in self.seen)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the state carries nothing: the wiring may delete the key."""
+        return not (self.stories or self.seen or self.celebrities or self.published)
+
+
+def tray_story_added(
+    state: TrayState | None, message: TrayStoryAdded, ctx: Ctx
+) -> tuple[TrayState, list[Output]]:
+    """A story the owner may see joins the tray (ignored when already expired)."""
+    old = _state(state, message.user_id, ctx.now)
+    if message.expires_at <= ctx.now:
+        return _publish(old, ctx)
+    story = TrayStory(message.author_id, message.story_id, message.created_at, message.expires_at)
+    stories = _without(old.stories, story.story_id) + (story,)
+    seen = old.seen
+    current = _seen(old, story.story_id)
+    if current is not None and current.keep_until != story.expires_at:
+        seen = _without(seen, story.story_id) + (SeenStory(story.story_id, story.expires_at),)
+    changed = replace(old, stories=_by_id(stories), seen=_by_id(seen))
+    return _publish(changed, ctx)
+
+
+def tray_story_removed(
+    state: TrayState | None, message: TrayStoryRemoved, ctx: Ctx
+) -> tuple[TrayState, list[Output]]:
+    """A story leaves the tray (expiry, delete, unfollow, audience)."""
+    old = _state(state, message.user_id, ctx.now)
+    changed = replace(old, stories=_without(old.stories, message.story_id))
+    return _publish(changed, ctx)
+
+
+def story_seen(
+    state: TrayState | None, message: StorySeen, ctx: Ctx
+) -> tuple[TrayState, list[Output]]:
+    """The owner viewed a story: it no longer counts as unseen."""
+    old = _state(state, message.user_id, ctx.now)
+    story = next((s for s in old.stories if s.story_id == message.story_id), None)
+    current = _seen(old, message.story_id)
+    if story is not None:
+        keep_until = story.expires_at  # known exactly
+    elif current is not None:
+        keep_until = current.keep_until
+    else:
+        keep_until = _seen_horizon(message.at, ctx.policy)
+    seen = _without(old.seen, message.story_id) + (SeenStory(message.story_id, keep_until),)
+    return _publish(replace(old, seen=_by_id(seen)), ctx)
+
+
+def celebrity_follow_changed(
+    state: TrayState | None, message: CelebrityFollowChanged, ctx: Ctx
+) -> tuple[TrayState, list[Output]]:
+    """The owner follows (or stopped following) a celebrity, merged in on read."""
+    old = _state(state, message.user_id, ctx.now)
+    if message.following:
+        celebrities = old.celebrities | {message.author_id}
+    else:
+        celebrities = old.celebrities - {message.author_id}
+    return _publish(replace(old, celebrities=celebrities), ctx)
+
+
+TrayInput = TrayStoryAdded | TrayStoryRemoved | StorySeen | CelebrityFollowChanged
+
+
+def handle(state: TrayState | None, message: TrayInput, ctx: Ctx) -> tuple[TrayState, list[Output]]:
+    """Dispatch one message of the tray stage to its processor."""
+    match message:
+        case TrayStoryAdded():
+            return tray_story_added(state, message, ctx)
+        case TrayStoryRemoved():
+            return tray_story_removed(state, message, ctx)
+        case StorySeen():
+            return story_seen(state, message, ctx)
+        case CelebrityFollowChanged():
+            return celebrity_follow_changed(state, message, ctx)
+    raise TypeError(f"the tray stage does not handle {type(message).__name__}")
+
+
+def render_tray(state: TrayState, now: datetime) -> Tray:
+    """The fanned-out part of the tray as published: unexpired stories, ordered for display."""
+    seen = state.seen_ids
+    by_author: dict[str, list[TrayStory]] = {}
+    for story in state.stories:
+        if story.expires_at > now:
+            by_author.setdefault(story.author_id, []).append(story)
+    entries = []
+    for author_id, stories in by_author.items():
+        stories.sort(key=lambda s: (s.created_at, s.story_id))
+        entries.append(
+            TrayEntry(
+                author_id=author_id,
+                story_ids=tuple(s.story_id for s in stories),
+                latest_story_at=stories[-1].created_at,
+                has_unseen=any(s.story_id not in seen for s in stories),
+            )
+        )
+    return Tray(user_id=state.user_id, entries=order_entries(entries))
+
+
+def celebrity_entry(
+    author: Author, viewer_id: str, seen: Set[str], now: datetime
+) -> TrayEntry | None:
+    """The tray entry of a celebrity `author` for a follower (None: nothing to show)."""
+    stories = [s for s in visible_stories(author, viewer_id, now) if in_tray(author, s, viewer_id)]
+    if not stories:
+        return None
+    return TrayEntry(
+        author_id=author.author_id,
+        story_ids=tuple(s.story_id for s in stories),
+        latest_story_at=max(s.created_at for s in stories),
+        has_unseen=any(s.story_id not in seen for s in stories),
+    )
+
+
+def merge_celebrities(tray: Tray, celebrity_entries: Iterable[TrayEntry]) -> Tray:
+    """The tray with celebrity entries merged in, re-ordered for display.
+
+    A celebrity entry replaces the tray's own entry for the same author: it is computed from
+    the author's current state, while a fanned-out entry can only be a leftover of a threshold
+    crossing still being delivered.
+    """
+    merged = {entry.author_id: entry for entry in tray.entries}
+    for entry in celebrity_entries:
+        merged[entry.author_id] = entry
+    return Tray(user_id=tray.user_id, entries=order_entries(merged.values()))
+
+
+def read_tray(
+    state: TrayState | None, user_id: str, authors: Iterable[Author], now: datetime
+) -> Tray:
+    """The tray as the API serves it: fanned-out stories plus celebrities merged on read.
+
+    `authors` are the states of `state.celebrities` (missing ones may be left out).
+    """
+    if state is None:
+        return Tray(user_id=user_id, entries=())
+    seen = state.seen_ids
+    wanted = state.celebrities
+    entries = (celebrity_entry(a, user_id, seen, now) for a in authors if a.author_id in wanted)
+    return merge_celebrities(render_tray(state, now), (e for e in entries if e is not None))
+
+
+def order_entries(entries: Iterable[TrayEntry]) -> tuple[TrayEntry, ...]:
+    """Display order: unseen first, then newest `latest_story_at` first, then author_id."""
+    return tuple(
+        sorted(entries, key=lambda e: (not e.has_unseen, -millis(e.latest_story_at), e.author_id))
+    )
+
+
+def _state(state: TrayState | None, user_id: str, now: datetime) -> TrayState:
+    """The state to apply a message to, with what expired by `now` already dropped."""
+    if state is None:
+        return TrayState(user_id)
+    if state.user_id != user_id:
+        raise ValueError(f"user {user_id}'s message given the tray of {state.user_id}")
+    return _expire(state, now)
+
+
+def _expire(state: TrayState, now: datetime) -> TrayState:
+    stories = tuple(s for s in state.stories if s.expires_at > now)
+    seen = tuple(s for s in state.seen if s.keep_until > now)
+    if len(stories) == len(state.stories) and len(seen) == len(state.seen):
+        return state
+    return replace(state, stories=stories, seen=seen)
+
+
+def _seen_horizon(viewed_at: datetime, policy: Policy) -> datetime:
+    # A story viewed at `viewed_at` was created before it, so it expires by this time
+    # (for the default expiry; a longer explicit `expires_at` is only known from the tray).
+    return viewed_at + policy.story_ttl + policy.expiry_grace
+
+
+def _seen(state: TrayState, story_id: str) -> SeenStory | None:
+    return next((s for s in state.seen if s.story_id == story_id), None)
+
+
+def _without(items: tuple[_Item, ...], story_id: str) -> tuple[_Item, ...]:
+    return tuple(item for item in items if item.story_id != story_id)
+
+
+def _by_id(items: tuple[_Item, ...]) -> tuple[_Item, ...]:
+    return tuple(sorted(items, key=lambda item: item.story_id))
+
+
+def _publish(changed: TrayState, ctx: Ctx) -> tuple[TrayState, list[Output]]:
+    """Drop what expired by `ctx.now`; publish the tray if it differs from the last one."""
+    changed = _expire(changed, ctx.now)
+    tray = render_tray(changed, ctx.now)
+    if tray.entries:
+        if tray == changed.published:
+            return changed, []
+        return replace(changed, published=tray), [Put(changed.user_id, tray)]
+    if changed.published is None:
+        return changed, []
+    return replace(changed, published=None), [Tombstone(Tray, changed.user_id)]

@@ -1,0 +1,85 @@
+"""The Faust application of a worker: hosts the stream engine as a service and the HTTP API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Protocol
+from datetime import UTC, datetime
+
+import faust
+from mode import Service
+
+from streams.engine import Engine
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Companion(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def create_app(
+    settings: Settings,
+    engine: Engine,
+    install_api: Callable[[faust.App], None],
+    companions: Sequence[Companion] = (),
+) -> faust.App:
+    """A Faust app for one worker. Faust owns the process lifecycle (signals, logging, web
+    server); the engine does the stateful stream processing in its own thread."""
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.bootstrap()}",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        web_host=settings.api_bind,
+        web_port=settings.api_port,
+        web_bind=settings.api_bind,
+        datadir=str(settings.data_dir / "faust"),
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=6.0,
+        web_in_thread=False,
+    )
+
+    @app.service
+    class EngineService(Service):
+        """Runs the engine thread for as long as the app runs; stopping finishes the batch in
+        hand, commits it, and leaves the group."""
+
+        _thread: threading.Thread | None = None
+
+        async def on_start(self) -> None:
+            for companion in companions:
+                companion.start()
+            self._thread = threading.Thread(target=self._run, name="storystream-engine", daemon=True)
+            self._thread.start()
+
+        def _run(self) -> None:
+            try:
+                engine.run()
+            except Exception:
+                log.exception("stream engine failed; stopping the worker")
+                asyncio.run_coroutine_threadsafe(app.stop(), app.loop)
+
+        async def on_stop(self) -> None:
+            engine.stop()
+            loop = asyncio.get_running_loop()
+            if self._thread is not None:
+                await loop.run_in_executor(None, self._thread.join, 60)
+            for companion in reversed(companions):
+                await loop.run_in_executor(None, companion.stop)
+
+    install_api(app)
+    # Faust leaves aiokafka's logger at DEBUG, which costs about 10% CPU.
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    return app
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

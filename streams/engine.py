@@ -1,0 +1,459 @@
+"""The stream engine of a worker: one consumer-group member that reads every story-keyed and
+internal topic in batches, runs the stages' handlers against per-partition RocksDB state,
+and makes each batch durable before committing it.
+
+A batch is made durable in this order: (1) outputs, forwards and changelog records are
+produced and acknowledged; (2) a one-record checkpoint (the input offsets the state now
+reflects) is produced to each touched changelog partition and acknowledged; (3) the local
+RocksDB write batch is applied; (4) the input offsets are committed. A restart restores each
+partition from the changelog up to its last checkpoint and resumes the inputs right after the
+offsets recorded there, so state updates are applied exactly once even though the broker gives
+no transactions; outputs may repeat (at least once), and are idempotent upserts or tombstones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+
+from processors.context import Forward, Output, Policy, Put, Tombstone
+from schemas.records import DeadLetter
+from streams.codecs import AvroCodec, CodecError
+from streams.kafka import producer_config
+from streams.metrics import Metrics
+from streams.partitioning import partition_for
+from streams.registry import SchemaRegistry
+from streams.store import PartitionStore
+from streams.topics import DEAD_LETTERS, topic_of_record
+
+log = logging.getLogger(__name__)
+CHECKPOINT_KEY = b"\x00checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class InRecord:
+    """A consumed record, undecoded."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp: int
+
+
+class Handler(Protocol):
+    """A stage's wiring: decodes its topics' records and applies its processors."""
+
+    topics: tuple[str, ...]
+
+    def handle(self, ctx: PartitionContext, records: Sequence[InRecord]) -> None: ...
+
+    def tick(self, ctx: PartitionContext) -> None: ...
+
+
+@dataclass
+class PartitionContext:
+    """What a handler sees of one partition during a batch."""
+
+    engine: Engine
+    partition: int
+    store: PartitionStore
+    now: datetime
+    touched: bool = False
+
+    @property
+    def policy(self) -> Policy:
+        return self.engine.policy
+
+    def emit(self, outputs: Iterable[Output]) -> None:
+        for output in outputs:
+            self.engine.emit(self, output)
+
+    def dead_letter(self, record: InRecord, reason: str) -> None:
+        self.engine.dead_letter(record, reason, self.now)
+
+
+@dataclass
+class _Assigned:
+    store: PartitionStore
+    applied: dict[str, int] = field(default_factory=dict)  # input topic -> last applied offset
+
+
+class Engine:
+    """Runs the handlers over the assigned partitions until `stop()`."""
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        group_id: str,
+        state_dir: Path,
+        partitions: int,
+        handlers: Sequence[Handler],
+        registry: SchemaRegistry,
+        policy: Policy,
+        changelog_topic: str,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
+        batch_size: int = 5000,
+        tick_interval: float = 0.5,
+        on_assignment: Callable[[set[int]], None] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.partitions = partitions
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self._bootstrap = bootstrap
+        self._group_id = group_id
+        self._state_dir = state_dir
+        self._handlers = list(handlers)
+        self._by_topic: dict[str, Handler] = {t: h for h in handlers for t in h.topics}
+        self._priority = {t: i for i, h in enumerate(handlers) for t in h.topics}
+        self._registry = registry
+        self._changelog = changelog_topic
+        self._batch_size = batch_size
+        self._tick_interval = tick_interval
+        self._on_assignment = on_assignment
+        self._codecs: dict[type, AvroCodec] = {}
+        self._dead_codec = AvroCodec(DEAD_LETTERS.record, registry, DEAD_LETTERS.subject)
+        self._assigned: dict[int, _Assigned] = {}
+        self._stopping = threading.Event()
+        self._errors: list[str] = []
+        self.ready = threading.Event()
+        self.running = False
+        self._producer: Producer | None = None
+        self._checkpointer: Producer | None = None
+        self._checkpoint_offsets: dict[int, int] = {}
+        self._consumer: Consumer | None = None
+        self._forward_encoders: dict[str, Callable[[Any], bytes]] = {}
+        self._local_forwards: dict[str, Callable[[PartitionContext, str, Any], None]] = {}
+        self._stage_topics: dict[str, str] = {}
+
+    # -- configuration ----------------------------------------------------------------------
+    def route_stage(self, stage: str, topic: str, encode: Callable[[Any], bytes]) -> None:
+        """Forwards to `stage` are produced to `topic` with `encode`d values."""
+        self._stage_topics[stage] = topic
+        self._forward_encoders[stage] = encode
+
+    def route_local(self, stage: str, apply: Callable[[PartitionContext, str, Any], None]) -> None:
+        """Forwards to a stage keyed like the current record are applied in place (same partition)."""
+        self._local_forwards[stage] = apply
+
+    # -- outputs ----------------------------------------------------------------------------
+    def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+        assert self._producer is not None
+        while True:
+            try:
+                self._producer.produce(topic, value, key, partition=partition, on_delivery=self._delivered)
+                return
+            except BufferError:
+                self._producer.poll(0.05)
+
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._errors.append(f"{msg.topic()}[{msg.partition()}]: {err.str()}")
+
+    def _checkpointed(self, err: KafkaError | None, msg: Message) -> None:
+        if err is not None:
+            self._errors.append(f"checkpoint {msg.partition()}: {err.str()}")
+        else:
+            self._checkpoint_offsets[msg.partition()] = msg.offset()
+
+    def _codec(self, record: type) -> AvroCodec:
+        codec = self._codecs.get(record)
+        if codec is None:
+            spec = topic_of_record(record)
+            codec = self._codecs[record] = AvroCodec(spec.record, self._registry, spec.subject)
+        return codec
+
+    def emit(self, ctx: PartitionContext, output: Output) -> None:
+        ctx.touched = True
+        if isinstance(output, Put):
+            record_type = type(output.value)
+            spec = topic_of_record(record_type)
+            value = self._codec(record_type).encode(output.value)
+            self._produce(spec.name, output.key.encode(), value, self._output_partition(output.key))
+            self.metrics.outputs.inc(spec.name)
+        elif isinstance(output, Tombstone):
+            spec = topic_of_record(output.record)
+            self._produce(spec.name, output.key.encode(), None, self._output_partition(output.key))
+            self.metrics.outputs.inc(spec.name)
+        elif isinstance(output, Forward):
+            local = self._local_forwards.get(output.stage)
+            if local is not None:
+                local(ctx, output.key, output.message)
+                return
+            topic = self._stage_topics[output.stage]
+            encode = self._forward_encoders[output.stage]
+            self._produce(
+                topic, output.key.encode(), encode(output.message),
+                partition_for(output.key, self.partitions),
+            )
+
+    def _output_partition(self, key: str) -> int:
+        # Keys like "{story_id}/{viewer_id}" live with their story: one partition per story.
+        return partition_for(key.split("/", 1)[0], self.partitions)
+
+    def dead_letter(self, record: InRecord, reason: str, now: datetime) -> None:
+        letter = DeadLetter(
+            source_topic=record.topic, partition=record.partition, offset=record.offset,
+            error=reason, original_key=record.key, original_value=record.value, at=now,
+        )
+        key = record.key or b""
+        self._produce(DEAD_LETTERS.name, key, self._dead_codec.encode(letter),
+                      record.partition % self.partitions)
+        self.metrics.dead_letters.inc(record.topic)
+        log.warning("dead letter %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def stop(self) -> None:
+        self._stopping.set()
+
+    @property
+    def assigned_partitions(self) -> set[int]:
+        return set(self._assigned)
+
+    def store(self, partition: int) -> PartitionStore | None:
+        assigned = self._assigned.get(partition)
+        return assigned.store if assigned else None
+
+    def run(self) -> None:
+        """Consume, process and commit until stopped; flushes and commits what it holds first."""
+        self._producer = Producer(producer_config(self._bootstrap, **{"linger.ms": 5}))
+        # Checkpoints go through their own producer: each is a one-record batch, and its
+        # delivery report tells the changelog offset a local restart can resume from.
+        self._checkpointer = Producer(
+            producer_config(self._bootstrap, **{"linger.ms": 0, "delivery.report.only.error": False})
+        )
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": self._group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "range",
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 1000,
+                "max.poll.interval.ms": 300_000,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+        self._consumer.subscribe(
+            sorted(self._by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        last_tick = 0.0
+        self.running = True
+        try:
+            while not self._stopping.is_set():
+                messages = self._consumer.consume(self._batch_size, timeout=0.1)
+                records = [
+                    InRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
+                             m.timestamp()[1])
+                    for m in messages if m.error() is None
+                ]
+                for m in messages:
+                    if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("consumer: %s", m.error().str())
+                contexts = self._process(records)
+                if time.monotonic() - last_tick >= self._tick_interval:
+                    last_tick = time.monotonic()
+                    contexts.update(self._tick(contexts))
+                if records or any(c.touched for c in contexts.values()):
+                    self._commit(contexts, records)
+        finally:
+            self.running = False
+            try:
+                self._consumer.close()
+            finally:
+                self._producer.flush(30)
+                self._checkpointer.flush(30)
+                for assigned in self._assigned.values():
+                    assigned.store.close()
+                self._assigned.clear()
+
+    def _context(self, contexts: dict[int, PartitionContext], partition: int, now: datetime) -> PartitionContext:
+        ctx = contexts.get(partition)
+        if ctx is None:
+            ctx = contexts[partition] = PartitionContext(self, partition, self._assigned[partition].store, now)
+        return ctx
+
+    def _process(self, records: list[InRecord]) -> dict[int, PartitionContext]:
+        now = self.clock()
+        contexts: dict[int, PartitionContext] = {}
+        by_partition: dict[int, list[InRecord]] = defaultdict(list)
+        for record in records:
+            assigned = self._assigned.get(record.partition)
+            if assigned is None:
+                continue
+            if record.offset <= assigned.applied.get(record.topic, -1):
+                continue  # already reflected in the restored state
+            by_partition[record.partition].append(record)
+        for partition, items in by_partition.items():
+            ctx = self._context(contexts, partition, now)
+            ctx.touched = True
+            # Story stages before the stages that depend on them; time order within each.
+            items.sort(key=lambda r: (r.timestamp, self._priority[r.topic]))
+            start = 0
+            for end in range(1, len(items) + 1):
+                if end == len(items) or items[end].topic != items[start].topic:
+                    self._by_topic[items[start].topic].handle(ctx, items[start:end])
+                    self.metrics.processed.inc(items[start].topic, end - start)
+                    start = end
+            applied = self._assigned[partition].applied
+            for record in items:
+                applied[record.topic] = max(applied.get(record.topic, -1), record.offset)
+        return contexts
+
+    def _tick(self, contexts: dict[int, PartitionContext]) -> dict[int, PartitionContext]:
+        now = self.clock()
+        for partition in list(self._assigned):
+            ctx = self._context(contexts, partition, now)
+            for handler in self._handlers:
+                handler.tick(ctx)
+        return contexts
+
+    def _commit(self, contexts: dict[int, PartitionContext], records: list[InRecord]) -> None:
+        assert self._producer is not None and self._consumer is not None
+        touched = [p for p, c in contexts.items() if c.touched]
+        for partition in touched:
+            for key, value in self._assigned[partition].store.dirty.items():
+                self._produce(self._changelog, key, value, partition)
+        self._flush_producer()
+        assert self._checkpointer is not None
+        for partition in touched:
+            applied = self._assigned[partition].applied
+            checkpoint = json.dumps({"applied": applied}).encode()
+            # Alone in its produce batch, so even a broker that misreports the high watermark
+            # after multi-record batches reports it right after a checkpoint.
+            self._checkpointer.produce(
+                self._changelog, checkpoint, CHECKPOINT_KEY, partition=partition,
+                on_delivery=self._checkpointed,
+            )
+            if self._checkpointer.flush(30.0) > 0 or self._errors:
+                raise RuntimeError(f"checkpoint not acknowledged: {self._errors[:3]}")
+            local = {"applied": applied, "changelog_offset": self._checkpoint_offsets.get(partition, -1)}
+            self._assigned[partition].store.flush(json.dumps(local).encode())
+        if records:
+            offsets: dict[tuple[str, int], int] = {}
+            for record in records:
+                offsets[(record.topic, record.partition)] = max(
+                    offsets.get((record.topic, record.partition), -1), record.offset
+                )
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
+                asynchronous=False,
+            )
+
+    def _flush_producer(self) -> None:
+        assert self._producer is not None
+        while self._producer.flush(5.0) > 0:
+            log.warning("waiting for the broker to acknowledge produced records")
+            if self._stopping.is_set() and self._producer.flush(25.0) > 0:
+                raise RuntimeError("broker unavailable while stopping; state will be recovered")
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise RuntimeError(f"produce failed: {errors[:3]}")
+
+    # -- rebalance --------------------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions}
+        started = time.monotonic()
+        for number in sorted(numbers - set(self._assigned)):
+            self._assigned[number] = self._restore(number)
+        for tp in partitions:
+            applied = self._assigned[tp.partition].applied.get(tp.topic)
+            if applied is not None:
+                tp.offset = applied + 1
+        consumer.assign(partitions)
+        log.info("assigned partitions %s (restored in %.2fs)", sorted(numbers), time.monotonic() - started)
+        self.metrics.assigned.set(len(self._assigned))
+        if self._on_assignment:
+            self._on_assignment(set(self._assigned))
+        self.ready.set()
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = {tp.partition for tp in partitions}
+        for number in numbers & set(self._assigned):
+            self._assigned.pop(number).store.close()
+        log.info("revoked partitions %s", sorted(numbers))
+        self.metrics.assigned.set(len(self._assigned))
+        if self._on_assignment:
+            self._on_assignment(set(self._assigned))
+
+    def _restore(self, partition: int) -> _Assigned:
+        """Local RocksDB caught up from the changelog up to its last checkpoint."""
+        path = self._state_dir / f"p{partition}"
+        store = PartitionStore(path)
+        restorer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"{self._group_id}-restore",
+                             "enable.auto.commit": False, "enable.partition.eof": True})
+        try:
+            low, high = restorer.get_watermark_offsets(TopicPartition(self._changelog, partition), timeout=10)
+            local = store.checkpoint
+            start = OFFSET_BEGINNING
+            applied: dict[str, int] = {}
+            if local is not None:
+                state = json.loads(local)
+                position = state.get("changelog_offset", -1)
+                if low <= position < high:
+                    start = position + 1
+                    applied = state["applied"]
+                else:  # from another broker's lifetime, or compacted away: rebuild
+                    store.close()
+                    PartitionStore.destroy(path)
+                    store = PartitionStore(path)
+            restored = self._replay(restorer, store, partition, start, high)
+            if restored is not None:
+                applied = restored[0]
+                store.flush(json.dumps({"applied": applied, "changelog_offset": restored[1]}).encode())
+            self.metrics.restored.inc(str(partition))
+            return _Assigned(store, {k: int(v) for k, v in applied.items()})
+        finally:
+            restorer.close()
+
+    def _replay(self, restorer: Consumer, store: PartitionStore, partition: int, start: int,
+                high: int) -> tuple[dict[str, int], int] | None:
+        """Apply changelog records up to the last checkpoint before `high`; records after it
+        belong to a batch that never completed and are redone from the inputs instead."""
+        if high <= 0 or (start != OFFSET_BEGINNING and start >= high):
+            return None
+        restorer.assign([TopicPartition(self._changelog, partition, start)])
+        pending: list[tuple[bytes, bytes | None]] = []
+        last: tuple[dict[str, int], int] | None = None
+        count = 0
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 10.0:
+            messages = restorer.consume(10_000, timeout=1.0)
+            if messages:
+                idle_since = time.monotonic()
+            done = False
+            for msg in messages:
+                if msg.error() is not None:
+                    if msg.error().code() == KafkaError._PARTITION_EOF:
+                        done = True
+                    continue
+                if msg.key() == CHECKPOINT_KEY:
+                    for key, value in pending:
+                        store.apply_restored(key, value)
+                    count += len(pending)
+                    pending = []
+                    last = (json.loads(msg.value())["applied"], msg.offset())
+                else:
+                    pending.append((msg.key(), msg.value()))
+                if msg.offset() >= high - 1:
+                    done = True
+            if done or not messages and last is not None and last[1] >= high - 1:
+                break
+        log.info("partition %s: restored %s changelog records", partition, count)
+        return last

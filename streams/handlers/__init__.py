@@ -1,0 +1,1 @@
+"""Stage handlers: decode records, read state, call the processors, write state, emit."""

@@ -1,0 +1,106 @@
+"""What every handler needs: decoding with dead letters, pickled state tables, internal messages."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator, Sequence
+from typing import Annotated, Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from processors.context import Ctx
+from processors.messages import (
+    AwaitMedia,
+    CelebrityFollowChanged,
+    MediaObjectsChanged,
+    MediaReady,
+    StoryClosed,
+    StoryLifecycle,
+    StoryOpened,
+    StorySeen,
+    TrayStoryAdded,
+    TrayStoryRemoved,
+)
+from streams.codecs import AvroCodec, CodecError
+from streams.engine import InRecord, PartitionContext
+from streams.registry import SchemaRegistry
+from streams.store import PartitionStore
+from streams.topics import TopicSpec
+
+T = TypeVar("T")
+
+InternalMessage = Annotated[
+    AwaitMedia | MediaReady | StoryOpened | StoryClosed | StoryLifecycle | StorySeen
+    | TrayStoryAdded | TrayStoryRemoved | CelebrityFollowChanged | MediaObjectsChanged,
+    Field(discriminator="kind"),
+]
+_MESSAGES: TypeAdapter[Any] = TypeAdapter(InternalMessage)
+
+
+def encode_message(message: BaseModel) -> bytes:
+    """Internal messages travel as JSON (they are not part of the contract)."""
+    return message.model_dump_json().encode()
+
+
+def decode_message(data: bytes | None) -> Any:
+    if data is None:
+        raise CodecError("internal message without a value")
+    try:
+        return _MESSAGES.validate_json(data)
+    except ValidationError as exc:
+        raise CodecError(f"invalid internal message: {exc}") from exc
+
+
+def ctx_of(pctx: PartitionContext, record: InRecord | None = None) -> Ctx:
+    """The processor context of a record (or of a timer tick)."""
+    if record is None:
+        return Ctx(now=pctx.now, policy=pctx.policy, partition=pctx.partition)
+    return Ctx(now=pctx.now, policy=pctx.policy, topic=record.topic,
+               partition=record.partition, offset=record.offset)
+
+
+class Decoder:
+    """Decodes one topic's records to models; undecodable ones become dead letters."""
+
+    def __init__(self, spec: TopicSpec, registry: SchemaRegistry) -> None:
+        self.spec = spec
+        self._codec = AvroCodec(spec.record, registry, spec.subject)
+
+    def models(self, pctx: PartitionContext, records: Sequence[InRecord]) -> Iterator[tuple[InRecord, Any]]:
+        for record in records:
+            try:
+                yield record, self._codec.decode(record.value)
+            except CodecError as exc:
+                pctx.dead_letter(record, str(exc))
+
+
+def internal_messages(pctx: PartitionContext, records: Sequence[InRecord]) -> Iterator[tuple[InRecord, Any]]:
+    for record in records:
+        try:
+            yield record, decode_message(record.value)
+        except CodecError as exc:
+            pctx.dead_letter(record, str(exc))
+
+
+class Table(Generic[T]):
+    """Pickled state values under one key prefix of the partition store."""
+
+    def __init__(self, name: str) -> None:
+        self.prefix = name.encode() + b"\x01"
+
+    def key(self, key: str) -> bytes:
+        return self.prefix + key.encode()
+
+    def get(self, store: PartitionStore, key: str) -> T | None:
+        data = store.get(self.key(key))
+        return None if data is None else pickle.loads(data)  # noqa: S301 - our own state
+
+    def set(self, store: PartitionStore, key: str, value: T | None) -> None:
+        if value is None:
+            store.delete(self.key(key))
+        else:
+            store.put(self.key(key), pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def items(self, store: PartitionStore) -> Iterator[tuple[str, T]]:
+        for key, value in store.scan(self.prefix):
+            yield key[len(self.prefix):].decode(), pickle.loads(value)  # noqa: S301

@@ -1,0 +1,123 @@
+"""The story stage (keyed story_id): posts, media readiness, highlights, deletes and the
+expiry scan; and the media stage (keyed media_id) that joins stories with their transcodes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from processors import media_join, stories
+from processors.expiry import next_due
+from processors.media_join import PendingMedia
+from processors.stories import Story, story_state_record
+from schemas.records import StoryState
+from streams.engine import InRecord, PartitionContext
+from streams.handlers.common import Decoder, ctx_of, internal_messages
+from streams.handlers.due import DueIndex
+from streams.registry import SchemaRegistry
+from streams.store import PartitionStore
+from streams.topics import MEDIA_TRANSCODED, STORY_DELETED, STORY_HIGHLIGHTS, STORY_POSTED
+
+STORIES = b"story\x01"
+MEDIA = b"media\x01"
+STORY_DUE = DueIndex("storydue")
+MEDIA_DUE = DueIndex("mediadue", width=timedelta(minutes=1))
+
+
+def load_story(store: PartitionStore, story_id: str, committed: bool = False) -> Story | None:
+    key = STORIES + story_id.encode()
+    raw = store.get_committed(key) if committed else store.get(key)
+    return None if raw is None else Story.from_bytes(raw)
+
+
+def story_view(store: PartitionStore, story_id: str, now: datetime) -> StoryState | None:
+    """The story as readers may see it now: published and (unless highlighted) not expired."""
+    story = load_story(store, story_id, committed=True)
+    if story is None or not story.published:
+        return None
+    if story.live and story.expires_at <= now and not story.highlighted:
+        return None  # due: the expiry scan is about to tombstone it
+    return story_state_record(story)
+
+
+def _save_story(pctx: PartitionContext, story_id: str, old: Story | None, new: Story | None) -> None:
+    store = pctx.store
+    if new is None:
+        store.delete(STORIES + story_id.encode())
+    elif new != old:
+        store.put(STORIES + story_id.encode(), new.to_bytes())
+    STORY_DUE.move(store, story_id, next_due(old, pctx.policy), next_due(new, pctx.policy))
+
+
+class StoryHandler:
+    """story-posted, story-highlights, story-deleted and MediaReady from the media stage."""
+
+    def __init__(self, registry: SchemaRegistry, internal_topic: str) -> None:
+        self.topics = (STORY_POSTED.name, STORY_HIGHLIGHTS.name, STORY_DELETED.name, internal_topic)
+        self._decoders = {spec.name: Decoder(spec, registry)
+                          for spec in (STORY_POSTED, STORY_HIGHLIGHTS, STORY_DELETED)}
+
+    def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
+        decoder = self._decoders.get(records[0].topic)
+        decoded = decoder.models(pctx, records) if decoder else internal_messages(pctx, records)
+        for record, item in decoded:
+            story_id = item.story_id
+            old = load_story(pctx.store, story_id)
+            new, outputs = stories.handle(old, item, ctx_of(pctx, record))
+            if new is old and not outputs and old is not None and not old.live:
+                pctx.engine.metrics.rejected.inc(f"{record.topic}-story-ended")
+            _save_story(pctx, story_id, old, new)
+            pctx.emit(outputs)
+
+    def tick(self, pctx: PartitionContext) -> None:
+        """Expire and purge what is due: a scan of the due buckets only."""
+        ctx = ctx_of(pctx)
+        for story_id in list(STORY_DUE.due(pctx.store, pctx.now)):
+            old = load_story(pctx.store, story_id)
+            new, outputs = stories.advance(old, ctx)
+            if old is not None and old.live and (new is None or not new.live):
+                pctx.engine.metrics.expiries.inc("highlighted" if new and new.highlighted else "expired")
+                pctx.engine.metrics.expiry_delay.set((pctx.now - old.expires_at).total_seconds())
+            elif old is not None and new is None:
+                pctx.engine.metrics.expiries.inc("purged")
+            _save_story(pctx, story_id, old, new)
+            pctx.emit(outputs)
+
+
+class MediaJoinHandler:
+    """media-transcoded and AwaitMedia from the story stage, keyed by media_id."""
+
+    def __init__(self, registry: SchemaRegistry, internal_topic: str) -> None:
+        self.topics = (MEDIA_TRANSCODED.name, internal_topic)
+        self._decoder = Decoder(MEDIA_TRANSCODED, registry)
+
+    def _load(self, store: PartitionStore, media_id: str) -> PendingMedia | None:
+        raw = store.get(MEDIA + media_id.encode())
+        return None if raw is None else PendingMedia.from_bytes(raw)
+
+    def _save(self, pctx: PartitionContext, media_id: str, old: PendingMedia | None,
+              new: PendingMedia | None) -> None:
+        if new is None:
+            pctx.store.delete(MEDIA + media_id.encode())
+        elif new != old:
+            pctx.store.put(MEDIA + media_id.encode(), new.to_bytes())
+        MEDIA_DUE.move(pctx.store, media_id, media_join.media_due(old), media_join.media_due(new))
+
+    def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
+        if records[0].topic == MEDIA_TRANSCODED.name:
+            decoded = self._decoder.models(pctx, records)
+        else:
+            decoded = internal_messages(pctx, records)
+        for record, item in decoded:
+            old = self._load(pctx.store, item.media_id)
+            new, outputs = media_join.handle(old, item, ctx_of(pctx, record))
+            self._save(pctx, item.media_id, old, new)
+            pctx.emit(outputs)
+
+    def tick(self, pctx: PartitionContext) -> None:
+        ctx = ctx_of(pctx)
+        for media_id in list(MEDIA_DUE.due(pctx.store, pctx.now)):
+            old = self._load(pctx.store, media_id)
+            new, outputs = media_join.expire_media(old, ctx)
+            self._save(pctx, media_id, old, new)
+            pctx.emit(outputs)

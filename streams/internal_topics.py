@@ -1,0 +1,51 @@
+"""The worker's own topics: stage repartitions, the state changelog, worker announcements."""
+
+from __future__ import annotations
+
+import logging
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STAGES = ("story", "media", "author", "tray", "objects")
+
+
+def stage_topic(settings: Settings, stage: str) -> str:
+    return f"{settings.app_id}-stage-{stage}"
+
+
+def changelog_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-changelog"
+
+
+def members_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-members"
+
+
+def create_internal_topics(settings: Settings) -> None:
+    """Create them if missing (idempotent); configs set explicitly."""
+    retention = str(int(settings.input_retention.total_seconds() * 1000))
+    wanted = [
+        NewTopic(stage_topic(settings, stage), settings.partitions, settings.replication_factor,
+                 config={"cleanup.policy": "delete", "retention.ms": retention})
+        for stage in STAGES
+    ]
+    compacted = {"cleanup.policy": "compact", "retention.ms": "-1"}
+    wanted.append(NewTopic(changelog_topic(settings), settings.partitions,
+                           settings.replication_factor, config=compacted))
+    wanted.append(NewTopic(members_topic(settings), 1, settings.replication_factor, config=compacted))
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap()})
+    existing = admin.list_topics(timeout=10).topics
+    missing = [t for t in wanted if t.topic not in existing]
+    if not missing:
+        return
+    for name, future in admin.create_topics(missing, request_timeout=30).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
+                raise

@@ -1,0 +1,132 @@
+"""Local state of one partition in RocksDB (rocksdict), with a write buffer flushed atomically.
+
+Reads see the buffered writes (read-your-writes); `flush()` returns the changed keys for the
+changelog and writes them to RocksDB in one write batch.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from rocksdict import Options, Rdict, WriteBatch
+
+_DELETED = None
+CHECKPOINT_KEY = b"\x00checkpoint"
+
+
+class PartitionStore:
+    """Key-value state of one partition; keys and values are bytes."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        options = Options(raw_mode=True)
+        options.create_if_missing(True)
+        self.path = path
+        self._db = Rdict(str(path), options)
+        self._pending: dict[bytes, bytes | None] = {}
+
+    # -- reads ------------------------------------------------------------------------------
+    def get(self, key: bytes) -> bytes | None:
+        if key in self._pending:
+            return self._pending[key]
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def get_committed(self, key: bytes) -> bytes | None:
+        """What RocksDB holds (for readers on other threads: the API)."""
+        value: bytes | None = self._db.get(key)
+        return value
+
+    def scan_committed(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Committed keys with `prefix` from `start`, in key order (for other threads)."""
+        begin = start if start is not None and start > prefix else prefix
+        yield from self._iter_db(prefix, begin)
+
+    def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """Keys with `prefix` from `start` (inclusive) in key order, buffered writes included."""
+        begin = start if start is not None and start > prefix else prefix
+        pending = sorted(
+            (k, v) for k, v in self._pending.items() if k.startswith(prefix) and k >= begin
+        )
+        stored = self._iter_db(prefix, begin)
+        yield from _merge(stored, iter(pending))
+
+    def _iter_db(self, prefix: bytes, begin: bytes) -> Iterator[tuple[bytes, bytes]]:
+        it = self._db.iter()
+        it.seek(begin)
+        while it.valid():
+            key = it.key()
+            if not key.startswith(prefix):
+                break
+            yield key, it.value()
+            it.next()
+
+    # -- writes -----------------------------------------------------------------------------
+    def put(self, key: bytes, value: bytes) -> None:
+        self._pending[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self._pending[key] = _DELETED
+
+    @property
+    def dirty(self) -> dict[bytes, bytes | None]:
+        return self._pending
+
+    def flush(self, checkpoint: bytes | None = None) -> None:
+        """Write every buffered change (and the checkpoint, if given) atomically."""
+        if not self._pending and checkpoint is None:
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key, value in self._pending.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        if checkpoint is not None:
+            batch.put(CHECKPOINT_KEY, checkpoint)
+        self._db.write(batch)
+        self._pending = {}
+
+    def discard(self) -> None:
+        """Drop the buffered writes (a flush that failed will be redone from the inputs)."""
+        self._pending = {}
+
+    def apply_restored(self, key: bytes, value: bytes | None) -> None:
+        """Write a record read back from the changelog straight to RocksDB."""
+        if value is None:
+            self._db.delete(key)
+        else:
+            self._db.put(key, value)
+
+    @property
+    def checkpoint(self) -> bytes | None:
+        value: bytes | None = self._db.get(CHECKPOINT_KEY)
+        return value
+
+    def close(self) -> None:
+        self._db.close()
+
+    @staticmethod
+    def destroy(path: Path) -> None:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _merge(
+    stored: Iterator[tuple[bytes, bytes]], pending: Iterator[tuple[bytes, bytes | None]]
+) -> Iterator[tuple[bytes, bytes]]:
+    """Merge two key-ordered streams; pending entries win and deletions hide stored keys."""
+    s = next(stored, None)
+    p = next(pending, None)
+    while s is not None or p is not None:
+        if p is None or (s is not None and s[0] < p[0]):
+            assert s is not None
+            yield s
+            s = next(stored, None)
+            continue
+        if s is not None and s[0] == p[0]:
+            s = next(stored, None)
+        if p[1] is not None:
+            yield p[0], p[1]
+        p = next(pending, None)

@@ -1,0 +1,96 @@
+"""`storystream worker`: one worker process (engine, media service, HTTP API) in a Faust app."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import faust
+
+from processors.context import Policy
+from streams import api as api_module
+from streams.app import create_app
+from streams.engine import Engine
+from streams.handlers.common import encode_message
+from streams.handlers.social import AuthorHandler, TrayHandler
+from streams.handlers.stories import MediaJoinHandler, StoryHandler
+from streams.handlers.views import ReactionsHandler, ViewsHandler, apply_lifecycle
+from streams.internal_topics import (
+    changelog_topic,
+    create_internal_topics,
+    members_topic,
+    stage_topic,
+)
+from streams.media_service import MediaService
+from streams.members import Members
+from streams.registry import make_registry
+from streams.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def policy_of(settings: Settings) -> Policy:
+    return Policy(story_ttl=settings.story_ttl, expiry_grace=settings.expiry_grace,
+                  celebrity_followers=settings.celebrity_followers, hll_lg_k=settings.hll_lg_k)
+
+
+def build_engine(settings: Settings, clock: Callable[[], datetime], worker_id: str,
+                 members: Members | None = None) -> Engine:
+    """The engine with every stage wired to its topics."""
+    registry = make_registry(settings.schema_registry_url)
+    handlers = [
+        StoryHandler(registry, stage_topic(settings, "story")),
+        MediaJoinHandler(registry, stage_topic(settings, "media")),
+        ViewsHandler(registry),
+        ReactionsHandler(registry),
+        AuthorHandler(registry, stage_topic(settings, "author")),
+        TrayHandler(stage_topic(settings, "tray")),
+    ]
+    engine = Engine(
+        bootstrap=settings.bootstrap(),
+        group_id=f"{settings.app_id}-engine",
+        state_dir=settings.data_dir / "state" / worker_id,
+        partitions=settings.partitions,
+        handlers=handlers,
+        registry=registry,
+        policy=policy_of(settings),
+        changelog_topic=changelog_topic(settings),
+        clock=clock,
+        on_assignment=members.announce if members else None,
+    )
+    for stage in ("story", "media", "author", "tray", "objects"):
+        engine.route_stage(stage, stage_topic(settings, stage), encode_message)
+    engine.route_local("lifecycle", apply_lifecycle)
+    return engine
+
+
+def worker_id(settings: Settings) -> str:
+    """Stable per data directory and port, so a restarted worker finds its local state."""
+    return f"{socket.gethostname()}-{settings.api_port}"
+
+
+def build_worker(settings: Settings, clock: Callable[[], datetime] | None = None) -> faust.App:
+    """A ready-to-run worker: the Faust app hosting engine, media service and API."""
+    clock = clock or (lambda: datetime.now(UTC))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    create_internal_topics(settings)
+    wid = worker_id(settings)
+    members = Members(settings.bootstrap(), members_topic(settings), f"{wid}-{uuid.uuid4().hex[:6]}",
+                      settings.advertised_api_url())
+    engine = build_engine(settings, clock, wid, members)
+    media = MediaService(settings, make_registry(settings.schema_registry_url),
+                         stage_topic(settings, "objects"))
+    api = api_module.Api(settings, engine, members, clock)
+    return create_app(settings, engine, lambda a: api_module.install(a, api), [members, media])
+
+
+def run_worker(settings: Settings) -> int:
+    """Run one worker until SIGINT/SIGTERM (Faust handles the signals)."""
+    app = build_worker(settings)
+    worker = faust.Worker(app, loglevel="INFO", quiet=True)
+    worker.execute_from_commandline()
+    return 0

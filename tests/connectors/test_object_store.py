@@ -1,0 +1,166 @@
+"""Adapter contract: the S3 adapter (on moto's server) and the in-memory fake behave alike."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from connectors.object_store import (
+    ObjectNotFound,
+    ObjectStore,
+    ObjectStoreError,
+    S3ObjectStore,
+    move_prefix,
+)
+from infra.s3 import EmbeddedS3
+from tests.connectors.conftest import s3_store
+
+
+class TestObjectStoreContract:
+    def test_put_and_get_bytes(self, store: ObjectStore) -> None:
+        store.put_bytes("media/m1/a.jpg", b"\xff\xd8\xffdata", "image/jpeg")
+        assert store.get_bytes("media/m1/a.jpg") == b"\xff\xd8\xffdata"
+        info = store.head("media/m1/a.jpg")
+        assert info is not None
+        assert (info.size, info.content_type) == (7, "image/jpeg")
+
+    def test_put_file_and_download(self, store: ObjectStore, tmp_path: Path) -> None:
+        source = tmp_path / "in.bin"
+        source.write_bytes(b"x" * 100_000)
+        store.put_file("uploads/m1/original", source, "video/mp4")
+        target = tmp_path / "out.bin"
+        store.download("uploads/m1/original", target)
+        assert target.read_bytes() == source.read_bytes()
+        assert store.head("uploads/m1/original").content_type == "video/mp4"  # type: ignore[union-attr]
+
+    def test_missing_object(self, store: ObjectStore, tmp_path: Path) -> None:
+        assert store.head("media/nope/a.jpg") is None
+        with pytest.raises(ObjectNotFound, match="media/nope/a.jpg"):
+            store.get_bytes("media/nope/a.jpg")
+        with pytest.raises(ObjectNotFound):
+            store.download("media/nope/a.jpg", tmp_path / "x")
+
+    def test_put_file_missing_local_file(self, store: ObjectStore, tmp_path: Path) -> None:
+        with pytest.raises(ObjectStoreError, match="missing.bin"):
+            store.put_file("uploads/m1/original", tmp_path / "missing.bin", "video/mp4")
+
+    def test_list_keys_by_prefix_is_not_a_string_prefix_of_ids(self, store: ObjectStore) -> None:
+        for key in ["media/m1/a.jpg", "media/m1/b.mp4", "media/m10/a.jpg", "uploads/m1/original"]:
+            store.put_bytes(key, b"1")
+        assert store.list_keys("media/m1/") == ["media/m1/a.jpg", "media/m1/b.mp4"]
+        assert store.list_keys("nothing/") == []
+
+    def test_delete_prefix_is_idempotent(self, store: ObjectStore) -> None:
+        for key in ["media/m1/a.jpg", "media/m1/b.mp4", "media/m10/a.jpg"]:
+            store.put_bytes(key, b"1")
+        assert store.delete_prefix("media/m1/") == 2
+        assert store.delete_prefix("media/m1/") == 0
+        assert store.list_keys("media/") == ["media/m10/a.jpg"]
+
+    def test_delete_keys_ignores_missing(self, store: ObjectStore) -> None:
+        store.put_bytes("a/1", b"1")
+        store.delete_keys(["a/1", "a/2"])
+        store.delete_keys([])
+        assert store.list_keys("a/") == []
+
+    def test_delete_prefix_refuses_the_whole_bucket(self, store: ObjectStore) -> None:
+        with pytest.raises(ValueError):
+            store.delete_prefix("")
+
+    def test_copy_keeps_content_type(self, store: ObjectStore) -> None:
+        store.put_bytes("media/m1/a.jpg", b"abc", "image/jpeg")
+        store.copy("media/m1/a.jpg", "highlights/m1/a.jpg")
+        assert store.get_bytes("highlights/m1/a.jpg") == b"abc"
+        assert store.head("highlights/m1/a.jpg").content_type == "image/jpeg"  # type: ignore[union-attr]
+        assert store.head("media/m1/a.jpg") is not None
+
+    def test_copy_missing_source(self, store: ObjectStore) -> None:
+        with pytest.raises(ObjectNotFound):
+            store.copy("media/m1/none", "highlights/m1/none")
+
+    def test_move_is_idempotent(self, store: ObjectStore) -> None:
+        store.put_bytes("media/m1/a.jpg", b"abc", "image/jpeg")
+        store.move("media/m1/a.jpg", "highlights/m1/a.jpg")
+        store.move("media/m1/a.jpg", "highlights/m1/a.jpg")  # a re-run after a crash
+        assert store.head("media/m1/a.jpg") is None
+        assert store.get_bytes("highlights/m1/a.jpg") == b"abc"
+        with pytest.raises(ObjectNotFound):
+            store.move("media/m1/none", "highlights/m1/none")
+
+    def test_move_prefix_resumes(self, store: ObjectStore) -> None:
+        for name in ["a.jpg", "b.mp4", "c.jpg"]:
+            store.put_bytes(f"media/m1/{name}", name.encode())
+        store.move("media/m1/a.jpg", "highlights/m1/a.jpg")  # crashed after the first move
+        moved = move_prefix(store, "media/m1/", "highlights/m1/")
+        assert moved == [("media/m1/b.mp4", "highlights/m1/b.mp4"),
+                         ("media/m1/c.jpg", "highlights/m1/c.jpg")]  # fmt: skip
+        assert store.list_keys("media/m1/") == []
+        assert len(store.list_keys("highlights/m1/")) == 3
+
+    def test_public_url(self, make_store: Callable[..., ObjectStore]) -> None:
+        store = make_store()
+        url = store.public_url("media/m1/1080p.mp4")
+        assert url.startswith("http://127.0.0.1:")
+        assert url.endswith(f"/{store.bucket}/media/m1/1080p.mp4")  # type: ignore[attr-defined]
+
+    def test_missing_bucket_is_a_clear_error(self, make_store: Callable[..., ObjectStore]) -> None:
+        store = make_store(create_bucket=False)
+        with pytest.raises(ObjectStoreError, match="bucket .* does not exist"):
+            store.put_bytes("a/b", b"1")
+        store.ensure_bucket()
+        store.ensure_bucket()  # idempotent
+        store.put_bytes("a/b", b"1")
+        assert store.get_bytes("a/b") == b"1"
+
+
+class TestS3Adapter:
+    """What only the real adapter can show: HTTP downloads, multipart, errors, pickling."""
+
+    def test_renditions_are_public_originals_private(self, embedded_s3: EmbeddedS3) -> None:
+        store = s3_store(embedded_s3, create_bucket=True, public_prefixes=("media/",))
+        store.put_bytes("media/m1/a.jpg", b"jpeg!", "image/jpeg")
+        store.put_bytes("uploads/m1/original", b"secret", "image/jpeg")
+        with urllib.request.urlopen(store.public_url("media/m1/a.jpg")) as response:
+            assert response.read() == b"jpeg!"
+            assert response.headers["Content-Type"] == "image/jpeg"
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(store.public_url("uploads/m1/original"))
+
+    def test_multipart_upload_download_and_copy(
+        self, embedded_s3: EmbeddedS3, tmp_path: Path
+    ) -> None:
+        store = s3_store(embedded_s3, create_bucket=True, multipart_threshold=5 * 1024 * 1024)
+        source = tmp_path / "big.bin"
+        source.write_bytes(bytes(range(256)) * (12 * 4096))  # 12 MiB: three parts
+        store.put_file("uploads/big/original", source, "video/mp4")
+        store.copy("uploads/big/original", "media/big/copy")
+        target = tmp_path / "back.bin"
+        store.download("media/big/copy", target)
+        assert target.read_bytes() == source.read_bytes()
+
+    def test_unreachable_endpoint_fails_clearly(self) -> None:
+        store = S3ObjectStore("bucket", endpoint_url="http://127.0.0.1:9", max_attempts=1,
+                              credentials=("a", "b"), timeout=1)  # fmt: skip
+        with pytest.raises(ObjectStoreError, match="127.0.0.1:9"):
+            store.put_bytes("a/b", b"1")
+
+    def test_client_is_lazy_and_store_pickles(self, embedded_s3: EmbeddedS3) -> None:
+        import pickle
+
+        store = s3_store(embedded_s3, create_bucket=True)
+        assert store._client is None
+        store.put_bytes("a/b", b"1")
+        clone = pickle.loads(pickle.dumps(store))
+        assert clone.get_bytes("a/b") == b"1"
+
+    def test_aws_urls_are_virtual_hosted(self) -> None:
+        store = S3ObjectStore("stories", region="eu-west-1")
+        assert store.public_url("media/m 1/a.jpg") == (
+            "https://stories.s3.eu-west-1.amazonaws.com/media/m%201/a.jpg"
+        )
+        cdn = S3ObjectStore("stories", public_base_url="https://cdn.example.com/")
+        assert cdn.public_url("media/m1/a.jpg") == "https://cdn.example.com/media/m1/a.jpg"
