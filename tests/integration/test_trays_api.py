@@ -1,0 +1,192 @@
+"""Story state, follow graph and trays end to end: two workers in one group, the compacted
+topics and the HTTP API agreeing, asked of each worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.process import free_port, spawn, stop
+from streams.auth import issue_token
+from streams.settings import Settings
+from tests.integration.cli import run
+
+pytestmark = pytest.mark.integration
+SECRET = "test-secret-of-at-least-32-bytes-long"
+
+
+class Worker:
+    def __init__(self, url: str, proc: subprocess.Popen[bytes]) -> None:
+        self.url = url
+        self.proc = proc
+
+    def get(self, path: str, user: str) -> tuple[int, Any]:
+        token = issue_token(user, SECRET, datetime.now(UTC))
+        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                return answer.status, json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def app_env(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return {
+        "STORYSTREAM_BROKER": settings.bootstrap(),
+        "STORYSTREAM_APP_ID": f"trays-{uuid.uuid4().hex[:6]}",
+        "STORYSTREAM_API_SECRET": SECRET,
+        "STORYSTREAM_CELEBRITY_FOLLOWERS": "3",
+        "STORYSTREAM_PARTITIONS": str(settings.partitions),
+        "STORYSTREAM_S3_ENDPOINT_URL": "http://127.0.0.1:9",  # unused: no media here
+    }
+
+
+@pytest.fixture(scope="module")
+def workers(app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    for index in range(2):
+        port = free_port()
+        log = open(tmp_path_factory.mktemp("logs") / f"worker-{index}.log", "wb")  # noqa: SIM115
+        env = {**os.environ, **app_env, "STORYSTREAM_API_PORT": str(port),
+               "STORYSTREAM_DATA_DIR": str(tmp_path_factory.mktemp(f"worker{index}"))}
+        proc = spawn([sys.executable, "-m", "streams.cli", "worker"], log=log, env=env)
+        started.append(Worker(f"http://127.0.0.1:{port}", proc))
+    try:
+        _wait(lambda: all(_health(w) for w in started), 90, "workers healthy")
+        # Both in the group: each owns some partitions.
+        _wait(lambda: all(len(_health(w) or []) > 0 for w in started), 60, "partitions spread")
+        yield started
+    finally:
+        for worker in started:
+            stop(worker.proc, 20)
+
+
+def _health(worker: Worker) -> list[int] | None:
+    try:
+        with urllib.request.urlopen(worker.url + "/health", timeout=2) as answer:
+            return list(json.loads(answer.read())["partitions"])
+    except OSError:
+        return None
+
+
+def _wait(check: Callable[[], Any], seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _publish(env: dict[str, str], events: list[dict[str, Any]]) -> None:
+    stdin = "".join(json.dumps(e) + "\n" for e in events).encode()
+    result = run("publish", "-", broker=env["STORYSTREAM_BROKER"], stdin=stdin)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _latest(env: dict[str, str], topic: str, keys: set[str]) -> dict[str, Any]:
+    result = run("consume", topic, "--latest-per-key", "--until-idle", "1",
+                 broker=env["STORYSTREAM_BROKER"])
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    return {r["key"]: r["value"] for r in records if r["key"] in keys}
+
+
+def test_scenario_through_topics_and_api(app_env: dict[str, str], workers: list[Worker]) -> None:
+    tag = uuid.uuid4().hex[:6]
+    alice, bob, carol, dave, star = (f"{n}-{tag}" for n in ("alice", "bob", "carol", "dave", "star"))
+    fans = [f"fan{i}-{tag}" for i in range(3)]
+    now = datetime.now(UTC).replace(microsecond=0)
+    t = lambda seconds: (now + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")  # noqa: E731
+    media = [{"name": "1080", "url": "https://cdn.example/x.jpg", "width": 1080, "height": 1920,
+              "content_type": "image/jpeg"}]
+    follows = [{"type": "user_followed", "follower_id": f, "followee_id": alice, "at": t(-60)}
+               for f in (bob, carol, dave)]
+    follows += [{"type": "user_followed", "follower_id": f, "followee_id": star, "at": t(-60)}
+                for f in (*fans, bob)]
+    follows.append({"type": "close_friend_added", "user_id": alice, "friend_id": bob, "at": t(-60)})
+    _publish(app_env, follows)
+    time.sleep(2)
+    s1, s2, s3, c1 = (f"{n}-{tag}" for n in ("s1", "s2", "s3", "c1"))
+    _publish(app_env, [
+        {"type": "story_posted", "story_id": s1, "author_id": alice, "created_at": t(-30), "media": media},
+        {"type": "story_posted", "story_id": s2, "author_id": alice, "created_at": t(-20),
+         "media": media, "audience": "close_friends"},
+        {"type": "story_posted", "story_id": s3, "author_id": alice, "created_at": t(-10), "media": media},
+        {"type": "story_posted", "story_id": c1, "author_id": star, "created_at": t(-5),
+         "media": media, "audience": "public"},
+    ])
+    time.sleep(2)
+    _publish(app_env, [
+        {"type": "story_deleted", "story_id": s3, "author_id": alice, "deleted_at": t(-1)},
+        {"type": "story_viewed", "story_id": s1, "viewer_id": carol, "viewed_at": t(-1)},
+        {"type": "user_unfollowed", "follower_id": dave, "followee_id": alice, "at": t(-1)},
+    ])
+
+    users = {bob, carol, dave, *fans}
+
+    def trays_settled() -> dict[str, Any] | None:
+        trays = _latest(app_env, "story-trays", users)
+        return trays if set(trays) == {bob, carol} and trays[carol]["entries"][0]["has_unseen"] is False else None
+
+    trays = _wait(trays_settled, 60, "trays")
+    assert trays[bob]["entries"] == [
+        {"author_id": alice, "story_ids": [s1, s2], "latest_story_at": t(-20), "has_unseen": True}
+    ]
+    assert trays[carol]["entries"] == [
+        {"author_id": alice, "story_ids": [s1], "latest_story_at": t(-30), "has_unseen": False}
+    ]
+    # dave unfollowed: tombstoned; the celebrity's stories are not fanned out to fans.
+    states = _latest(app_env, "story-state", {s1, s2, s3, c1})
+    assert set(states) == {s1, s2, c1}
+    assert states[s2]["audience"] == "close_friends" and states[s1]["status"] == "active"
+
+    expected_bob = [
+        {"author_id": star, "story_ids": [c1], "latest_story_at": t(-5), "has_unseen": True},
+        {"author_id": alice, "story_ids": [s1, s2], "latest_story_at": t(-20), "has_unseen": True},
+    ]
+    for worker in workers:  # any worker answers for any key
+        status, tray = worker.get(f"/users/{bob}/tray", bob)
+        assert status == 200, tray
+        assert tray == {"user_id": bob, "entries": expected_bob}
+        assert worker.get(f"/users/{bob}/tray", carol)[0] == 403
+        assert worker.get(f"/stories/{s2}", carol)[0] == 404  # close friends only
+        assert worker.get(f"/stories/{s2}", bob) == (200, states[s2])
+        assert worker.get(f"/stories/{s3}", alice)[0] == 404  # deleted
+        status, stories = worker.get(f"/users/{alice}/stories", carol)
+        assert status == 200 and [s["story_id"] for s in stories["stories"]] == [s1]
+        status, stories = worker.get(f"/users/{alice}/stories", alice)
+        assert [s["story_id"] for s in stories["stories"]] == [s1, s2]
+        assert worker.get(f"/stories/{s1}/views", alice)[1]["total_views"] == 1
+        assert worker.get(f"/stories/{s1}/viewers", carol)[0] == 403
+        status, viewers = worker.get(f"/stories/{s1}/viewers", alice)
+        assert [v["viewer_id"] for v in viewers["viewers"]] == [carol]
+
+
+def test_requests_need_a_valid_token(workers: list[Worker]) -> None:
+    for worker in workers:
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(worker.url + "/stories/x", timeout=5)
+        assert missing.value.code == 401
+        forged = issue_token("alice", "not-the-secret-but-also-32-bytes-long", datetime.now(UTC))
+        request = urllib.request.Request(worker.url + "/stories/x",
+                                         headers={"Authorization": f"Bearer {forged}"})
+        with pytest.raises(urllib.error.HTTPError) as bad:
+            urllib.request.urlopen(request, timeout=5)
+        assert bad.value.code == 401
+        with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as answer:
+            assert b"storystream_events_processed_total" in answer.read()
