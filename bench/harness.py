@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from infra.broker import EmbeddedBroker
@@ -32,3 +32,60 @@ class Timer:
 
 def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:>12,.0f}/s  ({count:,} in {seconds:.2f}s)"
+
+
+class WorkerProcess:
+    """A `storystream worker` subprocess with its API URL; stopped on exit."""
+
+    def __init__(self, bootstrap: str, data_dir: str, **env: str) -> None:
+        import subprocess
+        import sys
+
+        from infra.process import free_port, spawn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "STORYSTREAM_BROKER": bootstrap, "STORYSTREAM_DATA_DIR": data_dir,
+                    "STORYSTREAM_API_PORT": str(self.port), **env}
+        self._log = open(f"{data_dir}.log", "wb")  # noqa: SIM115
+        self.proc: subprocess.Popen[bytes] = spawn(
+            [sys.executable, "-m", "streams.cli", "worker"], log=self._log, env=full_env
+        )
+
+    def metric(self, name: str, label: str | None = None) -> float:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url + "/metrics", timeout=2) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return 0.0
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and (label is None or f'"{label}"' in line):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait(self, check: Callable[[], bool], seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while not check():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited; see {self._log.name}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    def healthy(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url + "/health", timeout=1) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        from infra.process import stop
+
+        stop(self.proc, 30)
+        self._log.close()

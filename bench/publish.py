@@ -37,17 +37,35 @@ def generate(path: Path, count: int, seed: int = 7) -> None:
             roll = rng.random()
             story = f"s{rng.randrange(5000)}"
             if roll < 0.80:
-                event = {"type": "story_viewed", "story_id": story,
-                         "viewer_id": f"u{rng.randrange(200_000)}", "viewed_at": t}
+                event = {
+                    "type": "story_viewed",
+                    "story_id": story,
+                    "viewer_id": f"u{rng.randrange(200_000)}",
+                    "viewed_at": t,
+                }
             elif roll < 0.90:
-                event = {"type": "story_reacted", "story_id": story, "user_id": f"u{i}",
-                         "reaction": rng.choice(["like", "fire", "🔥", "😂"]), "reacted_at": t}
+                event = {
+                    "type": "story_reacted",
+                    "story_id": story,
+                    "user_id": f"u{i}",
+                    "reaction": rng.choice(["like", "fire", "🔥", "😂"]),
+                    "reacted_at": t,
+                }
             elif roll < 0.95:
-                event = {"type": "story_posted", "story_id": f"p{i}", "author_id": f"a{i % 997}",
-                         "created_at": t, "audience": "followers"}
+                event = {
+                    "type": "story_posted",
+                    "story_id": f"p{i}",
+                    "author_id": f"a{i % 997}",
+                    "created_at": t,
+                    "audience": "followers",
+                }
             else:
-                event = {"type": "user_followed", "follower_id": f"u{i}",
-                         "followee_id": f"a{i % 997}", "at": t}
+                event = {
+                    "type": "user_followed",
+                    "follower_id": f"u{i}",
+                    "followee_id": f"a{i % 997}",
+                    "at": t,
+                }
             out.write(json.dumps(event) + "\n")
 
 
@@ -80,23 +98,33 @@ def main() -> None:
         with Timer() as publish_timer:
             result = subprocess.run(
                 [sys.executable, "-m", "streams.cli", "publish", str(path)],
-                env=env, capture_output=True, text=True, check=False,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
             )
         if result.returncode != 0:
             sys.exit(f"publish failed: {result.stdout}{result.stderr}")
         assert f"published {args.events}," in result.stdout, result.stdout
 
         with path.open("rb") as stream:
-            records = [r for chunk in chunked(numbered_lines(stream))
-                       for r in encode_chunk(chunk, timedelta(hours=24), None)[0]]
+            records = [
+                r
+                for chunk in chunked(numbered_lines(stream))
+                for r in encode_chunk(chunk, timedelta(hours=24), None)[0]
+            ]
         raw_seconds = raw_produce(bootstrap, records)
 
     publish_rate = args.events / publish_timer.seconds
     raw_rate = args.events / raw_seconds
-    print(f"storystream publish (CLI, validate+Avro+produce): {rate(args.events, publish_timer.seconds)}")
+    print(
+        f"storystream publish (CLI, validate+Avro+produce): {rate(args.events, publish_timer.seconds)}"
+    )
     print(f"raw confluent-kafka produce of the same bytes:     {rate(args.events, raw_seconds)}")
-    print(f"ratio publish/raw: {publish_rate / raw_rate:.2f}  (target >= 0.33; "
-          f"absolute target 100,000/s: {'met' if publish_rate >= 100_000 else 'not met'})")
+    print(
+        f"ratio publish/raw: {publish_rate / raw_rate:.2f}  (target >= 0.33; "
+        f"absolute target 100,000/s: {'met' if publish_rate >= 100_000 else 'not met'})"
+    )
 
 
 if __name__ == "__main__":

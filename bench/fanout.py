@@ -1,0 +1,86 @@
+"""Fan-out on write: an author with N followers (default 10,000) posts a story.
+
+    python -m bench.fanout [--followers 10000]
+
+Prints the time from publishing the post until the last follower's tray holding the story is
+on `story-trays`, and the sustained rate of tray updates per second during the fan-out.
+Runs one worker (a subprocess) against the embedded broker (or STORYSTREAM_BROKER).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+
+from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+
+from bench.harness import WorkerProcess, broker
+from streams.admin import create_topics
+from streams.publish import publish_lines
+from streams.settings import Settings
+from streams.topics import STORY_TRAYS
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
+
+
+def _publish(bootstrap: str, events: list[dict[str, object]]) -> None:
+    lines = [(i + 1, json.dumps(e).encode()) for i, e in enumerate(events)]
+    summary = publish_lines(iter(lines), bootstrap, processes=1)
+    assert summary.published == len(events) and not summary.invalid, summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--followers", type=int, default=10_000)
+    args = parser.parse_args()
+    now = datetime.now(UTC).replace(microsecond=0)
+    with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
+        create_topics(Settings(broker=bootstrap, partitions=4))
+        worker = WorkerProcess(bootstrap, f"{tmp}/worker", STORYSTREAM_S3_ENDPOINT_URL="http://127.0.0.1:9")
+        try:
+            worker.wait(worker.healthy, 120, "worker health")
+            _publish(bootstrap, [
+                {"type": "user_followed", "follower_id": f"f{i}", "followee_id": "author",
+                 "at": _iso(now - timedelta(minutes=5))}
+                for i in range(args.followers)
+            ])
+            worker.wait(lambda: worker.metric("storystream_events_processed_total", "user-follows")
+                        >= args.followers, 300, "follows processed")
+
+            trays = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-fanout",
+                              "enable.auto.commit": False})
+            trays.assign([TopicPartition(STORY_TRAYS.name, p, OFFSET_END) for p in range(4)])
+            trays.consume(1, timeout=2.0)  # settle the assignment at the end offsets
+            started = time.perf_counter()
+            _publish(bootstrap, [{"type": "story_posted", "story_id": "big", "author_id": "author",
+                                  "created_at": _iso(now), "media": [
+                                      {"name": "1080", "url": "https://cdn.example/big.jpg",
+                                       "width": 1080, "height": 1920, "content_type": "image/jpeg"}]}])
+            seen: set[bytes] = set()
+            first = last = None
+            deadline = time.monotonic() + 300
+            while len(seen) < args.followers and time.monotonic() < deadline:
+                for msg in trays.consume(10_000, timeout=0.5):
+                    if msg.error() is None and msg.value() is not None:
+                        seen.add(msg.key())
+                        last = time.perf_counter()
+                        first = first or last
+            trays.close()
+        finally:
+            worker.stop()
+    if first is None or last is None or len(seen) < args.followers:
+        raise SystemExit(f"only {len(seen)} of {args.followers} trays arrived")
+    total = last - started
+    print(f"followers: {args.followers:,}")
+    print(f"post -> last tray on story-trays: {total:.2f}s (first tray after {first - started:.2f}s)")
+    print(f"sustained tray updates: {args.followers / max(last - first, 1e-9):,.0f}/s "
+          f"({args.followers / total:,.0f}/s including the first hop)")
+
+
+if __name__ == "__main__":
+    main()
