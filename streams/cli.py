@@ -67,6 +67,22 @@ def _parser() -> argparse.ArgumentParser:
         help="validation/encoding processes (default: cores + 1)",
     )
 
+    post = sub.add_parser(
+        "post",
+        help="upload a photo or video and post it as a story",
+        description="The object store is STORYSTREAM_S3_ENDPOINT_URL, STORYSTREAM_S3_BUCKET, "
+        "STORYSTREAM_S3_ACCESS_KEY_ID and STORYSTREAM_S3_SECRET_ACCESS_KEY (or those of a "
+        "running `storystream dev`).",
+    )
+    post.add_argument("--author", required=True, help="the author's user id")
+    post.add_argument("--media", required=True, metavar="PATH", help="the image or video file")
+    post.add_argument(
+        "--audience", choices=("followers", "close_friends", "public"), default="followers"
+    )
+    post.add_argument("--story-id", help="the story's id (default: a new one)")
+    post.add_argument("--media-id", help="the media's id (default: a new one)")
+    post.add_argument("--ttl", help=f"story time-to-live, sets expires_at {_env('STORY_TTL')}")
+
     consume = sub.add_parser("consume", help="decode a topic to JSON lines")
     consume.add_argument("topic")
     consume.add_argument("--from-beginning", action="store_true")
@@ -79,6 +95,16 @@ def _parser() -> argparse.ArgumentParser:
         help="print the compacted view (last value per key, tombstones hide keys) "
         "when reading stops",
     )
+
+    replay = sub.add_parser("replay", help="re-run the event log into fresh output topics")
+    replay.add_argument("--from", dest="start", help="first event time (ISO-8601, inclusive)")
+    replay.add_argument("--to", dest="end", help="end event time (ISO-8601, exclusive); "
+                        "the clock advances to it, expiring what is due")
+    replay.add_argument("--output-prefix", help="prefix of the fresh output topics "
+                        "(default replay-<UTC time>-)")
+    replay.add_argument("--state-dir", help="fresh state directory (default: a temporary one)")
+    replay.add_argument("--ttl", help=f"story time-to-live {_env('STORY_TTL')}")
+    replay.add_argument("--grace", help=f"purge delay after expiry {_env('EXPIRY_GRACE')}")
 
     token = sub.add_parser("token", help="print a signed API token for a user")
     token.add_argument("user_id")
@@ -187,6 +213,29 @@ def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from streams.post import PostError, post_story
+
+    _need_broker(settings)
+    try:
+        posted = post_story(
+            settings,
+            Path(args.media),
+            args.author,
+            audience=args.audience,
+            story_id=args.story_id,
+            media_id=args.media_id,
+        )
+    except PostError as exc:
+        print(f"storystream post: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(posted.as_dict()))
+    return 0
+
+
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from streams.auth import issue_token
 
@@ -210,11 +259,42 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return run_worker(settings)
 
 
+def _utc(text: str | None, flag: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SystemExit(f"storystream replay: {flag} {text!r} is not ISO-8601") from None
+    if value.utcoffset() is None:
+        raise SystemExit(f"storystream replay: {flag} {text!r} needs a UTC offset (Z)")
+    return value.astimezone(UTC)
+
+
+def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.replay import replay
+
+    _need_broker(settings)
+    start, end = _utc(args.start, "--from"), _utc(args.end, "--to")
+    if start and end and end <= start:
+        raise SystemExit("storystream replay: --to must be after --from")
+    prefix = args.output_prefix or datetime.now(UTC).strftime("replay-%Y%m%dT%H%M%SZ-")
+    state_dir = Path(args.state_dir) if args.state_dir else None
+    if state_dir is not None and state_dir.exists() and any(state_dir.iterdir()):
+        raise SystemExit(f"storystream replay: --state-dir {state_dir} is not empty")
+    summary = replay(settings, prefix, start, end, state_dir)
+    print(f"replayed {summary.records} records into {prefix}* topics "
+          f"(watermark {summary.watermark.isoformat() if summary.watermark else 'none'})")
+    return 0
+
+
 COMMANDS = {
+    "replay": cmd_replay,
     "worker": cmd_worker,
     "dev": cmd_dev,
     "publish": cmd_publish,
     "consume": cmd_consume,
+    "post": cmd_post,
     "token": cmd_token,
 }
 

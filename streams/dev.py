@@ -102,7 +102,9 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
                 return 1
             time.sleep(0.5)
         devstate.write(settings.data_dir, broker=bootstrap, api=urls[0],
-                       s3_endpoint_url=settings.s3_endpoint_url)
+                       s3_endpoint_url=settings.s3_endpoint_url,
+                       s3_credentials=list(s3.credentials) if s3 else None,
+                       story_ttl_seconds=settings.story_ttl.total_seconds())
         stack.callback(devstate.clear, settings.data_dir)
         print(f"api: {urls[0]}" + (f" (and {', '.join(urls[1:])})" if urls[1:] else ""), flush=True)
         print(f"ready: {workers} worker(s); export STORYSTREAM_BROKER={bootstrap}; Ctrl-C stops",

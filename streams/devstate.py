@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
+from infra.s3 import CREDENTIALS
 from streams.settings import Settings
 
 FILE_NAME = "dev.json"
@@ -35,18 +39,40 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _embedded_keys(state: dict[str, Any]) -> tuple[str, str] | None:
+    """The keys of dev's embedded object store; None when dev used an external one."""
+    if "s3_credentials" not in state:  # written before dev recorded them: only embedded then
+        return CREDENTIALS
+    keys = state["s3_credentials"]
+    if isinstance(keys, list) and len(keys) == 2:
+        return str(keys[0]), str(keys[1])
+    return None
+
+
 def resolve(settings: Settings) -> Settings:
-    """Fill in the broker (and S3 endpoint) of a running `storystream dev` when unset."""
-    if settings.broker:
-        return settings
+    """Fill in what a running `storystream dev` started, for what is unset: its broker, and
+    (when the broker is unset or is dev's) its S3 endpoint and the embedded store's keys."""
     path = settings.data_dir / FILE_NAME
     try:
         state = json.loads(path.read_text())
     except (OSError, ValueError):
         return settings
-    if not _alive(int(state.get("pid", 0))):
+    if not isinstance(state, dict) or not _alive(int(state.get("pid", 0))):
         return settings
-    update = {"broker": state.get("broker")}
+    update: dict[str, Any] = {}
+    if not settings.broker:
+        update["broker"] = state.get("broker")
+    elif settings.broker != state.get("broker"):
+        return settings  # another system: dev's object store is not its store
     if not settings.s3_endpoint_url and state.get("s3_endpoint_url"):
         update["s3_endpoint_url"] = state["s3_endpoint_url"]
+    endpoint = update.get("s3_endpoint_url", settings.s3_endpoint_url)
+    keys = _embedded_keys(state)
+    if (
+        keys
+        and endpoint
+        and endpoint == state.get("s3_endpoint_url")
+        and not (settings.s3_access_key_id or settings.s3_secret_access_key)
+    ):
+        update["s3_access_key_id"], update["s3_secret_access_key"] = keys[0], SecretStr(keys[1])
     return settings.model_copy(update=update)

@@ -33,11 +33,11 @@ from streams.kafka import producer_config
 from streams.metrics import Metrics
 from streams.partitioning import partition_for
 from streams.registry import SchemaRegistry
-from streams.store import PartitionStore
+from streams.store import CHECKPOINT_KEY, PartitionStore
 from streams.topics import DEAD_LETTERS, topic_of_record
 
 log = logging.getLogger(__name__)
-CHECKPOINT_KEY = b"\x00checkpoint"
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +109,7 @@ class Engine:
         batch_size: int = 5000,
         tick_interval: float = 0.5,
         on_assignment: Callable[[set[int]], None] | None = None,
+        output_prefix: str = "",
     ) -> None:
         self.policy = policy
         self.partitions = partitions
@@ -125,6 +126,7 @@ class Engine:
         self._batch_size = batch_size
         self._tick_interval = tick_interval
         self._on_assignment = on_assignment
+        self.output_prefix = output_prefix
         self._codecs: dict[type, AvroCodec] = {}
         self._dead_codec = AvroCodec(DEAD_LETTERS.record, registry, DEAD_LETTERS.subject)
         self._assigned: dict[int, _Assigned] = {}
@@ -183,11 +185,13 @@ class Engine:
             record_type = type(output.value)
             spec = topic_of_record(record_type)
             value = self._codec(record_type).encode(output.value)
-            self._produce(spec.name, output.key.encode(), value, self._output_partition(output.key))
+            topic = self.output_prefix + spec.name
+            self._produce(topic, output.key.encode(), value, self._output_partition(output.key))
             self.metrics.outputs.inc(spec.name)
         elif isinstance(output, Tombstone):
             spec = topic_of_record(output.record)
-            self._produce(spec.name, output.key.encode(), None, self._output_partition(output.key))
+            topic = self.output_prefix + spec.name
+            self._produce(topic, output.key.encode(), None, self._output_partition(output.key))
             self.metrics.outputs.inc(spec.name)
         elif isinstance(output, Forward):
             local = self._local_forwards.get(output.stage)
@@ -211,10 +215,18 @@ class Engine:
             error=reason, original_key=record.key, original_value=record.value, at=now,
         )
         key = record.key or b""
-        self._produce(DEAD_LETTERS.name, key, self._dead_codec.encode(letter),
+        self._produce(self.output_prefix + DEAD_LETTERS.name, key, self._dead_codec.encode(letter),
                       record.partition % self.partitions)
         self.metrics.dead_letters.inc(record.topic)
         log.warning("dead letter %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason)
+
+    @property
+    def handlers(self) -> list[Handler]:
+        return list(self._handlers)
+
+    def attach_producer(self, producer: Producer) -> None:
+        """Produce through `producer` without running the consumer loop (replay)."""
+        self._producer = producer
 
     # -- lifecycle ----------------------------------------------------------------------------
     def stop(self) -> None:

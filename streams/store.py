@@ -26,6 +26,7 @@ class PartitionStore:
         self.path = path
         self._db = Rdict(str(path), options)
         self._pending: dict[bytes, bytes | None] = {}
+        self._groups: dict[bytes, set[bytes]] = {}  # pending keys by their group prefix
 
     # -- reads ------------------------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
@@ -47,8 +48,13 @@ class PartitionStore:
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Keys with `prefix` from `start` (inclusive) in key order, buffered writes included."""
         begin = start if start is not None and start > prefix else prefix
+        candidates = (
+            self._groups.get(prefix, ())
+            if prefix[-1:] in (b"\x00", b"\x01") and _group(prefix) == prefix
+            else list(self._pending)
+        )
         pending = sorted(
-            (k, v) for k, v in self._pending.items() if k.startswith(prefix) and k >= begin
+            (k, self._pending[k]) for k in candidates if k.startswith(prefix) and k >= begin
         )
         stored = self._iter_db(prefix, begin)
         yield from _merge(stored, iter(pending))
@@ -66,9 +72,11 @@ class PartitionStore:
     # -- writes -----------------------------------------------------------------------------
     def put(self, key: bytes, value: bytes) -> None:
         self._pending[key] = value
+        self._groups.setdefault(_group(key), set()).add(key)
 
     def delete(self, key: bytes) -> None:
         self._pending[key] = _DELETED
+        self._groups.setdefault(_group(key), set()).add(key)
 
     @property
     def dirty(self) -> dict[bytes, bytes | None]:
@@ -88,10 +96,12 @@ class PartitionStore:
             batch.put(CHECKPOINT_KEY, checkpoint)
         self._db.write(batch)
         self._pending = {}
+        self._groups = {}
 
     def discard(self) -> None:
         """Drop the buffered writes (a flush that failed will be redone from the inputs)."""
         self._pending = {}
+        self._groups = {}
 
     def apply_restored(self, key: bytes, value: bytes | None) -> None:
         """Write a record read back from the changelog straight to RocksDB."""
@@ -111,6 +121,19 @@ class PartitionStore:
     @staticmethod
     def destroy(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _group(key: bytes) -> bytes:
+    """A key's group: its bytes up to and including the first separator (NUL or 0x01).
+
+    Keys are laid out as `tag/table name, separator, ...`, so a scan of a group (or of a
+    story's keys, whose prefix ends at its separator) needs only that group's pending keys.
+    """
+    nul, one = key.find(b"\x00"), key.find(b"\x01")
+    if nul < 0 and one < 0:
+        return key
+    end = one if nul < 0 else nul if one < 0 else min(nul, one)
+    return key[: end + 1]
 
 
 def _merge(

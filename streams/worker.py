@@ -8,6 +8,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import faust
 
@@ -39,7 +40,8 @@ def policy_of(settings: Settings) -> Policy:
 
 
 def build_engine(settings: Settings, clock: Callable[[], datetime], worker_id: str,
-                 members: Members | None = None) -> Engine:
+                 members: Members | None = None, state_dir: Path | None = None,
+                 output_prefix: str = "") -> Engine:
     """The engine with every stage wired to its topics."""
     registry = make_registry(settings.schema_registry_url)
     handlers = [
@@ -53,7 +55,7 @@ def build_engine(settings: Settings, clock: Callable[[], datetime], worker_id: s
     engine = Engine(
         bootstrap=settings.bootstrap(),
         group_id=f"{settings.app_id}-engine",
-        state_dir=settings.data_dir / "state" / worker_id,
+        state_dir=state_dir or settings.data_dir / "state" / worker_id,
         partitions=settings.partitions,
         handlers=handlers,
         registry=registry,
@@ -61,6 +63,7 @@ def build_engine(settings: Settings, clock: Callable[[], datetime], worker_id: s
         changelog_topic=changelog_topic(settings),
         clock=clock,
         on_assignment=members.announce if members else None,
+        output_prefix=output_prefix,
     )
     for stage in ("story", "media", "author", "tray", "objects"):
         engine.route_stage(stage, stage_topic(settings, stage), encode_message)

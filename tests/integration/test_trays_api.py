@@ -3,43 +3,21 @@ topics and the HTTP API agreeing, asked of each worker."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from infra.process import free_port, spawn, stop
 from streams.auth import issue_token
 from streams.settings import Settings
-from tests.integration.cli import run
+from tests.integration.workers import SECRET, Worker, latest, publish, wait_for
 
 pytestmark = pytest.mark.integration
-SECRET = "test-secret-of-at-least-32-bytes-long"
-
-
-class Worker:
-    def __init__(self, url: str, proc: subprocess.Popen[bytes]) -> None:
-        self.url = url
-        self.proc = proc
-
-    def get(self, path: str, user: str) -> tuple[int, Any]:
-        token = issue_token(user, SECRET, datetime.now(UTC))
-        request = urllib.request.Request(self.url + path, headers={"Authorization": f"Bearer {token}"})
-        try:
-            with urllib.request.urlopen(request, timeout=10) as answer:
-                return answer.status, json.loads(answer.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read() or b"null")
 
 
 @pytest.fixture(scope="module")
@@ -55,95 +33,105 @@ def app_env(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 @pytest.fixture(scope="module")
-def workers(app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    for index in range(2):
-        port = free_port()
-        log = open(tmp_path_factory.mktemp("logs") / f"worker-{index}.log", "wb")  # noqa: SIM115
-        env = {**os.environ, **app_env, "STORYSTREAM_API_PORT": str(port),
-               "STORYSTREAM_DATA_DIR": str(tmp_path_factory.mktemp(f"worker{index}"))}
-        proc = spawn([sys.executable, "-m", "streams.cli", "worker"], log=log, env=env)
-        started.append(Worker(f"http://127.0.0.1:{port}", proc))
+def workers(
+    app_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[Worker]]:
+    root = tmp_path_factory.mktemp("workers")
+    started = [Worker(root / f"worker{index}", app_env) for index in range(2)]
     try:
-        _wait(lambda: all(_health(w) for w in started), 90, "workers healthy")
         # Both in the group: each owns some partitions.
-        _wait(lambda: all(len(_health(w) or []) > 0 for w in started), 60, "partitions spread")
+        wait_for(lambda: all(w.partitions() for w in started), 90, "partitions spread")
         yield started
     finally:
         for worker in started:
-            stop(worker.proc, 20)
-
-
-def _health(worker: Worker) -> list[int] | None:
-    try:
-        with urllib.request.urlopen(worker.url + "/health", timeout=2) as answer:
-            return list(json.loads(answer.read())["partitions"])
-    except OSError:
-        return None
-
-
-def _wait(check: Callable[[], Any], seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _publish(env: dict[str, str], events: list[dict[str, Any]]) -> None:
-    stdin = "".join(json.dumps(e) + "\n" for e in events).encode()
-    result = run("publish", "-", broker=env["STORYSTREAM_BROKER"], stdin=stdin)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def _latest(env: dict[str, str], topic: str, keys: set[str]) -> dict[str, Any]:
-    result = run("consume", topic, "--latest-per-key", "--until-idle", "1",
-                 broker=env["STORYSTREAM_BROKER"])
-    assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    return {r["key"]: r["value"] for r in records if r["key"] in keys}
+            worker.stop()
 
 
 def test_scenario_through_topics_and_api(app_env: dict[str, str], workers: list[Worker]) -> None:
     tag = uuid.uuid4().hex[:6]
-    alice, bob, carol, dave, star = (f"{n}-{tag}" for n in ("alice", "bob", "carol", "dave", "star"))
+    alice, bob, carol, dave, star = (
+        f"{n}-{tag}" for n in ("alice", "bob", "carol", "dave", "star")
+    )
     fans = [f"fan{i}-{tag}" for i in range(3)]
     now = datetime.now(UTC).replace(microsecond=0)
     t = lambda seconds: (now + timedelta(seconds=seconds)).isoformat().replace("+00:00", "Z")  # noqa: E731
-    media = [{"name": "1080", "url": "https://cdn.example/x.jpg", "width": 1080, "height": 1920,
-              "content_type": "image/jpeg"}]
-    follows = [{"type": "user_followed", "follower_id": f, "followee_id": alice, "at": t(-60)}
-               for f in (bob, carol, dave)]
-    follows += [{"type": "user_followed", "follower_id": f, "followee_id": star, "at": t(-60)}
-                for f in (*fans, bob)]
+    media = [
+        {
+            "name": "1080",
+            "url": "https://cdn.example/x.jpg",
+            "width": 1080,
+            "height": 1920,
+            "content_type": "image/jpeg",
+        }
+    ]
+    follows = [
+        {"type": "user_followed", "follower_id": f, "followee_id": alice, "at": t(-60)}
+        for f in (bob, carol, dave)
+    ]
+    follows += [
+        {"type": "user_followed", "follower_id": f, "followee_id": star, "at": t(-60)}
+        for f in (*fans, bob)
+    ]
     follows.append({"type": "close_friend_added", "user_id": alice, "friend_id": bob, "at": t(-60)})
-    _publish(app_env, follows)
+    publish(app_env["STORYSTREAM_BROKER"], follows)
     time.sleep(2)
     s1, s2, s3, c1 = (f"{n}-{tag}" for n in ("s1", "s2", "s3", "c1"))
-    _publish(app_env, [
-        {"type": "story_posted", "story_id": s1, "author_id": alice, "created_at": t(-30), "media": media},
-        {"type": "story_posted", "story_id": s2, "author_id": alice, "created_at": t(-20),
-         "media": media, "audience": "close_friends"},
-        {"type": "story_posted", "story_id": s3, "author_id": alice, "created_at": t(-10), "media": media},
-        {"type": "story_posted", "story_id": c1, "author_id": star, "created_at": t(-5),
-         "media": media, "audience": "public"},
-    ])
+    publish(
+        app_env["STORYSTREAM_BROKER"],
+        [
+            {
+                "type": "story_posted",
+                "story_id": s1,
+                "author_id": alice,
+                "created_at": t(-30),
+                "media": media,
+            },
+            {
+                "type": "story_posted",
+                "story_id": s2,
+                "author_id": alice,
+                "created_at": t(-20),
+                "media": media,
+                "audience": "close_friends",
+            },
+            {
+                "type": "story_posted",
+                "story_id": s3,
+                "author_id": alice,
+                "created_at": t(-10),
+                "media": media,
+            },
+            {
+                "type": "story_posted",
+                "story_id": c1,
+                "author_id": star,
+                "created_at": t(-5),
+                "media": media,
+                "audience": "public",
+            },
+        ],
+    )
     time.sleep(2)
-    _publish(app_env, [
-        {"type": "story_deleted", "story_id": s3, "author_id": alice, "deleted_at": t(-1)},
-        {"type": "story_viewed", "story_id": s1, "viewer_id": carol, "viewed_at": t(-1)},
-        {"type": "user_unfollowed", "follower_id": dave, "followee_id": alice, "at": t(-1)},
-    ])
+    publish(
+        app_env["STORYSTREAM_BROKER"],
+        [
+            {"type": "story_deleted", "story_id": s3, "author_id": alice, "deleted_at": t(-1)},
+            {"type": "story_viewed", "story_id": s1, "viewer_id": carol, "viewed_at": t(-1)},
+            {"type": "user_unfollowed", "follower_id": dave, "followee_id": alice, "at": t(-1)},
+        ],
+    )
 
     users = {bob, carol, dave, *fans}
 
     def trays_settled() -> dict[str, Any] | None:
-        trays = _latest(app_env, "story-trays", users)
-        return trays if set(trays) == {bob, carol} and trays[carol]["entries"][0]["has_unseen"] is False else None
+        trays = latest(app_env["STORYSTREAM_BROKER"], "story-trays", users)
+        return (
+            trays
+            if set(trays) == {bob, carol} and trays[carol]["entries"][0]["has_unseen"] is False
+            else None
+        )
 
-    trays = _wait(trays_settled, 60, "trays")
+    trays = wait_for(trays_settled, 60, "trays")
     assert trays[bob]["entries"] == [
         {"author_id": alice, "story_ids": [s1, s2], "latest_story_at": t(-20), "has_unseen": True}
     ]
@@ -151,7 +139,7 @@ def test_scenario_through_topics_and_api(app_env: dict[str, str], workers: list[
         {"author_id": alice, "story_ids": [s1], "latest_story_at": t(-30), "has_unseen": False}
     ]
     # dave unfollowed: tombstoned; the celebrity's stories are not fanned out to fans.
-    states = _latest(app_env, "story-state", {s1, s2, s3, c1})
+    states = latest(app_env["STORYSTREAM_BROKER"], "story-state", {s1, s2, s3, c1})
     assert set(states) == {s1, s2, c1}
     assert states[s2]["audience"] == "close_friends" and states[s1]["status"] == "active"
 
@@ -183,8 +171,9 @@ def test_requests_need_a_valid_token(workers: list[Worker]) -> None:
             urllib.request.urlopen(worker.url + "/stories/x", timeout=5)
         assert missing.value.code == 401
         forged = issue_token("alice", "not-the-secret-but-also-32-bytes-long", datetime.now(UTC))
-        request = urllib.request.Request(worker.url + "/stories/x",
-                                         headers={"Authorization": f"Bearer {forged}"})
+        request = urllib.request.Request(
+            worker.url + "/stories/x", headers={"Authorization": f"Bearer {forged}"}
+        )
         with pytest.raises(urllib.error.HTTPError) as bad:
             urllib.request.urlopen(request, timeout=5)
         assert bad.value.code == 401
