@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import pickle
-from dataclasses import dataclass
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -58,8 +58,9 @@ class HttpError(Exception):
 class Api:
     """Request handling against this worker's partitions, with forwarding for the rest."""
 
-    def __init__(self, settings: Settings, engine: Engine, members: Members,
-                 clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self, settings: Settings, engine: Engine, members: Members, clock: Callable[[], datetime]
+    ) -> None:
         self.settings = settings
         self.engine = engine
         self.members = members
@@ -153,8 +154,9 @@ def _json(view: View, value: Any, status: int = 200) -> Response:
 def install(app: faust.App, api: Api) -> None:
     """Register the endpoints on the app's web server."""
 
-    def endpoint(key_param: str | None, *, auth: bool = True
-                 ) -> Callable[[Callable[..., Awaitable[Any]]], type[View]]:
+    def endpoint(
+        key_param: str | None, *, auth: bool = True
+    ) -> Callable[[Callable[..., Awaitable[Any]]], type[View]]:
         def wrap(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Response]]:
             async def get(self: View, request: Request, **params: str) -> Response:
                 try:
@@ -165,14 +167,18 @@ def install(app: faust.App, api: Api) -> None:
                     if result is None:
                         result = await handler(request, caller, **params)
                     if isinstance(result, Raw):
-                        return self.bytes(result.body, content_type=result.content_type,
-                                          status=result.status)
+                        return self.bytes(
+                            result.body, content_type=result.content_type, status=result.status
+                        )
                     return _json(self, result)
                 except HttpError as exc:
                     return _json(self, {"error": exc.reason}, exc.status)
+
             return get
+
         def decorate(handler: Callable[..., Awaitable[Any]]) -> type[View]:
             return type(handler.__name__, (View,), {"get": wrap(handler)})
+
         return decorate
 
     async def tray(request: Request, caller: str, user_id: str) -> Any:
@@ -182,9 +188,15 @@ def install(app: faust.App, api: Api) -> None:
         assert store is not None
         raw = store.get_committed(TRAYS.key(user_id))
         state = None if raw is None else pickle.loads(raw)  # noqa: S301
-        celebrities = [] if state is None else [
-            a for a in [await api.fetch_author(request, c) for c in sorted(state.celebrities)] if a
-        ]
+        celebrities = (
+            []
+            if state is None
+            else [
+                a
+                for a in [await api.fetch_author(request, c) for c in sorted(state.celebrities)]
+                if a
+            ]
+        )
         return read_tray(state, user_id, celebrities, api.clock()).model_dump(mode="json")
 
     async def author_stories(request: Request, caller: str, author_id: str) -> Any:
@@ -204,7 +216,11 @@ def install(app: faust.App, api: Api) -> None:
             state = story_view(store, story_id, api.clock())
             return None if state is None else state.model_dump(mode="json")
         answer = await api._internal(request, f"/internal/stories/{story_id}")
-        return None if answer is None else StoryState.model_validate_json(answer).model_dump(mode="json")
+        return (
+            None
+            if answer is None
+            else StoryState.model_validate_json(answer).model_dump(mode="json")
+        )
 
     async def story(request: Request, caller: str, story_id: str) -> Any:
         return (await api.visible_story(request, story_id, caller)).model_dump(mode="json")
@@ -212,8 +228,11 @@ def install(app: faust.App, api: Api) -> None:
     async def views(request: Request, caller: str, story_id: str) -> Any:
         await api.visible_story(request, story_id, caller)
         state = view_state(api.local_store(story_id), story_id)  # type: ignore[arg-type]
-        return {"story_id": story_id, "unique_viewers": state.unique_viewers if state else 0,
-                "total_views": state.total_views if state else 0}
+        return {
+            "story_id": story_id,
+            "unique_viewers": state.unique_viewers if state else 0,
+            "total_views": state.total_views if state else 0,
+        }
 
     async def viewers(request: Request, caller: str, story_id: str) -> Any:
         state = await api.visible_story(request, story_id, caller)
@@ -233,16 +252,21 @@ def install(app: faust.App, api: Api) -> None:
         assert store is not None
         keys = (key for key, _ in store.scan_committed(prefix, start))
         page = read_page(keys, prefix, limit)
-        return {"viewers": [{"viewer_id": v, "first_viewed_at": at.isoformat().replace("+00:00", "Z")}
-                            for v, at in page.viewers],
-                "next_cursor": page.next_cursor}
+        return {
+            "viewers": [
+                {"viewer_id": v, "first_viewed_at": at.isoformat().replace("+00:00", "Z")}
+                for v, at in page.viewers
+            ],
+            "next_cursor": page.next_cursor,
+        }
 
     async def reactions(request: Request, caller: str, story_id: str) -> Any:
         await api.visible_story(request, story_id, caller)
         state = reaction_state(api.local_store(story_id), story_id)  # type: ignore[arg-type]
         counts = state.counts_dict() if state else {}
-        return ReactionCounts(story_id=story_id, counts=counts,
-                              total=state.total if state else 0).model_dump(mode="json")
+        return ReactionCounts(
+            story_id=story_id, counts=counts, total=state.total if state else 0
+        ).model_dump(mode="json")
 
     def _internal_only(caller: str) -> None:
         if caller != INTERNAL_SUBJECT:

@@ -6,8 +6,8 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Protocol
 from datetime import UTC, datetime
+from typing import Protocol
 
 import faust
 from mode import Service
@@ -57,7 +57,9 @@ def create_app(
         async def on_start(self) -> None:
             for companion in companions:
                 companion.start()
-            self._thread = threading.Thread(target=self._run, name="storystream-engine", daemon=True)
+            self._thread = threading.Thread(
+                target=self._run, name="storystream-engine", daemon=True
+            )
             self._thread.start()
 
         def _run(self) -> None:

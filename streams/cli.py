@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from pydantic import ValidationError
@@ -98,10 +99,14 @@ def _parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="re-run the event log into fresh output topics")
     replay.add_argument("--from", dest="start", help="first event time (ISO-8601, inclusive)")
-    replay.add_argument("--to", dest="end", help="end event time (ISO-8601, exclusive); "
-                        "the clock advances to it, expiring what is due")
-    replay.add_argument("--output-prefix", help="prefix of the fresh output topics "
-                        "(default replay-<UTC time>-)")
+    replay.add_argument(
+        "--to",
+        dest="end",
+        help="end event time (ISO-8601, exclusive); the clock advances to it, expiring what is due",
+    )
+    replay.add_argument(
+        "--output-prefix", help="prefix of the fresh output topics (default replay-<UTC time>-)"
+    )
     replay.add_argument("--state-dir", help="fresh state directory (default: a temporary one)")
     replay.add_argument("--ttl", help=f"story time-to-live {_env('STORY_TTL')}")
     replay.add_argument("--grace", help=f"purge delay after expiry {_env('EXPIRY_GRACE')}")
@@ -283,8 +288,10 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     if state_dir is not None and state_dir.exists() and any(state_dir.iterdir()):
         raise SystemExit(f"storystream replay: --state-dir {state_dir} is not empty")
     summary = replay(settings, prefix, start, end, state_dir)
-    print(f"replayed {summary.records} records into {prefix}* topics "
-          f"(watermark {summary.watermark.isoformat() if summary.watermark else 'none'})")
+    print(
+        f"replayed {summary.records} records into {prefix}* topics "
+        f"(watermark {summary.watermark.isoformat() if summary.watermark else 'none'})"
+    )
     return 0
 
 

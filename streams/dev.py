@@ -13,7 +13,6 @@ import threading
 import time
 import urllib.request
 from contextlib import ExitStack
-from pathlib import Path
 
 from infra.broker import EmbeddedBroker
 from infra.process import spawn, stop
@@ -48,7 +47,9 @@ def _worker_env(settings: Settings, index: int, s3: EmbeddedS3 | None) -> dict[s
     }
     if s3 is not None:
         env["STORYSTREAM_S3_ENDPOINT_URL"] = s3.endpoint_url
-        env["STORYSTREAM_S3_ACCESS_KEY_ID"], env["STORYSTREAM_S3_SECRET_ACCESS_KEY"] = s3.credentials
+        env["STORYSTREAM_S3_ACCESS_KEY_ID"], env["STORYSTREAM_S3_SECRET_ACCESS_KEY"] = (
+            s3.credentials
+        )
     return env
 
 
@@ -71,8 +72,9 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
             bootstrap = settings.broker
             print(f"broker: {bootstrap} (STORYSTREAM_BROKER)", flush=True)
         else:
-            broker = EmbeddedBroker(port=_port_or_free(broker_port),
-                                    log_path=settings.data_dir / "broker.log")
+            broker = EmbeddedBroker(
+                port=_port_or_free(broker_port), log_path=settings.data_dir / "broker.log"
+            )
             stack.enter_context(broker)
             bootstrap = broker.bootstrap
             print(f"broker: {bootstrap} (embedded, in memory)", flush=True)
@@ -90,8 +92,11 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
         for index in range(workers):
             log_file = open(settings.data_dir / f"worker-{index}.log", "ab")  # noqa: SIM115
             stack.callback(log_file.close)
-            proc = spawn([sys.executable, "-m", "streams.cli", "worker"], log=log_file,
-                         env=_worker_env(settings, index, s3))
+            proc = spawn(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                log=log_file,
+                env=_worker_env(settings, index, s3),
+            )
             procs.append(proc)
             stack.callback(stop, proc, 30.0)
         urls = [f"http://127.0.0.1:{settings.api_port + i}" for i in range(workers)]
@@ -101,14 +106,20 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
                 print(f"a worker failed to start; see {settings.data_dir}/worker-*.log", flush=True)
                 return 1
             time.sleep(0.5)
-        devstate.write(settings.data_dir, broker=bootstrap, api=urls[0],
-                       s3_endpoint_url=settings.s3_endpoint_url,
-                       s3_credentials=list(s3.credentials) if s3 else None,
-                       story_ttl_seconds=settings.story_ttl.total_seconds())
+        devstate.write(
+            settings.data_dir,
+            broker=bootstrap,
+            api=urls[0],
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_credentials=list(s3.credentials) if s3 else None,
+            story_ttl_seconds=settings.story_ttl.total_seconds(),
+        )
         stack.callback(devstate.clear, settings.data_dir)
         print(f"api: {urls[0]}" + (f" (and {', '.join(urls[1:])})" if urls[1:] else ""), flush=True)
-        print(f"ready: {workers} worker(s); export STORYSTREAM_BROKER={bootstrap}; Ctrl-C stops",
-              flush=True)
+        print(
+            f"ready: {workers} worker(s); export STORYSTREAM_BROKER={bootstrap}; Ctrl-C stops",
+            flush=True,
+        )
         while not stopping.wait(0.5):
             for index, proc in enumerate(procs):
                 if proc.poll() is not None:

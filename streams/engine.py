@@ -24,11 +24,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    Message,
+    Producer,
+    TopicPartition,
+)
 
 from processors.context import Forward, Output, Policy, Put, Tombstone
 from schemas.records import DeadLetter
-from streams.codecs import AvroCodec, CodecError
+from streams.codecs import AvroCodec
 from streams.kafka import producer_config
 from streams.metrics import Metrics
 from streams.partitioning import partition_for
@@ -37,7 +44,6 @@ from streams.store import CHECKPOINT_KEY, PartitionStore
 from streams.topics import DEAD_LETTERS, topic_of_record
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +163,9 @@ class Engine:
         assert self._producer is not None
         while True:
             try:
-                self._producer.produce(topic, value, key, partition=partition, on_delivery=self._delivered)
+                self._producer.produce(
+                    topic, value, key, partition=partition, on_delivery=self._delivered
+                )
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -201,7 +209,9 @@ class Engine:
             topic = self._stage_topics[output.stage]
             encode = self._forward_encoders[output.stage]
             self._produce(
-                topic, output.key.encode(), encode(output.message),
+                topic,
+                output.key.encode(),
+                encode(output.message),
                 partition_for(output.key, self.partitions),
             )
 
@@ -211,14 +221,25 @@ class Engine:
 
     def dead_letter(self, record: InRecord, reason: str, now: datetime) -> None:
         letter = DeadLetter(
-            source_topic=record.topic, partition=record.partition, offset=record.offset,
-            error=reason, original_key=record.key, original_value=record.value, at=now,
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error=reason,
+            original_key=record.key,
+            original_value=record.value,
+            at=now,
         )
         key = record.key or b""
-        self._produce(self.output_prefix + DEAD_LETTERS.name, key, self._dead_codec.encode(letter),
-                      record.partition % self.partitions)
+        self._produce(
+            self.output_prefix + DEAD_LETTERS.name,
+            key,
+            self._dead_codec.encode(letter),
+            record.partition % self.partitions,
+        )
         self.metrics.dead_letters.inc(record.topic)
-        log.warning("dead letter %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason)
+        log.warning(
+            "dead letter %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason
+        )
 
     @property
     def handlers(self) -> list[Handler]:
@@ -246,7 +267,9 @@ class Engine:
         # Checkpoints go through their own producer: each is a one-record batch, and its
         # delivery report tells the changelog offset a local restart can resume from.
         self._checkpointer = Producer(
-            producer_config(self._bootstrap, **{"linger.ms": 0, "delivery.report.only.error": False})
+            producer_config(
+                self._bootstrap, **{"linger.ms": 0, "delivery.report.only.error": False}
+            )
         )
         self._consumer = Consumer(
             {
@@ -262,7 +285,9 @@ class Engine:
             }
         )
         self._consumer.subscribe(
-            sorted(self._by_topic), on_assign=self._on_assign, on_revoke=self._on_revoke,
+            sorted(self._by_topic),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
         last_tick = 0.0
@@ -271,9 +296,11 @@ class Engine:
             while not self._stopping.is_set():
                 messages = self._consumer.consume(self._batch_size, timeout=0.1)
                 records = [
-                    InRecord(m.topic(), m.partition(), m.offset(), m.key(), m.value(),
-                             m.timestamp()[1])
-                    for m in messages if m.error() is None
+                    InRecord(
+                        m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]
+                    )
+                    for m in messages
+                    if m.error() is None
                 ]
                 for m in messages:
                     if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
@@ -295,10 +322,14 @@ class Engine:
                     assigned.store.close()
                 self._assigned.clear()
 
-    def _context(self, contexts: dict[int, PartitionContext], partition: int, now: datetime) -> PartitionContext:
+    def _context(
+        self, contexts: dict[int, PartitionContext], partition: int, now: datetime
+    ) -> PartitionContext:
         ctx = contexts.get(partition)
         if ctx is None:
-            ctx = contexts[partition] = PartitionContext(self, partition, self._assigned[partition].store, now)
+            ctx = contexts[partition] = PartitionContext(
+                self, partition, self._assigned[partition].store, now
+            )
         return ctx
 
     def _process(self, records: list[InRecord]) -> dict[int, PartitionContext]:
@@ -350,12 +381,18 @@ class Engine:
             # Alone in its produce batch, so even a broker that misreports the high watermark
             # after multi-record batches reports it right after a checkpoint.
             self._checkpointer.produce(
-                self._changelog, checkpoint, CHECKPOINT_KEY, partition=partition,
+                self._changelog,
+                checkpoint,
+                CHECKPOINT_KEY,
+                partition=partition,
                 on_delivery=self._checkpointed,
             )
             if self._checkpointer.flush(30.0) > 0 or self._errors:
                 raise RuntimeError(f"checkpoint not acknowledged: {self._errors[:3]}")
-            local = {"applied": applied, "changelog_offset": self._checkpoint_offsets.get(partition, -1)}
+            local = {
+                "applied": applied,
+                "changelog_offset": self._checkpoint_offsets.get(partition, -1),
+            }
             self._assigned[partition].store.flush(json.dumps(local).encode())
         if records:
             offsets: dict[tuple[str, int], int] = {}
@@ -389,7 +426,11 @@ class Engine:
             if applied is not None:
                 tp.offset = applied + 1
         consumer.assign(partitions)
-        log.info("assigned partitions %s (restored in %.2fs)", sorted(numbers), time.monotonic() - started)
+        log.info(
+            "assigned partitions %s (restored in %.2fs)",
+            sorted(numbers),
+            time.monotonic() - started,
+        )
         self.metrics.assigned.set(len(self._assigned))
         if self._on_assignment:
             self._on_assignment(set(self._assigned))
@@ -408,10 +449,18 @@ class Engine:
         """Local RocksDB caught up from the changelog up to its last checkpoint."""
         path = self._state_dir / f"p{partition}"
         store = PartitionStore(path)
-        restorer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"{self._group_id}-restore",
-                             "enable.auto.commit": False, "enable.partition.eof": True})
+        restorer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"{self._group_id}-restore",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            }
+        )
         try:
-            low, high = restorer.get_watermark_offsets(TopicPartition(self._changelog, partition), timeout=10)
+            low, high = restorer.get_watermark_offsets(
+                TopicPartition(self._changelog, partition), timeout=10
+            )
             local = store.checkpoint
             start = OFFSET_BEGINNING
             applied: dict[str, int] = {}
@@ -428,14 +477,17 @@ class Engine:
             restored = self._replay(restorer, store, partition, start, high)
             if restored is not None:
                 applied = restored[0]
-                store.flush(json.dumps({"applied": applied, "changelog_offset": restored[1]}).encode())
+                store.flush(
+                    json.dumps({"applied": applied, "changelog_offset": restored[1]}).encode()
+                )
             self.metrics.restored.inc(str(partition))
             return _Assigned(store, {k: int(v) for k, v in applied.items()})
         finally:
             restorer.close()
 
-    def _replay(self, restorer: Consumer, store: PartitionStore, partition: int, start: int,
-                high: int) -> tuple[dict[str, int], int] | None:
+    def _replay(
+        self, restorer: Consumer, store: PartitionStore, partition: int, start: int, high: int
+    ) -> tuple[dict[str, int], int] | None:
         """Apply changelog records up to the last checkpoint before `high`; records after it
         belong to a batch that never completed and are redone from the inputs instead."""
         if high <= 0 or (start != OFFSET_BEGINNING and start >= high):

@@ -30,20 +30,32 @@ def create_internal_topics(settings: Settings) -> None:
     """Create them if missing (idempotent); configs set explicitly."""
     retention = str(int(settings.input_retention.total_seconds() * 1000))
     wanted = [
-        NewTopic(stage_topic(settings, stage), settings.partitions, settings.replication_factor,
-                 config={"cleanup.policy": "delete", "retention.ms": retention})
+        NewTopic(
+            stage_topic(settings, stage),
+            settings.partitions,
+            settings.replication_factor,
+            config={"cleanup.policy": "delete", "retention.ms": retention},
+        )
         for stage in STAGES
     ]
     compacted = {"cleanup.policy": "compact", "retention.ms": "-1"}
-    wanted.append(NewTopic(changelog_topic(settings), settings.partitions,
-                           settings.replication_factor, config=compacted))
-    wanted.append(NewTopic(members_topic(settings), 1, settings.replication_factor, config=compacted))
+    wanted.append(
+        NewTopic(
+            changelog_topic(settings),
+            settings.partitions,
+            settings.replication_factor,
+            config=compacted,
+        )
+    )
+    wanted.append(
+        NewTopic(members_topic(settings), 1, settings.replication_factor, config=compacted)
+    )
     admin = AdminClient({"bootstrap.servers": settings.bootstrap()})
     existing = admin.list_topics(timeout=10).topics
     missing = [t for t in wanted if t.topic not in existing]
     if not missing:
         return
-    for name, future in admin.create_topics(missing, request_timeout=30).items():
+    for future in admin.create_topics(missing, request_timeout=30).values():
         try:
             future.result()
         except KafkaException as exc:

@@ -20,13 +20,13 @@ from connectors.media_jobs import apply_objects_change, process_upload
 from connectors.object_store import ObjectStore, ObjectStoreError, S3ObjectStore
 from connectors.transcoder import Transcoder
 from processors.media import PUBLIC_PREFIXES, MediaLimits
+from schemas.records import DeadLetter
 from streams.codecs import AvroCodec, CodecError
 from streams.handlers.common import decode_message
 from streams.kafka import producer_config
 from streams.registry import SchemaRegistry
 from streams.settings import Settings
 from streams.topics import DEAD_LETTERS, MEDIA_TRANSCODED, MEDIA_UPLOADED
-from schemas.records import DeadLetter
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +37,31 @@ def object_store(settings: Settings) -> S3ObjectStore:
     if settings.s3_access_key_id and settings.s3_secret_access_key:
         credentials = (settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value())
     return S3ObjectStore(
-        settings.s3_bucket, endpoint_url=settings.s3_endpoint_url, region=settings.s3_region,
-        credentials=credentials, public_base_url=settings.s3_public_url, create_bucket=True,
+        settings.s3_bucket,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        credentials=credentials,
+        public_base_url=settings.s3_public_url,
+        create_bucket=True,
         public_prefixes=PUBLIC_PREFIXES,
     )
 
 
 def media_limits(settings: Settings) -> MediaLimits:
-    return MediaLimits(max_bytes=settings.media_max_bytes,
-                       max_video_ms=int(settings.media_max_video.total_seconds() * 1000))
+    return MediaLimits(
+        max_bytes=settings.media_max_bytes,
+        max_video_ms=int(settings.media_max_video.total_seconds() * 1000),
+    )
 
 
 class MediaService:
-    def __init__(self, settings: Settings, registry: SchemaRegistry, objects_topic: str,
-                 store: ObjectStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: SchemaRegistry,
+        objects_topic: str,
+        store: ObjectStore | None = None,
+    ) -> None:
         self._settings = settings
         self._objects_topic = objects_topic
         self._store = store
@@ -72,15 +83,22 @@ class MediaService:
         store = self._store or object_store(settings)
         limits = media_limits(settings)
         producer = Producer(producer_config(settings.bootstrap(), **{"linger.ms": 0}))
-        consumer = Consumer({
-            "bootstrap.servers": settings.bootstrap(), "group.id": f"{settings.app_id}-media",
-            "enable.auto.commit": False, "auto.offset.reset": "earliest",
-            "session.timeout.ms": 6000, "heartbeat.interval.ms": 1000,
-            "max.poll.interval.ms": 600_000,
-        })
+        consumer = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap(),
+                "group.id": f"{settings.app_id}-media",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 6000,
+                "heartbeat.interval.ms": 1000,
+                "max.poll.interval.ms": 600_000,
+            }
+        )
         consumer.subscribe([MEDIA_UPLOADED.name, self._objects_topic])
-        with Transcoder(settings.transcode_workers, limits=limits) as transcoder, \
-                tempfile.TemporaryDirectory(prefix="storystream-media-") as workdir:
+        with (
+            Transcoder(settings.transcode_workers, limits=limits) as transcoder,
+            tempfile.TemporaryDirectory(prefix="storystream-media-") as workdir,
+        ):
             try:
                 while not self._stopping.is_set():
                     msg = consumer.poll(0.2)
@@ -99,22 +117,37 @@ class MediaService:
                 producer.flush(30)
 
     def _dead_letter(self, producer: Producer, msg: Any, reason: str) -> None:
-        letter = DeadLetter(source_topic=msg.topic(), partition=msg.partition(), offset=msg.offset(),
-                            error=reason, original_key=msg.key(), original_value=msg.value(),
-                            at=datetime.now(UTC))
+        letter = DeadLetter(
+            source_topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            error=reason,
+            original_key=msg.key(),
+            original_value=msg.value(),
+            at=datetime.now(UTC),
+        )
         producer.produce(DEAD_LETTERS.name, self._dead.encode(letter), msg.key() or b"")
         producer.flush(30)
 
-    def _handle(self, msg: object, store: ObjectStore, transcoder: Transcoder, workdir: Path,
-                producer: Producer, limits: MediaLimits) -> bool:
+    def _handle(
+        self,
+        msg: object,
+        store: ObjectStore,
+        transcoder: Transcoder,
+        workdir: Path,
+        producer: Producer,
+        limits: MediaLimits,
+    ) -> bool:
         """True when the record is done (commit it); False to retry it later."""
         try:
             if msg.topic() == MEDIA_UPLOADED.name:  # type: ignore[attr-defined]
                 event = self._uploaded.decode(msg.value())  # type: ignore[attr-defined]
-                result = process_upload(store, event, workdir, datetime.now(UTC),
-                                        transcoder=transcoder, limits=limits)
-                producer.produce(MEDIA_TRANSCODED.name, self._transcoded.encode(result),
-                                 result.media_id.encode())
+                result = process_upload(
+                    store, event, workdir, datetime.now(UTC), transcoder=transcoder, limits=limits
+                )
+                producer.produce(
+                    MEDIA_TRANSCODED.name, self._transcoded.encode(result), result.media_id.encode()
+                )
                 if producer.flush(30) > 0:
                     raise ObjectStoreError("media-transcoded not acknowledged")
                 if result.error:

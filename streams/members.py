@@ -36,7 +36,9 @@ class Members:
         self._announcements: dict[str, Announcement] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._follow, name="storystream-members", daemon=True)
+        self._thread = threading.Thread(
+            target=self._follow, name="storystream-members", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
@@ -50,7 +52,9 @@ class Members:
     def announce(self, partitions: set[int]) -> None:
         """Publish this worker's current partitions (called on every rebalance)."""
         value = {"url": self.url, "partitions": sorted(partitions), "at": time.time()}
-        self._producer.produce(self.topic, json.dumps(value).encode(), self.worker_id.encode(), partition=0)
+        self._producer.produce(
+            self.topic, json.dumps(value).encode(), self.worker_id.encode(), partition=0
+        )
         self._producer.flush(10)
         self._remember(self.worker_id, value)
 
@@ -60,7 +64,9 @@ class Members:
                 self._announcements.pop(worker_id, None)
             else:
                 self._announcements[worker_id] = Announcement(
-                    worker_id, str(value["url"]), frozenset(value["partitions"]),  # type: ignore[arg-type]
+                    worker_id,
+                    str(value["url"]),
+                    frozenset(value["partitions"]),  # type: ignore[arg-type]
                     float(value["at"]),  # type: ignore[arg-type]
                 )
 
@@ -71,8 +77,13 @@ class Members:
         return max(owners, key=lambda a: a.at, default=None)
 
     def _follow(self) -> None:
-        consumer = Consumer({"bootstrap.servers": self._bootstrap, "group.id": f"members-{self.worker_id}",
-                             "enable.auto.commit": False})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self._bootstrap,
+                "group.id": f"members-{self.worker_id}",
+                "enable.auto.commit": False,
+            }
+        )
         consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
         try:
             while not self._stopping.is_set():

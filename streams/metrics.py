@@ -40,15 +40,20 @@ class Gauge:
         return self._value
 
     def render(self) -> list[str]:
-        return [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} gauge",
-                f"{self.name} {self._value:g}"]
+        return [
+            f"# HELP {self.name} {self.help}",
+            f"# TYPE {self.name} gauge",
+            f"{self.name} {self._value:g}",
+        ]
 
 
 class Metrics:
     """Everything `/metrics` reports for one worker."""
 
     def __init__(self) -> None:
-        self.processed = Counter("storystream_events_processed_total", "Records processed.", "topic")
+        self.processed = Counter(
+            "storystream_events_processed_total", "Records processed.", "topic"
+        )
         self.outputs = Counter("storystream_outputs_total", "Records published.", "topic")
         self.dead_letters = Counter(
             "storystream_dead_letters_total", "Records sent to story-dead-letters.", "topic"
@@ -56,10 +61,12 @@ class Metrics:
         self.expiries = Counter("storystream_expiries_total", "Stories expired, by kind.", "kind")
         self.rejected = Counter(
             "storystream_events_not_applied_total",
-            "Events for unknown, expired or deleted stories.", "reason",
+            "Events for unknown, expired or deleted stories.",
+            "reason",
         )
         self.restored = Counter(
-            "storystream_partitions_restored_total", "Partitions restored from the changelog.",
+            "storystream_partitions_restored_total",
+            "Partitions restored from the changelog.",
             "partition",
         )
         self.assigned = Gauge("storystream_assigned_partitions", "Partitions this worker owns.")
@@ -73,8 +80,17 @@ class Metrics:
 
     def render(self) -> str:
         parts: list[str] = []
-        for metric in (self.processed, self.outputs, self.dead_letters, self.expiries,
-                       self.rejected, self.restored, self.assigned, self.lag,
-                       self.batch_seconds, self.expiry_delay):
+        for metric in (
+            self.processed,
+            self.outputs,
+            self.dead_letters,
+            self.expiries,
+            self.rejected,
+            self.restored,
+            self.assigned,
+            self.lag,
+            self.batch_seconds,
+            self.expiry_delay,
+        ):
             parts.extend(metric.render())
         return "\n".join(parts) + "\n"

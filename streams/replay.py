@@ -43,15 +43,25 @@ class ReplaySummary:
     watermark: datetime | None
 
 
-def _read_inputs(bootstrap: str, topics: list[str], start_ms: int | None, end_ms: int | None,
-                 idle: float = 2.0) -> list[InRecord]:
+def _read_inputs(
+    bootstrap: str, topics: list[str], start_ms: int | None, end_ms: int | None, idle: float = 2.0
+) -> list[InRecord]:
     """Every record of `topics` within [start, end), read until nothing new for `idle` s."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "storystream-replay",
-                         "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "storystream-replay",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         metadata = consumer.list_topics(timeout=10).topics
-        assignment = [TopicPartition(t, p, OFFSET_BEGINNING)
-                      for t in topics if t in metadata for p in metadata[t].partitions]
+        assignment = [
+            TopicPartition(t, p, OFFSET_BEGINNING)
+            for t in topics
+            if t in metadata
+            for p in metadata[t].partitions
+        ]
         consumer.assign(assignment)
         records: list[InRecord] = []
         last = time.monotonic()
@@ -63,10 +73,13 @@ def _read_inputs(bootstrap: str, topics: list[str], start_ms: int | None, end_ms
                 if msg.error() is not None:
                     continue
                 ts = msg.timestamp()[1]
-                if (start_ms is not None and ts < start_ms) or (end_ms is not None and ts >= end_ms):
+                if (start_ms is not None and ts < start_ms) or (
+                    end_ms is not None and ts >= end_ms
+                ):
                     continue
-                records.append(InRecord(msg.topic(), msg.partition(), msg.offset(), msg.key(),
-                                        msg.value(), ts))
+                records.append(
+                    InRecord(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), ts)
+                )
         return records
     finally:
         consumer.close()
@@ -75,11 +88,17 @@ def _read_inputs(bootstrap: str, topics: list[str], start_ms: int | None, end_ms
 class ReplayRunner:
     """Drives an engine's handlers by hand: all partitions, in-process forwards, event time."""
 
-    def __init__(self, settings: Settings, build: Callable[..., Engine], state_dir: Path,
-                 output_prefix: str) -> None:
+    def __init__(
+        self, settings: Settings, build: Callable[..., Engine], state_dir: Path, output_prefix: str
+    ) -> None:
         self._clock = EventTimeClock()
-        self.engine = build(settings, lambda: self._clock.now(), "replay",
-                            state_dir=state_dir, output_prefix=output_prefix)
+        self.engine = build(
+            settings,
+            lambda: self._clock.now(),
+            "replay",
+            state_dir=state_dir,
+            output_prefix=output_prefix,
+        )
         self.settings = settings
         self._stores = {p: PartitionStore(state_dir / f"p{p}") for p in range(settings.partitions)}
         self._contexts: dict[int, PartitionContext] = {}
@@ -92,7 +111,9 @@ class ReplayRunner:
     def _context(self, partition: int) -> PartitionContext:
         ctx = self._contexts.get(partition)
         if ctx is None or ctx.now != self._clock.now():
-            ctx = PartitionContext(self.engine, partition, self._stores[partition], self._clock.now())
+            ctx = PartitionContext(
+                self.engine, partition, self._stores[partition], self._clock.now()
+            )
             self._contexts[partition] = ctx
         return ctx
 
@@ -100,11 +121,18 @@ class ReplayRunner:
         def deliver(_: PartitionContext, key: str, message: Any) -> None:
             self._sequence += 1
             partition = partition_for(key, self.settings.partitions)
-            record = InRecord(topic, partition, self._sequence, key.encode(),
-                              encode_message(message), millis(self._clock.now()))
+            record = InRecord(
+                topic,
+                partition,
+                self._sequence,
+                key.encode(),
+                encode_message(message),
+                millis(self._clock.now()),
+            )
             handler = self._handlers.get(topic)
             if handler is not None:  # the objects stage has no handler: no side effects here
                 handler.handle(self._context(partition), [record])
+
         return deliver
 
     def _tick(self) -> None:
@@ -113,8 +141,9 @@ class ReplayRunner:
             for handler in self.engine.handlers:
                 handler.tick(ctx)
 
-    def run(self, records: list[InRecord], until: datetime | None,
-            progress: Callable[[int, int], None]) -> datetime | None:
+    def run(
+        self, records: list[InRecord], until: datetime | None, progress: Callable[[int, int], None]
+    ) -> datetime | None:
         priority = {spec.name: i for i, spec in enumerate(TOPICS)}
         records.sort(key=lambda r: (r.timestamp, priority.get(r.topic, 99), r.partition, r.offset))
         for done, record in enumerate(records, start=1):
@@ -146,26 +175,42 @@ def _create_outputs(settings: Settings, prefix: str) -> None:
     existing = admin.list_topics(timeout=10).topics
     taken = [prefix + s.name for s in outputs if prefix + s.name in existing]
     if taken:
-        raise SystemExit(f"storystream replay: output topics exist already ({', '.join(taken)}): "
-                         "choose a fresh --output-prefix")
+        raise SystemExit(
+            f"storystream replay: output topics exist already ({', '.join(taken)}): "
+            "choose a fresh --output-prefix"
+        )
     retention = int(settings.input_retention.total_seconds() * 1000)
-    futures = admin.create_topics([NewTopic(prefix + s.name, settings.partitions,
-                                            settings.replication_factor, config=s.config(retention))
-                                   for s in outputs])
+    futures = admin.create_topics(
+        [
+            NewTopic(
+                prefix + s.name,
+                settings.partitions,
+                settings.replication_factor,
+                config=s.config(retention),
+            )
+            for s in outputs
+        ]
+    )
     for future in futures.values():
         future.result()
 
 
-def replay(settings: Settings, output_prefix: str, start: datetime | None = None,
-           end: datetime | None = None, state_dir: Path | None = None,
-           build: Callable[..., Engine] | None = None) -> ReplaySummary:
+def replay(
+    settings: Settings,
+    output_prefix: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    state_dir: Path | None = None,
+    build: Callable[..., Engine] | None = None,
+) -> ReplaySummary:
     """Replay the inputs in [start, end) into `{output_prefix}{topic}` topics."""
     from streams.worker import build_engine
 
     _create_outputs(settings, output_prefix)
     inputs = [s.name for s in TOPICS if s.kind in ("input", "pipeline")]
-    records = _read_inputs(settings.bootstrap(), inputs,
-                           millis(start) if start else None, millis(end) if end else None)
+    records = _read_inputs(
+        settings.bootstrap(), inputs, millis(start) if start else None, millis(end) if end else None
+    )
     show = sys.stderr.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -177,7 +222,9 @@ def replay(settings: Settings, output_prefix: str, start: datetime | None = None
                 sys.stderr.write("\n")
 
     with tempfile.TemporaryDirectory(prefix="storystream-replay-") as tmp:
-        runner = ReplayRunner(settings, build or build_engine, state_dir or Path(tmp), output_prefix)
+        runner = ReplayRunner(
+            settings, build or build_engine, state_dir or Path(tmp), output_prefix
+        )
         producer = Producer(producer_config(settings.bootstrap()))
         runner.engine.attach_producer(producer)
         try:

@@ -40,7 +40,9 @@ class PartitionStore:
         value: bytes | None = self._db.get(key)
         return value
 
-    def scan_committed(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+    def scan_committed(
+        self, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         """Committed keys with `prefix` from `start`, in key order (for other threads)."""
         begin = start if start is not None and start > prefix else prefix
         yield from self._iter_db(prefix, begin)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import uuid
 from collections.abc import Callable
@@ -35,13 +34,22 @@ log = logging.getLogger(__name__)
 
 
 def policy_of(settings: Settings) -> Policy:
-    return Policy(story_ttl=settings.story_ttl, expiry_grace=settings.expiry_grace,
-                  celebrity_followers=settings.celebrity_followers, hll_lg_k=settings.hll_lg_k)
+    return Policy(
+        story_ttl=settings.story_ttl,
+        expiry_grace=settings.expiry_grace,
+        celebrity_followers=settings.celebrity_followers,
+        hll_lg_k=settings.hll_lg_k,
+    )
 
 
-def build_engine(settings: Settings, clock: Callable[[], datetime], worker_id: str,
-                 members: Members | None = None, state_dir: Path | None = None,
-                 output_prefix: str = "") -> Engine:
+def build_engine(
+    settings: Settings,
+    clock: Callable[[], datetime],
+    worker_id: str,
+    members: Members | None = None,
+    state_dir: Path | None = None,
+    output_prefix: str = "",
+) -> Engine:
     """The engine with every stage wired to its topics."""
     registry = make_registry(settings.schema_registry_url)
     handlers = [
@@ -82,11 +90,16 @@ def build_worker(settings: Settings, clock: Callable[[], datetime] | None = None
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     create_internal_topics(settings)
     wid = worker_id(settings)
-    members = Members(settings.bootstrap(), members_topic(settings), f"{wid}-{uuid.uuid4().hex[:6]}",
-                      settings.advertised_api_url())
+    members = Members(
+        settings.bootstrap(),
+        members_topic(settings),
+        f"{wid}-{uuid.uuid4().hex[:6]}",
+        settings.advertised_api_url(),
+    )
     engine = build_engine(settings, clock, wid, members)
-    media = MediaService(settings, make_registry(settings.schema_registry_url),
-                         stage_topic(settings, "objects"))
+    media = MediaService(
+        settings, make_registry(settings.schema_registry_url), stage_topic(settings, "objects")
+    )
     api = api_module.Api(settings, engine, members, clock)
     return create_app(settings, engine, lambda a: api_module.install(a, api), [members, media])
 

@@ -30,8 +30,16 @@ from streams.topics import TopicSpec
 T = TypeVar("T")
 
 InternalMessage = Annotated[
-    AwaitMedia | MediaReady | StoryOpened | StoryClosed | StoryLifecycle | StorySeen
-    | TrayStoryAdded | TrayStoryRemoved | CelebrityFollowChanged | MediaObjectsChanged,
+    AwaitMedia
+    | MediaReady
+    | StoryOpened
+    | StoryClosed
+    | StoryLifecycle
+    | StorySeen
+    | TrayStoryAdded
+    | TrayStoryRemoved
+    | CelebrityFollowChanged
+    | MediaObjectsChanged,
     Field(discriminator="kind"),
 ]
 _MESSAGES: TypeAdapter[Any] = TypeAdapter(InternalMessage)
@@ -55,8 +63,13 @@ def ctx_of(pctx: PartitionContext, record: InRecord | None = None) -> Ctx:
     """The processor context of a record (or of a timer tick)."""
     if record is None:
         return Ctx(now=pctx.now, policy=pctx.policy, partition=pctx.partition)
-    return Ctx(now=pctx.now, policy=pctx.policy, topic=record.topic,
-               partition=record.partition, offset=record.offset)
+    return Ctx(
+        now=pctx.now,
+        policy=pctx.policy,
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+    )
 
 
 class Decoder:
@@ -66,7 +79,9 @@ class Decoder:
         self.spec = spec
         self._codec = AvroCodec(spec.record, registry, spec.subject)
 
-    def models(self, pctx: PartitionContext, records: Sequence[InRecord]) -> Iterator[tuple[InRecord, Any]]:
+    def models(
+        self, pctx: PartitionContext, records: Sequence[InRecord]
+    ) -> Iterator[tuple[InRecord, Any]]:
         for record in records:
             try:
                 yield record, self._codec.decode(record.value)
@@ -74,7 +89,9 @@ class Decoder:
                 pctx.dead_letter(record, str(exc))
 
 
-def internal_messages(pctx: PartitionContext, records: Sequence[InRecord]) -> Iterator[tuple[InRecord, Any]]:
+def internal_messages(
+    pctx: PartitionContext, records: Sequence[InRecord]
+) -> Iterator[tuple[InRecord, Any]]:
     for record in records:
         try:
             yield record, decode_message(record.value)
@@ -103,4 +120,4 @@ class Table(Generic[T]):
 
     def items(self, store: PartitionStore) -> Iterator[tuple[str, T]]:
         for key, value in store.scan(self.prefix):
-            yield key[len(self.prefix):].decode(), pickle.loads(value)  # noqa: S301
+            yield key[len(self.prefix) :].decode(), pickle.loads(value)  # noqa: S301

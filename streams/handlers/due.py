@@ -24,7 +24,9 @@ class DueIndex:
         bucket = bucket_of(due, self.width)
         return self.prefix + str(bucket).zfill(_WIDTH_DIGITS).encode() + b"\x00" + key.encode()
 
-    def move(self, store: PartitionStore, key: str, old: datetime | None, new: datetime | None) -> None:
+    def move(
+        self, store: PartitionStore, key: str, old: datetime | None, new: datetime | None
+    ) -> None:
         """Re-index `key` from its old due time to its new one (None: not indexed)."""
         if old == new:
             return
@@ -37,7 +39,7 @@ class DueIndex:
         """Keys whose bucket starts at or before `now` (the caller re-checks the exact time)."""
         limit = str(bucket_of(now, self.width)).zfill(_WIDTH_DIGITS).encode()
         for raw, _ in list(store.scan(self.prefix)):
-            bucket, _, key = raw[len(self.prefix):].partition(b"\x00")
+            bucket, _, key = raw[len(self.prefix) :].partition(b"\x00")
             if bucket > limit:
                 break
             yield key.decode()

@@ -40,7 +40,9 @@ def story_view(store: PartitionStore, story_id: str, now: datetime) -> StoryStat
     return story_state_record(story)
 
 
-def _save_story(pctx: PartitionContext, story_id: str, old: Story | None, new: Story | None) -> None:
+def _save_story(
+    pctx: PartitionContext, story_id: str, old: Story | None, new: Story | None
+) -> None:
     store = pctx.store
     if new is None:
         store.delete(STORIES + story_id.encode())
@@ -54,8 +56,10 @@ class StoryHandler:
 
     def __init__(self, registry: SchemaRegistry, internal_topic: str) -> None:
         self.topics = (STORY_POSTED.name, STORY_HIGHLIGHTS.name, STORY_DELETED.name, internal_topic)
-        self._decoders = {spec.name: Decoder(spec, registry)
-                          for spec in (STORY_POSTED, STORY_HIGHLIGHTS, STORY_DELETED)}
+        self._decoders = {
+            spec.name: Decoder(spec, registry)
+            for spec in (STORY_POSTED, STORY_HIGHLIGHTS, STORY_DELETED)
+        }
 
     def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
         decoder = self._decoders.get(records[0].topic)
@@ -76,7 +80,9 @@ class StoryHandler:
             old = load_story(pctx.store, story_id)
             new, outputs = stories.advance(old, ctx)
             if old is not None and old.live and (new is None or not new.live):
-                pctx.engine.metrics.expiries.inc("highlighted" if new and new.highlighted else "expired")
+                pctx.engine.metrics.expiries.inc(
+                    "highlighted" if new and new.highlighted else "expired"
+                )
                 pctx.engine.metrics.expiry_delay.set((pctx.now - old.expires_at).total_seconds())
             elif old is not None and new is None:
                 pctx.engine.metrics.expiries.inc("purged")
@@ -95,8 +101,13 @@ class MediaJoinHandler:
         raw = store.get(MEDIA + media_id.encode())
         return None if raw is None else PendingMedia.from_bytes(raw)
 
-    def _save(self, pctx: PartitionContext, media_id: str, old: PendingMedia | None,
-              new: PendingMedia | None) -> None:
+    def _save(
+        self,
+        pctx: PartitionContext,
+        media_id: str,
+        old: PendingMedia | None,
+        new: PendingMedia | None,
+    ) -> None:
         if new is None:
             pctx.store.delete(MEDIA + media_id.encode())
         elif new != old:

@@ -9,10 +9,15 @@ from typing import Any
 
 from processors import story_info, views
 from processors.messages import StoryLifecycle
-from processors.reactions import ReactionState, apply_reactions, reaction_event_key, reaction_event_keys
+from processors.reactions import (
+    ReactionState,
+    apply_reactions,
+    reaction_event_key,
+    reaction_event_keys,
+    reaction_event_prefix,
+)
 from processors.story_info import StoryInfo
 from processors.viewer_list import story_view_prefixes
-from processors.reactions import reaction_event_prefix
 from schemas.events import StoryReacted, StoryViewed
 from streams.engine import InRecord, PartitionContext
 from streams.handlers.common import Decoder, ctx_of
@@ -47,7 +52,7 @@ def apply_lifecycle(pctx: PartitionContext, key: str, message: Any) -> None:
     store.put(INFO + key.encode(), info.to_bytes())
     if info.phase == "ended":
         index_prefix = story_view_prefixes(key)[1]
-        viewer_ids = [k[len(index_prefix):].decode() for k, _ in store.scan(index_prefix)]
+        viewer_ids = [k[len(index_prefix) :].decode() for k, _ in store.scan(index_prefix)]
         pctx.emit(views.viewer_tombstones(key, viewer_ids))
 
 

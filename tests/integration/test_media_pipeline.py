@@ -1,0 +1,231 @@
+"""Real media end to end: `storystream post` -> S3 -> worker (PyAV) -> story-state -> expiry.
+
+One worker (its own app id, so its consumer groups and internal topics are its own) on the
+session broker and a moto S3 server; stories live 8 s and are purged 4 s later.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import av
+import pytest
+from PIL import Image
+
+from connectors.object_store import S3ObjectStore
+from infra.s3 import EmbeddedS3
+from processors.media import PUBLIC_PREFIXES, original_key
+from streams.consume import Decoded, read_topic
+from streams.registry import make_registry
+from streams.settings import Settings
+from streams.topics import DEAD_LETTERS, MEDIA_TRANSCODED, STORY_POSTED, STORY_STATE, TopicSpec
+from tests.connectors.media_factory import make_image, make_video
+from tests.integration import worker_fixture
+from tests.integration.cli import run
+from tests.integration.worker_fixture import StartWorker, http_get
+
+pytestmark = pytest.mark.integration
+
+embedded_s3 = worker_fixture.embedded_s3
+start_worker = worker_fixture.start_worker
+
+TAG = uuid.uuid4().hex[:8]
+APP_ID = f"it-media-{TAG}"
+BUCKET = f"it-media-{TAG}"
+TTL_S, GRACE_S = 8, 4
+
+
+def _s3_env(s3: EmbeddedS3, data_dir: Path) -> dict[str, str]:
+    key_id, secret = s3.credentials
+    return {
+        "STORYSTREAM_S3_ENDPOINT_URL": s3.endpoint_url,
+        "STORYSTREAM_S3_BUCKET": BUCKET,
+        "STORYSTREAM_S3_ACCESS_KEY_ID": key_id,
+        "STORYSTREAM_S3_SECRET_ACCESS_KEY": secret,
+        "STORYSTREAM_STORY_TTL": f"{TTL_S}s",
+        "STORYSTREAM_DATA_DIR": str(data_dir),
+    }
+
+
+def _bucket(s3: EmbeddedS3) -> S3ObjectStore:
+    return S3ObjectStore(
+        BUCKET,
+        endpoint_url=s3.endpoint_url,
+        region=s3.region,
+        credentials=s3.credentials,
+        create_bucket=True,
+        public_prefixes=PUBLIC_PREFIXES,
+    )
+
+
+def _read(settings: Settings, spec: TopicSpec, keys: set[str], idle: float = 0.7) -> list[Decoded]:
+    """Every record of `spec` under `keys`, from the beginning, in offset order per key."""
+    records = read_topic(
+        spec, settings.bootstrap(), make_registry(None), from_beginning=True, until_idle=idle
+    )
+    return [r for r in records if r.key in keys]
+
+
+def _poll(what: str, check: Callable[[], Any], timeout: float, every: float = 0.3) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(every)
+
+
+def _post(settings: Settings, env: dict[str, str], *args: str) -> Any:
+    return run("post", *args, broker=settings.bootstrap(), env=env, timeout=60)
+
+
+def _objects_of(store: S3ObjectStore, media_id: str) -> list[str]:
+    return store.list_keys(f"uploads/{media_id}/") + store.list_keys(f"media/{media_id}/")
+
+
+def test_post_refuses_what_is_not_media(
+    settings: Settings, embedded_s3: EmbeddedS3, tmp_path: Path
+) -> None:
+    env = _s3_env(embedded_s3, tmp_path)
+    fake = tmp_path / "holiday.jpg"
+    fake.write_bytes(os.urandom(4096))
+    story_id, media_id = f"s-bad-{TAG}", f"m-bad-{TAG}"
+    result = _post(
+        settings, env, "--author", f"a-{TAG}", "--media", str(fake),
+        "--story-id", story_id, "--media-id", media_id,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert str(fake) in result.stderr
+    assert "not a supported image or video (content not recognised)" in result.stderr
+    assert result.stdout == ""
+
+    missing = _post(settings, env, "--author", f"a-{TAG}", "--media", str(tmp_path / "nope.mp4"))
+    assert missing.returncode != 0 and "nope.mp4: cannot read" in missing.stderr
+
+    bad_author = _post(settings, env, "--author", "not an id!", "--media", str(fake))
+    assert bad_author.returncode != 0 and "invalid author id" in bad_author.stderr
+
+    assert _objects_of(_bucket(embedded_s3), media_id) == []
+    assert _read(settings, STORY_POSTED, {story_id}) == []
+
+
+def _history(settings: Settings, story_ids: set[str]) -> dict[str, list[dict[str, Any] | None]]:
+    out: dict[str, list[dict[str, Any] | None]] = {s: [] for s in story_ids}
+    for record in _read(settings, STORY_STATE, story_ids):
+        assert record.key is not None
+        out[record.key].append(record.value)
+    return out
+
+
+def _check_downloads(state: dict[str, Any], kind: str) -> None:
+    renditions = state["renditions"]
+    assert renditions, state
+    for rendition in renditions:
+        assert rendition["url"].startswith("http://"), rendition
+    image = next(r for r in renditions if r["content_type"].startswith("image/"))
+    status, body = http_get(image["url"])
+    assert status == 200, image
+    with Image.open(io.BytesIO(body)) as picture:
+        assert picture.size == (image["width"], image["height"])
+    if kind == "video":
+        video = next(r for r in renditions if r["content_type"].startswith("video/"))
+        status, body = http_get(video["url"])
+        assert status == 200, video
+        with av.open(io.BytesIO(body), "r") as container:
+            frame = next(container.decode(video=0))
+            assert (frame.width, frame.height) == (video["width"], video["height"])
+
+
+def test_posted_media_is_transcoded_shown_and_purged(
+    settings: Settings, embedded_s3: EmbeddedS3, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    env = _s3_env(embedded_s3, tmp_path)
+    worker = start_worker(
+        tmp_path / "worker", app_id=APP_ID, expiry_grace=f"{GRACE_S}s",
+        **{k: v for k, v in env.items() if k != "STORYSTREAM_DATA_DIR"},
+    )  # fmt: skip
+    store = _bucket(embedded_s3)
+    author = f"a-{TAG}"
+
+    # Garbage uploaded straight to the bucket (past the command's check), announced directly.
+    bad_story, bad_media = f"s-junk-{TAG}", f"m-junk-{TAG}"
+    store.put_bytes(original_key(bad_media), os.urandom(8192), "image/jpeg")
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    lines = [
+        {"type": "media_uploaded", "media_id": bad_media, "author_id": author,
+         "object_key": original_key(bad_media), "content_type": "image/jpeg", "at": now,
+         "size_bytes": 8192, "story_id": bad_story},
+        {"type": "story_posted", "story_id": bad_story, "author_id": author, "created_at": now,
+         "media_id": bad_media, "media_type": "image"},
+    ]  # fmt: skip
+    events = tmp_path / "junk.jsonl"
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    published = run("publish", str(events), broker=settings.bootstrap(), env=env)
+    assert published.returncode == 0, published.stderr
+
+    # The worker reports the bad media (this also shows its media service is consuming).
+    transcoded = _poll(
+        "media_transcoded with an error",
+        lambda: _read(settings, MEDIA_TRANSCODED, {bad_media}),
+        timeout=20,
+    )
+    assert transcoded[0].value["error"] and transcoded[0].value["renditions"] == []
+    letters = _poll("a dead letter", lambda: _read(settings, DEAD_LETTERS, {bad_media}), timeout=10)
+    assert letters[0].value["source_topic"] == "media-uploaded"
+    assert letters[0].value["error"] == transcoded[0].value["error"]
+
+    # Real media through the command.
+    photo = make_image(tmp_path / "photo.png", 800, 600, fmt="PNG")
+    clip = make_video(tmp_path / "clip.mp4", 320, 240, seconds=2.0)
+    posted: dict[str, dict[str, Any]] = {}
+    for path, kind in ((photo, "image"), (clip, "video")):
+        result = _post(settings, env, "--author", author, "--media", str(path),
+                       "--audience", "public")  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["media_type"] == kind
+        posted[answer["story_id"]] = {"kind": kind, **answer}
+    stories = set(posted)
+
+    def all_active() -> dict[str, list[dict[str, Any] | None]] | None:
+        history = _history(settings, stories | {bad_story})
+        done = all(h and h[-1] and h[-1]["status"] == "active" for s, h in history.items()
+                   if s in stories)  # fmt: skip
+        return history if done else None
+
+    history = _poll("both stories active", all_active, timeout=TTL_S - 1)
+    for story_id, info in posted.items():
+        states = history[story_id]
+        assert states[0] is not None and states[0]["status"] == "processing", states
+        assert states[0]["renditions"] == []
+        active = states[-1]
+        assert active is not None
+        assert active["media_id"] == info["media_id"] and active["media_type"] == info["kind"]
+        assert active["audience"] == "public" and active["author_id"] == author
+        _check_downloads(active, info["kind"])
+        assert store.list_keys(f"media/{info['media_id']}/")
+    status, body = worker.get(f"/stories/{next(iter(stories))}", user=author)
+    assert status == 200 and body["status"] == "active", body
+
+    # After TTL + grace: every story tombstoned on story-state, every object purged.
+    media_ids = [info["media_id"] for info in posted.values()] + [bad_media]
+
+    def all_gone() -> dict[str, list[dict[str, Any] | None]] | None:
+        history = _history(settings, stories | {bad_story})
+        if any(not h or h[-1] is not None for h in history.values()):
+            return None
+        return history if not any(_objects_of(store, m) for m in media_ids) else None
+
+    history = _poll("expiry and purge", all_gone, timeout=TTL_S + GRACE_S + 15, every=1.0)
+    junk = history[bad_story]
+    assert all(state is None or state["status"] == "processing" for state in junk), junk
