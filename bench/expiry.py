@@ -50,42 +50,89 @@ class ViewFeeder(threading.Thread):
         round_number = 0
         while not self.stopping.is_set():
             round_number += 1
-            _publish(self.bootstrap, [
-                {"type": "story_viewed", "story_id": f"live{i % self.stories}",
-                 "viewer_id": f"r{round_number}v{i}", "viewed_at": _iso(self.now)}
-                for i in range(20_000)
-            ], processes=1)
+            _publish(
+                self.bootstrap,
+                [
+                    {
+                        "type": "story_viewed",
+                        "story_id": f"live{i % self.stories}",
+                        "viewer_id": f"r{round_number}v{i}",
+                        "viewed_at": _iso(self.now),
+                    }
+                    for i in range(20_000)
+                ],
+                processes=1,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stories", type=int, default=100_000)
-    parser.add_argument("--lead", type=float, default=0.0,
-                        help="seconds from the end of publishing to the first expiry "
-                             "(default: long enough for the worker to take the posts in)")
+    parser.add_argument(
+        "--lead",
+        type=float,
+        default=0.0,
+        help="seconds from the end of publishing to the first expiry "
+        "(default: long enough for the worker to take the posts in)",
+    )
     args = parser.parse_args()
     with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         create_topics(Settings(broker=bootstrap, partitions=4))
-        worker = WorkerProcess(bootstrap, f"{tmp}/worker", STORYSTREAM_S3_ENDPOINT_URL="http://127.0.0.1:9",
-                               STORYSTREAM_EXPIRY_GRACE="1h")
+        worker = WorkerProcess(
+            bootstrap,
+            f"{tmp}/worker",
+            STORYSTREAM_S3_ENDPOINT_URL="http://127.0.0.1:9",
+            STORYSTREAM_EXPIRY_GRACE="1h",
+        )
         try:
             worker.wait(worker.healthy, 120, "worker health")
             now = datetime.now(UTC).replace(microsecond=0)
-            _publish(bootstrap, [{"type": "story_posted", "story_id": f"live{i}", "author_id": "a",
-                                  "created_at": _iso(now)} for i in range(1000)])
+            _publish(
+                bootstrap,
+                [
+                    {
+                        "type": "story_posted",
+                        "story_id": f"live{i}",
+                        "author_id": "a",
+                        "created_at": _iso(now),
+                    }
+                    for i in range(1000)
+                ],
+            )
             lead = args.lead or max(60.0, args.stories / 2500)
             first_expiry = datetime.now(UTC) + timedelta(seconds=lead)
-            posts = [{"type": "story_posted", "story_id": f"burst{i}", "author_id": f"b{i % 500}",
-                      "created_at": _iso(now), "expires_at": _iso(
-                          first_expiry + timedelta(milliseconds=(i * 60_000) // args.stories))}
-                     for i in range(args.stories)]
+            posts = [
+                {
+                    "type": "story_posted",
+                    "story_id": f"burst{i}",
+                    "author_id": f"b{i % 500}",
+                    "created_at": _iso(now),
+                    "expires_at": _iso(
+                        first_expiry + timedelta(milliseconds=(i * 60_000) // args.stories)
+                    ),
+                }
+                for i in range(args.stories)
+            ]
             _publish(bootstrap, posts)
-            worker.wait(lambda: worker.metric("storystream_events_processed_total", "story-posted")
-                        >= args.stories + 1000, 600, "posts processed")
-            expires = {f"burst{i}".encode(): millis(first_expiry) + (i * 60_000) // args.stories
-                       for i in range(args.stories)}
-            states = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-expiry",
-                               "enable.auto.commit": False})
+            worker.wait(
+                lambda: (
+                    worker.metric("storystream_events_processed_total", "story-posted")
+                    >= args.stories + 1000
+                ),
+                600,
+                "posts processed",
+            )
+            expires = {
+                f"burst{i}".encode(): millis(first_expiry) + (i * 60_000) // args.stories
+                for i in range(args.stories)
+            }
+            states = Consumer(
+                {
+                    "bootstrap.servers": bootstrap,
+                    "group.id": "bench-expiry",
+                    "enable.auto.commit": False,
+                }
+            )
             states.assign([TopicPartition(STORY_STATE.name, p, OFFSET_END) for p in range(4)])
             states.consume(1, timeout=1.0)
 
@@ -116,10 +163,14 @@ def main() -> None:
     if len(delays) < args.stories:
         raise SystemExit(f"only {len(delays)} of {args.stories} tombstones arrived")
     print(f"stories expiring within one minute: {args.stories:,}")
-    print(f"expires_at -> tombstone: median {statistics.median(delays):.2f}s, "
-          f"worst (last tombstone) {max(delays):.2f}s")
-    print(f"view throughput: {baseline:,.0f}/s before the burst, {during:,.0f}/s during it "
-          f"(ratio {during / max(baseline, 1e-9):.2f})")
+    print(
+        f"expires_at -> tombstone: median {statistics.median(delays):.2f}s, "
+        f"worst (last tombstone) {max(delays):.2f}s"
+    )
+    print(
+        f"view throughput: {baseline:,.0f}/s before the burst, {during:,.0f}/s during it "
+        f"(ratio {during / max(baseline, 1e-9):.2f})"
+    )
 
 
 if __name__ == "__main__":

@@ -41,26 +41,62 @@ def main() -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
         create_topics(Settings(broker=bootstrap, partitions=4))
-        worker = WorkerProcess(bootstrap, f"{tmp}/worker", STORYSTREAM_S3_ENDPOINT_URL="http://127.0.0.1:9")
+        worker = WorkerProcess(
+            bootstrap, f"{tmp}/worker", STORYSTREAM_S3_ENDPOINT_URL="http://127.0.0.1:9"
+        )
         try:
             worker.wait(worker.healthy, 120, "worker health")
-            _publish(bootstrap, [
-                {"type": "user_followed", "follower_id": f"f{i}", "followee_id": "author",
-                 "at": _iso(now - timedelta(minutes=5))}
-                for i in range(args.followers)
-            ])
-            worker.wait(lambda: worker.metric("storystream_events_processed_total", "user-follows")
-                        >= args.followers, 300, "follows processed")
+            _publish(
+                bootstrap,
+                [
+                    {
+                        "type": "user_followed",
+                        "follower_id": f"f{i}",
+                        "followee_id": "author",
+                        "at": _iso(now - timedelta(minutes=5)),
+                    }
+                    for i in range(args.followers)
+                ],
+            )
+            worker.wait(
+                lambda: (
+                    worker.metric("storystream_events_processed_total", "user-follows")
+                    >= args.followers
+                ),
+                300,
+                "follows processed",
+            )
 
-            trays = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-fanout",
-                              "enable.auto.commit": False})
+            trays = Consumer(
+                {
+                    "bootstrap.servers": bootstrap,
+                    "group.id": "bench-fanout",
+                    "enable.auto.commit": False,
+                }
+            )
             trays.assign([TopicPartition(STORY_TRAYS.name, p, OFFSET_END) for p in range(4)])
             trays.consume(1, timeout=2.0)  # settle the assignment at the end offsets
             started = time.perf_counter()
-            _publish(bootstrap, [{"type": "story_posted", "story_id": "big", "author_id": "author",
-                                  "created_at": _iso(now), "media": [
-                                      {"name": "1080", "url": "https://cdn.example/big.jpg",
-                                       "width": 1080, "height": 1920, "content_type": "image/jpeg"}]}])
+            _publish(
+                bootstrap,
+                [
+                    {
+                        "type": "story_posted",
+                        "story_id": "big",
+                        "author_id": "author",
+                        "created_at": _iso(now),
+                        "media": [
+                            {
+                                "name": "1080",
+                                "url": "https://cdn.example/big.jpg",
+                                "width": 1080,
+                                "height": 1920,
+                                "content_type": "image/jpeg",
+                            }
+                        ],
+                    }
+                ],
+            )
             seen: set[bytes] = set()
             first = last = None
             deadline = time.monotonic() + 300
@@ -77,9 +113,13 @@ def main() -> None:
         raise SystemExit(f"only {len(seen)} of {args.followers} trays arrived")
     total = last - started
     print(f"followers: {args.followers:,}")
-    print(f"post -> last tray on story-trays: {total:.2f}s (first tray after {first - started:.2f}s)")
-    print(f"sustained tray updates: {args.followers / max(last - first, 1e-9):,.0f}/s "
-          f"({args.followers / total:,.0f}/s including the first hop)")
+    print(
+        f"post -> last tray on story-trays: {total:.2f}s (first tray after {first - started:.2f}s)"
+    )
+    print(
+        f"sustained tray updates: {args.followers / max(last - first, 1e-9):,.0f}/s "
+        f"({args.followers / total:,.0f}/s including the first hop)"
+    )
 
 
 if __name__ == "__main__":

@@ -45,8 +45,13 @@ class WorkerProcess:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        full_env = {**os.environ, "STORYSTREAM_BROKER": bootstrap, "STORYSTREAM_DATA_DIR": data_dir,
-                    "STORYSTREAM_API_PORT": str(self.port), **env}
+        full_env = {
+            **os.environ,
+            "STORYSTREAM_BROKER": bootstrap,
+            "STORYSTREAM_DATA_DIR": data_dir,
+            "STORYSTREAM_API_PORT": str(self.port),
+            **env,
+        }
         self._log = open(f"{data_dir}.log", "wb")  # noqa: SIM115
         self.proc: subprocess.Popen[bytes] = spawn(
             [sys.executable, "-m", "streams.cli", "worker"], log=self._log, env=full_env

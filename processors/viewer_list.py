@@ -81,6 +81,12 @@ def view_event_key(story_id: str, event_id: str) -> bytes:
     return f"E{story_id}\x00{event_id}".encode()
 
 
+def order_key_of_index_entry(index_key: bytes, value: bytes) -> bytes:
+    """The viewer-list key an index entry implies (so the list can be rebuilt from the index)."""
+    story, _, viewer = index_key[len(INDEX_TAG) :].partition(_SEP)
+    return ORDER_TAG + story + _SEP + value + viewer
+
+
 def viewer_of_index_key(key: bytes) -> str:
     """The viewer id of a viewer-index key."""
     if not key.startswith(INDEX_TAG) or _SEP not in key:

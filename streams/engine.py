@@ -68,6 +68,18 @@ class Handler(Protocol):
     def tick(self, ctx: PartitionContext) -> None: ...
 
 
+class DerivedKeys(Protocol):
+    """State keys that are rebuilt from other keys on restore instead of being changelogged."""
+
+    def derived(self, key: bytes) -> bool: ...
+
+    def rebuild(
+        self, store: PartitionStore, key: bytes, old: bytes | None, new: bytes | None
+    ) -> None:
+        """`key` is being restored from `old` to `new`: write the keys derived from it."""
+        ...
+
+
 @dataclass
 class PartitionContext:
     """What a handler sees of one partition during a batch."""
@@ -125,6 +137,7 @@ class Engine:
         self._group_id = group_id
         self._state_dir = state_dir
         self._handlers = list(handlers)
+        self._derived = [h for h in handlers if hasattr(h, "derived")]
         self._by_topic: dict[str, Handler] = {t: h for h in handlers for t in h.topics}
         self._priority = {t: i for i, h in enumerate(handlers) for t in h.topics}
         self._registry = registry
@@ -159,7 +172,8 @@ class Engine:
         self._local_forwards[stage] = apply
 
     # -- outputs ----------------------------------------------------------------------------
-    def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int) -> None:
+    def _produce(self, topic: str, key: bytes, value: bytes | None, partition: int = -1) -> None:
+        """Queue a record; partition -1 lets the producer's murmur2 partitioner choose."""
         assert self._producer is not None
         while True:
             try:
@@ -209,11 +223,8 @@ class Engine:
             topic = self._stage_topics[output.stage]
             encode = self._forward_encoders[output.stage]
             self._produce(
-                topic,
-                output.key.encode(),
-                encode(output.message),
-                partition_for(output.key, self.partitions),
-            )
+                topic, output.key.encode(), encode(output.message)
+            )  # the producer's murmur2 partitioner: the same partition as partition_for
 
     def _output_partition(self, key: str) -> int:
         # Keys like "{story_id}/{viewer_id}" live with their story: one partition per story.
@@ -370,9 +381,11 @@ class Engine:
     def _commit(self, contexts: dict[int, PartitionContext], records: list[InRecord]) -> None:
         assert self._producer is not None and self._consumer is not None
         touched = [p for p, c in contexts.items() if c.touched]
+        derived = [h.derived for h in self._derived]  # type: ignore[attr-defined]
         for partition in touched:
             for key, value in self._assigned[partition].store.dirty.items():
-                self._produce(self._changelog, key, value, partition)
+                if not any(is_derived(key) for is_derived in derived):
+                    self._produce(self._changelog, key, value, partition)
         self._flush_producer()
         assert self._checkpointer is not None
         for partition in touched:
@@ -509,6 +522,8 @@ class Engine:
                     continue
                 if msg.key() == CHECKPOINT_KEY:
                     for key, value in pending:
+                        for handler in self._derived:
+                            handler.rebuild(store, key, store.get_committed(key), value)  # type: ignore[attr-defined]
                         store.apply_restored(key, value)
                     count += len(pending)
                     pending = []

@@ -3,6 +3,8 @@ every producer and the API's request forwarding agree on which partition owns a 
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
 
@@ -32,6 +34,7 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+@lru_cache(maxsize=1 << 16)
 def partition_for(key: str | bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner picks for a non-null key."""
     data = key.encode() if isinstance(key, str) else key

@@ -28,13 +28,13 @@ class EmbeddedRegistry:
     so ids are the same across restarts, machines and clusters."""
 
     def __init__(self) -> None:
-        self._by_id = {v.schema_id: v for versions in history().values() for v in versions}
+        self._parsed = {v.schema_id: v.parsed for versions in history().values() for v in versions}
 
     def id_for(self, record: str, subject: str) -> int:
         return latest(record).schema_id
 
     def writer_schema(self, schema_id: int) -> Any:
-        return self._by_id[schema_id].parsed
+        return self._parsed[schema_id]
 
 
 class ConfluentRegistry:

@@ -3,8 +3,11 @@ per story per batch, outputs coalesced per key."""
 
 from __future__ import annotations
 
+import pickle
+import re
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from processors import story_info, views
@@ -17,10 +20,17 @@ from processors.reactions import (
     reaction_event_prefix,
 )
 from processors.story_info import StoryInfo
-from processors.viewer_list import story_view_prefixes
+from processors.viewer_list import (
+    INDEX_TAG,
+    ORDER_TAG,
+    order_key_of_index_entry,
+    story_view_prefixes,
+)
 from schemas.events import StoryReacted, StoryViewed
+from schemas.types import IDENTIFIER_PATTERN
 from streams.engine import InRecord, PartitionContext
 from streams.handlers.common import Decoder, ctx_of
+from streams.handlers.due import DueIndex
 from streams.registry import SchemaRegistry
 from streams.store import PartitionStore
 from streams.topics import STORY_REACTED, STORY_VIEWED
@@ -50,51 +60,170 @@ def apply_lifecycle(pctx: PartitionContext, key: str, message: Any) -> None:
                 store.delete(stored_key)
         return
     store.put(INFO + key.encode(), info.to_bytes())
+    if info.phase != "ended":
+        _unpark(pctx, key)
     if info.phase == "ended":
         index_prefix = story_view_prefixes(key)[1]
         viewer_ids = [k[len(index_prefix) :].decode() for k, _ in store.scan(index_prefix)]
         pctx.emit(views.viewer_tombstones(key, viewer_ids))
 
 
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+
+
+def check_view(value: dict[str, Any]) -> str | None:
+    """The contract's rules for a decoded StoryViewed (the schema already fixed the types)."""
+    for field in ("story_id", "viewer_id", "event_id"):
+        if not _IDENTIFIER.match(value[field]):
+            return f"{field}: must be 1-64 characters of [A-Za-z0-9_-]"
+    if value["type"] != "story_viewed":
+        return f"type: {value['type']!r} is not story_viewed"
+    viewed_at = value["viewed_at"]
+    if viewed_at.utcoffset() != timedelta(0) or viewed_at.microsecond % 1000:
+        return "viewed_at: must be UTC at millisecond precision"
+    return None
+
+
+PARKED = b"parked\x01"
+PARK_DUE = DueIndex("parkdue")
+PARK_WINDOW = timedelta(seconds=30)
+MAX_PARKED = 10_000
+
+
+def _park(pctx: PartitionContext, story_id: str, events: Sequence[Any]) -> None:
+    """Hold events for a story not known yet: its post may be on its way on another topic
+    (topics are fetched independently). They are applied when it arrives, or dropped after
+    PARK_WINDOW (then they were for an unknown story)."""
+    store = pctx.store
+    key = PARKED + story_id.encode()
+    raw = store.get(key)
+    deadline, parked = pickle.loads(raw) if raw else (pctx.now + PARK_WINDOW, [])  # noqa: S301
+    room = MAX_PARKED - len(parked)
+    if room < len(events):
+        pctx.engine.metrics.rejected.inc("unknown-story-overflow", len(events) - max(room, 0))
+    parked = [*parked, *events[: max(room, 0)]]
+    store.put(key, pickle.dumps((deadline, parked)))
+    if raw is None:
+        PARK_DUE.move(store, story_id, None, deadline)
+
+
+def _unpark(pctx: PartitionContext, story_id: str) -> None:
+    store = pctx.store
+    key = PARKED + story_id.encode()
+    raw = store.get(key)
+    if raw is None:
+        return
+    deadline, parked = pickle.loads(raw)  # noqa: S301
+    store.delete(key)
+    PARK_DUE.move(store, story_id, deadline, None)
+    seen = [e for e in parked if isinstance(e, StoryViewed)]
+    reacted = [e for e in parked if isinstance(e, StoryReacted)]
+    if seen:
+        apply_view_batch(pctx, story_id, seen)
+    if reacted:
+        apply_reaction_batch(pctx, story_id, reacted)
+
+
+def _drop_expired_parking(pctx: PartitionContext) -> None:
+    store = pctx.store
+    for story_id in list(PARK_DUE.due(store, pctx.now)):
+        raw = store.get(PARKED + story_id.encode())
+        if raw is None:
+            continue
+        deadline, parked = pickle.loads(raw)  # noqa: S301
+        if deadline > pctx.now:
+            continue
+        store.delete(PARKED + story_id.encode())
+        PARK_DUE.move(store, story_id, deadline, None)
+        pctx.engine.metrics.rejected.inc("unknown-story", len(parked))
+
+
+def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[StoryViewed]) -> None:
+    """One story's views of this batch: one state read and write, outputs coalesced."""
+    store = pctx.store
+    info = _info(store, story_id)
+    if info is None:
+        _park(pctx, story_id, batch)
+        return
+    if info.phase == "ended":
+        pctx.engine.metrics.rejected.inc("view-expired-or-deleted", len(batch))
+        return
+    lookups = views.plan_lookups(info, batch)
+    found = {key: store.get(key) for key in (*lookups.viewer_keys, *lookups.event_keys)}
+    known, seen = lookups.resolve(found)
+    state_key = VIEW_STATE + story_id.encode()
+    raw = store.get(state_key)
+    state = views.ViewState.from_bytes(raw) if raw is not None else None
+    result = views.apply_views(state, info, batch, known, seen, ctx_of(pctx))
+    if result.skipped:
+        pctx.engine.metrics.rejected.inc("view-own-or-outside-lifetime", result.skipped)
+    if result.changed and result.state is not None:
+        store.put(state_key, result.state.to_bytes())
+    puts, deletes = result.writes()
+    for key in deletes:
+        store.delete(key)
+    for key, value in puts:
+        store.put(key, value)
+    pctx.emit(result.outputs)
+
+
+def apply_reaction_batch(pctx: PartitionContext, story_id: str, batch: list[StoryReacted]) -> None:
+    """One story's reactions of this batch."""
+    store = pctx.store
+    info = _info(store, story_id)
+    if info is None:
+        _park(pctx, story_id, batch)
+        return
+    if info.phase == "ended":
+        pctx.engine.metrics.rejected.inc("reaction-expired-or-deleted", len(batch))
+        return
+    keys = reaction_event_keys(story_id, batch)
+    seen = {event_id for key, event_id in keys.items() if store.get(key) is not None}
+    state_key = REACTION_STATE + story_id.encode()
+    raw = store.get(state_key)
+    state = ReactionState.from_bytes(raw) if raw is not None else None
+    result = apply_reactions(state, info, batch, seen, ctx_of(pctx))
+    if result.changed and result.state is not None:
+        store.put(state_key, result.state.to_bytes())
+    for event_id in result.event_ids:
+        store.put(reaction_event_key(story_id, event_id), b"")
+    pctx.emit(result.outputs)
+
+
 class ViewsHandler:
-    """`story-viewed` -> HLL counts, exact viewer lists, StorySeen to trays."""
+    """`story-viewed` -> HLL counts, exact viewer lists, StorySeen to trays.
+
+    The viewer list's order keys are implied by the index keys (viewer -> first view), so
+    only the index is changelogged and a restore rebuilds the list from it.
+    """
 
     topics = (STORY_VIEWED.name,)
 
+    @staticmethod
+    def derived(key: bytes) -> bool:
+        return key[:1] == ORDER_TAG
+
+    @staticmethod
+    def rebuild(store: PartitionStore, key: bytes, old: bytes | None, new: bytes | None) -> None:
+        if key[:1] != INDEX_TAG:
+            return
+        if old is not None:
+            store.apply_restored(order_key_of_index_entry(key, old), None)
+        if new is not None:
+            store.apply_restored(order_key_of_index_entry(key, new), b"")
+
     def __init__(self, registry: SchemaRegistry) -> None:
-        self._decoder = Decoder(STORY_VIEWED, registry)
+        self._decoder = Decoder(STORY_VIEWED, registry, fast=(StoryViewed, check_view))
 
     def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
         by_story: dict[str, list[StoryViewed]] = defaultdict(list)
         for _, event in self._decoder.models(pctx, records):
             by_story[event.story_id].append(event)
-        store = pctx.store
-        ctx = ctx_of(pctx)
         for story_id, batch in by_story.items():
-            info = _info(store, story_id)
-            if info is None or info.phase == "ended":
-                pctx.engine.metrics.rejected.inc("view-unknown-or-expired", len(batch))
-                continue
-            lookups = views.plan_lookups(info, batch)
-            found = {key: store.get(key) for key in (*lookups.viewer_keys, *lookups.event_keys)}
-            known, seen = lookups.resolve(found)
-            state_key = VIEW_STATE + story_id.encode()
-            raw = store.get(state_key)
-            state = views.ViewState.from_bytes(raw) if raw is not None else None
-            result = views.apply_views(state, info, batch, known, seen, ctx)
-            if result.skipped:
-                pctx.engine.metrics.rejected.inc("view-own-or-outside-lifetime", result.skipped)
-            if result.changed and result.state is not None:
-                store.put(state_key, result.state.to_bytes())
-            puts, deletes = result.writes()
-            for key in deletes:
-                store.delete(key)
-            for key, value in puts:
-                store.put(key, value)
-            pctx.emit(result.outputs)
+            apply_view_batch(pctx, story_id, batch)
 
     def tick(self, pctx: PartitionContext) -> None:
-        pass
+        _drop_expired_parking(pctx)
 
 
 class ReactionsHandler:
@@ -109,24 +238,8 @@ class ReactionsHandler:
         by_story: dict[str, list[StoryReacted]] = defaultdict(list)
         for _, event in self._decoder.models(pctx, records):
             by_story[event.story_id].append(event)
-        store = pctx.store
-        ctx = ctx_of(pctx)
         for story_id, batch in by_story.items():
-            info = _info(store, story_id)
-            if info is None or info.phase == "ended":
-                pctx.engine.metrics.rejected.inc("reaction-unknown-or-expired", len(batch))
-                continue
-            keys = reaction_event_keys(story_id, batch)
-            seen = {event_id for key, event_id in keys.items() if store.get(key) is not None}
-            state_key = REACTION_STATE + story_id.encode()
-            raw = store.get(state_key)
-            state = ReactionState.from_bytes(raw) if raw is not None else None
-            result = apply_reactions(state, info, batch, seen, ctx)
-            if result.changed and result.state is not None:
-                store.put(state_key, result.state.to_bytes())
-            for event_id in result.event_ids:
-                store.put(reaction_event_key(story_id, event_id), b"")
-            pctx.emit(result.outputs)
+            apply_reaction_batch(pctx, story_id, batch)
 
     def tick(self, pctx: PartitionContext) -> None:
         pass

@@ -1,0 +1,469 @@
+"""View throughput: the storystream engine end to end vs raw loops, naive Faust and Quix Streams.
+
+    python -m bench.views [--views 200000 --stories 5000] [--quick] [--only NAME ...] [--profile]
+
+One broker (embedded unless STORYSTREAM_BROKER is set), one generated input: the stories are
+posted first, then the views (Avro, Confluent wire format) are published once to `story-viewed`
+and every contender reads that topic with its own consumer (group), one after the other. Each
+is timed from its first view record received to its last view processed, by counting records
+(the embedded broker's high watermarks are wrong after batched produces), so group joins and
+startup are left out alike. storystream's engine
+runs in a thread of this process: a first run processes the posts, then the views are
+published and a second run over the same state directory is timed.
+
+`--profile` runs storystream's second run (the views, then the trays stage taking their
+StorySeen forwards) under cProfile and prints the hotspots (the rate it prints is then the
+profiled one); `--only storystream --profile` does just that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import cProfile
+import gc
+import itertools
+import json
+import os
+import pstats
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Producer
+
+from bench.harness import broker
+from bench.views_baselines import ceiling, raw_rocksdict
+from streams.admin import create_topics
+from streams.internal_topics import create_internal_topics
+from streams.kafka import producer_config
+from streams.metrics import Counter
+from streams.publish import chunked, encode_chunk
+from streams.settings import Settings
+from streams.worker import build_engine
+
+PARTITIONS = 4
+CONTENDERS = ("ceiling", "rocksdict", "storystream", "quix", "faust")
+CAP_SECONDS = 120.0  # per framework contender
+TARGET_RATE = 50_000
+Event = dict[str, Any]  # a JSON line of the contract, before validation
+NAMES = {
+    "faust": "naive Faust (count Table, rocksdb)",
+    "quix": "Quix Streams (count+HLL, RocksDB)",
+}
+
+
+@dataclass
+class Result:
+    key: str  # one of CONTENDERS
+    name: str
+    count: int
+    seconds: float
+    note: str = ""
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# -- input ----------------------------------------------------------------------------------
+def generate(
+    stories: int, views: int, users: int, seed: int = 7
+) -> tuple[list[Event], list[Event]]:
+    """Posts (live now, expiring in a week) and views over the last hour, in time order.
+
+    Story popularity is Zipf-like (s=0.8), user activity milder (s=0.5); one view in five is a
+    repeat by someone who already viewed that story.
+    """
+    rng = random.Random(seed)
+    now = datetime.now(UTC).replace(microsecond=0)
+    created = now - timedelta(hours=1)
+    expires = now + timedelta(days=7)
+    posts = [
+        {
+            "type": "story_posted",
+            "story_id": f"story-{i}",
+            "author_id": f"author-{i % 2000}",
+            "created_at": _iso(created),
+            "expires_at": _iso(expires),
+            "audience": "followers",
+            "media": [
+                {
+                    "name": "1080",
+                    "url": f"https://cdn.example/story-{i}.jpg",
+                    "width": 1080,
+                    "height": 1920,
+                    "content_type": "image/jpeg",
+                }
+            ],
+        }
+        for i in range(stories)
+    ]
+    story_cum = list(itertools.accumulate(1 / (i + 1) ** 0.8 for i in range(stories)))
+    user_cum = list(itertools.accumulate(1 / (i + 1) ** 0.5 for i in range(users)))
+    story_order = rng.sample(range(stories), stories)  # popularity independent of the id
+    user_order = rng.sample(range(users), users)
+    viewers: list[list[str]] = [[] for _ in range(stories)]
+    span_ms = 3_600_000
+    out = []
+    for i in range(views):
+        s = story_order[bisect.bisect(story_cum, rng.random() * story_cum[-1])]
+        previous = viewers[s]
+        if previous and rng.random() < 0.2:
+            viewer = rng.choice(previous)
+        else:
+            viewer = f"user-{user_order[bisect.bisect(user_cum, rng.random() * user_cum[-1])]}"
+            previous.append(viewer)
+        at = created + timedelta(milliseconds=i * span_ms // views)
+        out.append(
+            {
+                "type": "story_viewed",
+                "story_id": f"story-{s}",
+                "viewer_id": viewer,
+                "viewed_at": _iso(at),
+            }
+        )
+    return posts, out
+
+
+def encode(events: list[Event]) -> list[tuple[str, bytes, bytes, int]]:
+    """Validated and Avro-encoded exactly as `storystream publish` does it."""
+    lines = [(i + 1, json.dumps(e).encode()) for i, e in enumerate(events)]
+    records = []
+    for chunk in chunked(iter(lines)):
+        encoded, invalid = encode_chunk(chunk, timedelta(hours=24), None)
+        assert not invalid, invalid[:3]
+        records.extend(encoded)
+    return records
+
+
+def produce(bootstrap: str, records: list[tuple[str, bytes, bytes, int]]) -> float:
+    producer = Producer(producer_config(bootstrap))
+    started = time.perf_counter()
+    for topic, key, value, timestamp in records:
+        while True:
+            try:
+                producer.produce(topic, value, key, timestamp=timestamp)
+                break
+            except BufferError:
+                producer.poll(0.05)
+    remaining = producer.flush(300)
+    assert remaining == 0, f"{remaining} undelivered"
+    seconds = time.perf_counter() - started
+    del producer  # closed now, not when the broker is gone
+    return seconds
+
+
+# -- storystream ----------------------------------------------------------------------------
+class EngineRun:
+    """The engine in a thread of this process (optionally under cProfile); `first_views` is
+    when the views stage was first handed records (a wrapper around its handler)."""
+
+    def __init__(self, settings: Settings, profile: cProfile.Profile | None = None) -> None:
+        self.engine = build_engine(settings, lambda: datetime.now(UTC), "bench")
+        self.failure: BaseException | None = None
+        self.first_views = 0.0
+        for handler in self.engine.handlers:
+            if "story-viewed" in handler.topics:
+                self._watch(handler)
+        self._profile = profile
+        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        self._thread.start()
+
+    def _watch(self, handler: Any) -> None:
+        handle = handler.handle
+
+        def timed(pctx: Any, records: Any) -> None:
+            if not self.first_views:
+                self.first_views = time.perf_counter()
+            handle(pctx, records)
+
+        handler.handle = timed
+
+    def _run(self) -> None:
+        try:
+            if self._profile is not None:
+                self._profile.runcall(self.engine.run)
+            else:
+                self.engine.run()
+        except BaseException as exc:  # reported by wait()
+            self.failure = exc
+
+    def processed(self, topic: str) -> int:
+        return int(self.engine.metrics.processed.value(topic))
+
+    def wait(self, topic: str, expected: int, timeout: float) -> float:
+        """Seconds until `expected` records of `topic` are processed (raises on timeout)."""
+        started = time.perf_counter()
+        deadline = started + timeout
+        while self.processed(topic) < expected:
+            if self.failure is not None or not self._thread.is_alive():
+                raise RuntimeError(f"engine stopped: {self.failure!r}")
+            if time.perf_counter() > deadline:
+                raise TimeoutError(
+                    f"{topic}: {self.processed(topic)} of {expected} after {timeout}s"
+                )
+            time.sleep(0.005)
+        return time.perf_counter() - started
+
+    def stop(self) -> None:
+        self.engine.stop()
+        self._thread.join(60)
+        gc.collect()  # the engine's producers close now, not after the broker is gone
+
+
+def prepare_storystream(settings: Settings, stories: int) -> None:
+    """First run: the posts processed into the state directory, then stopped."""
+    run = EngineRun(settings)
+    try:
+        run.wait("story-posted", stories, 180)
+    finally:
+        run.stop()
+
+
+def run_storystream(settings: Settings, views: int, seen: int, profile: bool) -> Result:
+    """Second run over the same state: timed from its first view handed to the views stage
+    to its last view processed (and, in the note, from its partition assignment); then, outside
+    the rate, until the trays stage has taken the `seen` StorySeen forwards."""
+    profiler = cProfile.Profile() if profile else None
+    launched = time.perf_counter()
+    run = EngineRun(settings, profiler)
+    tray_topic = f"{settings.app_id}-stage-tray"
+    try:
+        if not run.engine.ready.wait(60):
+            raise TimeoutError("engine not assigned within 60s")
+        assigned = time.perf_counter()
+        joined = assigned - launched
+        run.wait("story-viewed", views, CAP_SECONDS * 2)
+        done = time.perf_counter()
+        seconds = done - run.first_views
+        metrics = run.engine.metrics
+        outputs = _counter(metrics.outputs)
+        tray_then = run.processed(tray_topic)
+        try:  # a profile covers this too: see the views and trays handlers' cumulative times
+            drained = f"{seconds + run.wait(tray_topic, seen, 90):.2f}s from the first view"
+        except TimeoutError:
+            drained = f"not within 90s more ({run.processed(tray_topic):,} of {seen:,})"
+    finally:
+        run.stop()
+    rejected = _counter(metrics.rejected)
+    note = (
+        f"joined+restored in {joined:.1f}s; from the assignment: {views / (done - assigned):,.0f}/s "
+        f"({done - assigned:.2f}s)\n      outputs by the last view {outputs}; not applied "
+        f"{rejected or 'none'}\n      StorySeen forwards taken by the trays stage: "
+        f"{tray_then:,} by the last view, all {seen:,} after {drained}"
+    )
+    if profiler is not None:
+        print_profile(profiler)
+    name = "storystream engine" + (" (profiled)" if profile else "")
+    return Result("storystream", name, views, seconds, note)
+
+
+def _counter(counter: Counter) -> dict[str, int]:
+    """A metrics counter's non-zero values by label, from its Prometheus rendering."""
+    values = {}
+    for line in counter.render():
+        if not line.startswith("#"):
+            label, value = line.rsplit(" ", 1)
+            if float(value):
+                values[label.split('"')[1]] = int(float(value))
+    return values
+
+
+def print_profile(profiler: cProfile.Profile, top: int = 35) -> None:
+    print(f"\n-- cProfile of the engine thread: top {top} by cumulative time --")
+    stats = pstats.Stats(profiler, stream=sys.stdout)
+    stats.strip_dirs().sort_stats("cumulative").print_stats(top)
+    print(f"-- top {top} by own (tottime) --")
+    stats.sort_stats("tottime").print_stats(top)
+
+
+# -- Faust and Quix (subprocesses) ---------------------------------------------------------
+def run_framework(
+    framework: str, bootstrap: str, tmp: Path, views: int, logs: Path | None = None
+) -> Result:
+    """Start `bench.views_baselines FRAMEWORK`, wait for its progress file to count every view
+    (capped at CAP_SECONDS after its first record), stop it; rate over what it processed."""
+    progress = tmp / f"{framework}.progress.json"
+    log_path = (logs or tmp) / f"{framework}.log"
+    data_dir = tmp / f"{framework}-data"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.views_baselines",
+        framework,
+        "--broker",
+        bootstrap,
+        "--topic",
+        "story-viewed",
+        "--partitions",
+        str(PARTITIONS),
+        "--expected",
+        str(views),
+        "--progress",
+        str(progress),
+        "--data-dir",
+        str(data_dir),
+        "--app-id",
+        f"bench-{framework}-{os.getpid()}",
+    ]
+    state: dict[str, Any] = {}
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=Path.cwd())
+        launched, launched_wall = time.monotonic(), time.time()
+        try:
+            while True:
+                if progress.exists():
+                    try:
+                        state = json.loads(progress.read_text())
+                    except ValueError:
+                        pass
+                if state.get("count", 0) >= views:
+                    break
+                if proc.poll() is not None:
+                    break
+                first = state.get("first") or 0
+                if first and time.time() - first > CAP_SECONDS:
+                    break
+                if not first and time.monotonic() - launched > 90:
+                    break
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    count = int(state.get("count", 0))
+    name = NAMES[framework]
+    if not count:
+        tail = log_path.read_text(errors="replace")[-1500:]
+        return Result(
+            framework, name, 0, 0.0, f"did not run here (exit {proc.returncode}); log tail:\n{tail}"
+        )
+    seconds = max(state["last"] - state["first"], 1e-9)
+    note = (
+        f"first record {state['first'] - launched_wall:.1f}s after launch; timed from its "
+        "first record to its last"
+    )
+    if count < views:
+        note += f"; capped: {count:,} of {views:,} processed"
+    return Result(framework, name, count, seconds, note)
+
+
+# -- main -----------------------------------------------------------------------------------
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--views", type=int, default=200_000)
+    parser.add_argument("--stories", type=int, default=5_000)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="20,000 views over 500 stories")
+    parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument("--profile", action="store_true", help="cProfile storystream's second run")
+    parser.add_argument("--logs", type=Path, help="keep the Faust and Quix logs in this folder")
+    args = parser.parse_args()
+    if args.quick:
+        args.views, args.stories, args.users = 20_000, 500, 10_000
+    bench_started = time.perf_counter()
+
+    posts, views = generate(args.stories, args.views, args.users)
+    post_records, view_records = encode(posts), encode(views)
+    unique = len({(v["story_id"], v["viewer_id"]) for v in views})
+    print(
+        f"{args.views:,} views of {args.stories:,} stories by up to {args.users:,} users "
+        f"({unique:,} distinct story/viewer pairs, {args.views - unique:,} repeat views); "
+        f"{os.cpu_count()} cores"
+    )
+
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-views-") as tmp_name, broker() as bootstrap:
+        tmp = Path(tmp_name)
+        settings = Settings(broker=bootstrap, data_dir=tmp / "storystream", partitions=PARTITIONS)
+        create_topics(settings)
+        create_internal_topics(settings)
+        produce(bootstrap, post_records)
+        if "storystream" in args.only:
+            started = time.perf_counter()
+            prepare_storystream(settings, args.stories)
+            print(
+                f"storystream: {args.stories:,} posts processed in a first run "
+                f"({time.perf_counter() - started:.1f}s incl. group join)"
+            )
+        seconds = produce(bootstrap, view_records)
+        print(
+            f"published {len(view_records):,} views in {seconds:.2f}s "
+            f"({len(view_records) / seconds:,.0f}/s)"
+        )
+
+        for name in args.only:
+            if name == "ceiling":
+                count, secs, counts = ceiling(bootstrap, "story-viewed", PARTITIONS, args.views)
+                assert sum(counts.values()) == count
+                result = Result(name, "ceiling: consume+decode+dict", count, secs)
+            elif name == "rocksdict":
+                count, secs = raw_rocksdict(
+                    bootstrap, "story-viewed", PARTITIONS, args.views, tmp / "raw-rocksdict"
+                )
+                result = Result(name, "raw + rocksdict get/put", count, secs)
+            elif name == "storystream":
+                result = run_storystream(settings, args.views, unique, args.profile)
+                gc.collect()
+            else:
+                result = run_framework(name, bootstrap, tmp, args.views, args.logs)
+            results.append(result)
+            print(
+                f"  {result.name:<38} {result.rate:>10,.0f}/s  ({result.count:,} in "
+                f"{result.seconds:.2f}s)" + (f"\n      {result.note}" if result.note else ""),
+                flush=True,
+            )
+        shutil.rmtree(tmp / "raw-rocksdict", ignore_errors=True)
+
+    report(results, time.perf_counter() - bench_started)
+
+
+def report(results: list[Result], elapsed: float) -> None:
+    by_key = {r.key: r for r in results}
+    top = by_key.get("ceiling")
+    print(f"\n{'contender':<40} {'events/s':>10}  {'vs ceiling':>10}")
+    for r in results:
+        ratio = f"{r.rate / top.rate:.2f}" if top and r.rate else "-"
+        shown = f"{r.rate:,.0f}" if r.count else "n/a"
+        print(f"{r.name:<40} {shown:>10}  {ratio:>10}")
+    ours = by_key.get("storystream")
+    if ours:
+        faust, quix = by_key.get("faust"), by_key.get("quix")
+        if faust and faust.rate:
+            x = ours.rate / faust.rate
+            print(
+                f"storystream / naive Faust: {x:.1f}x  (target >= 10x: "
+                f"{'met' if x >= 10 else 'not met'})"
+            )
+        if quix and quix.rate:
+            x = ours.rate / quix.rate
+            print(
+                f"storystream / Quix Streams: {x:.2f}x  (target ahead: "
+                f"{'met' if x > 1 else 'not met'})"
+            )
+        print(
+            f"storystream absolute: {ours.rate:,.0f}/s  (target {TARGET_RATE:,}/s: "
+            f"{'met' if ours.rate >= TARGET_RATE else 'not met'})"
+        )
+    print(f"bench wall time {elapsed:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
