@@ -61,4 +61,24 @@ def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> 
                     raise
                 results.append(TopicResult(name, False, settings.partitions))
     order = {spec.name: i for i, spec in enumerate(specs)}
-    return sorted(results, key=lambda r: order[r.name])
+    if settings.output_prefix:
+        results.extend(_create_prefixed_outputs(admin, settings, existing, retention_ms))
+    return sorted(results, key=lambda r: (order.get(r.name, len(order)), r.name))
+
+
+def _create_prefixed_outputs(
+    admin: AdminClient, settings: Settings, existing: dict[str, object], retention_ms: int
+) -> list[TopicResult]:
+    """The output topics of a group writing under STORYSTREAM_OUTPUT_PREFIX."""
+    outputs = [s for s in TOPICS if s.kind in ("output", "dead-letters")]
+    wanted = [
+        NewTopic(settings.output_prefix + spec.name, settings.partitions,
+                 settings.replication_factor, config=spec.config(retention_ms))
+        for spec in outputs if settings.output_prefix + spec.name not in existing
+    ]
+    results = []
+    if wanted:
+        for name, future in admin.create_topics(wanted, request_timeout=30).items():
+            future.result()
+            results.append(TopicResult(name, True, settings.partitions))
+    return results

@@ -7,7 +7,6 @@ partition answers from its local state; any other worker forwards the request th
 from __future__ import annotations
 
 import logging
-import pickle
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,8 +99,7 @@ class Api:
     async def fetch_author(self, request: Request, author_id: str) -> Author | None:
         store = self.local_store(author_id)
         if store is not None:
-            raw = store.get_committed(AUTHORS.key(author_id))
-            return None if raw is None else pickle.loads(raw)  # noqa: S301
+            return AUTHORS.get_committed(store, author_id)
         answer = await self._internal(request, f"/internal/authors/{author_id}")
         return None if answer is None else _AUTHOR.validate_json(answer)
 
@@ -186,8 +184,7 @@ def install(app: faust.App, api: Api) -> None:
             raise HttpError(403, "a tray is readable only by its owner")
         store = api.local_store(user_id)
         assert store is not None
-        raw = store.get_committed(TRAYS.key(user_id))
-        state = None if raw is None else pickle.loads(raw)  # noqa: S301
+        state = TRAYS.get_committed(store, user_id)
         celebrities = (
             []
             if state is None
@@ -276,10 +273,10 @@ def install(app: faust.App, api: Api) -> None:
         _internal_only(caller)
         store = api.local_store(author_id)
         assert store is not None
-        raw = store.get_committed(AUTHORS.key(author_id))
-        if raw is None:
+        author = AUTHORS.get_committed(store, author_id)
+        if author is None:
             raise HttpError(404, "unknown author")
-        return Raw(_AUTHOR.dump_json(pickle.loads(raw)))  # noqa: S301
+        return Raw(_AUTHOR.dump_json(author))
 
     async def internal_story(request: Request, caller: str, story_id: str) -> Any:
         _internal_only(caller)

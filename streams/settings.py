@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     replication_factor: int = Field(1, ge=1, le=16)
     input_retention: Duration = timedelta(days=7)
     app_id: str = "storystream"
+    output_prefix: str = Field(
+        "", description="prefix of the output topics this group writes (isolated runs)"
+    )
     hll_lg_k: int = Field(12, ge=4, le=21)
 
     def advertised_api_url(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from schemas.events import (
@@ -132,7 +132,9 @@ def topic_of_record(record: type[Record]) -> TopicSpec:
 
 def lookup(name: str) -> TopicSpec:
     """The spec of a topic by name, with a clear error listing the known ones."""
-    try:
+    if name in BY_NAME:
         return BY_NAME[name]
-    except KeyError:
-        raise ValueError(f"unknown topic {name!r}; known: {', '.join(BY_NAME)}") from None
+    for spec in TOPICS:  # an output topic of a prefixed run (replay, STORYSTREAM_OUTPUT_PREFIX)
+        if spec.kind in ("output", "dead-letters") and name.endswith("-" + spec.name):
+            return replace(spec, name=name)
+    raise ValueError(f"unknown topic {name!r}; known: {', '.join(BY_NAME)}")

@@ -89,6 +89,10 @@ def build_worker(settings: Settings, clock: Callable[[], datetime] | None = None
     clock = clock or (lambda: datetime.now(UTC))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     create_internal_topics(settings)
+    if settings.output_prefix:
+        from streams.admin import create_topics
+
+        create_topics(settings)
     wid = worker_id(settings)
     members = Members(
         settings.bootstrap(),
@@ -96,7 +100,7 @@ def build_worker(settings: Settings, clock: Callable[[], datetime] | None = None
         f"{wid}-{uuid.uuid4().hex[:6]}",
         settings.advertised_api_url(),
     )
-    engine = build_engine(settings, clock, wid, members)
+    engine = build_engine(settings, clock, wid, members, output_prefix=settings.output_prefix)
     media = MediaService(
         settings, make_registry(settings.schema_registry_url), stage_topic(settings, "objects")
     )

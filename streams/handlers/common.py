@@ -1,4 +1,4 @@
-"""What every handler needs: decoding with dead letters, pickled state tables, internal messages."""
+"""What every handler needs: decoding with dead letters, state tables, internal messages."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from streams.store import PartitionStore
 from streams.topics import TopicSpec
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
 
 InternalMessage = Annotated[
     AwaitMedia
@@ -57,6 +58,17 @@ def decode_message(data: bytes | None) -> Any:
         return _MESSAGES.validate_json(data)
     except ValidationError as exc:
         raise CodecError(f"invalid internal message: {exc}") from exc
+
+
+def trusted(model: type[M], values: dict[str, Any]) -> M:
+    """A model instance from values already checked (pydantic's model_construct, minus the
+    defaults handling it does not need here: about three times cheaper on the hot path)."""
+    instance = model.__new__(model)
+    object.__setattr__(instance, "__dict__", values)
+    object.__setattr__(instance, "__pydantic_fields_set__", set(values))
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
 
 
 def ctx_of(pctx: PartitionContext, record: InRecord | None = None) -> Ctx:
@@ -120,7 +132,7 @@ class Decoder:
             if reason is not None:
                 pctx.dead_letter(record, f"{self.spec.record}: invalid record: {reason}")
                 continue
-            yield record, model.model_construct(**value)
+            yield record, trusted(model, value)
 
 
 def internal_messages(
@@ -134,24 +146,42 @@ def internal_messages(
 
 
 class Table(Generic[T]):
-    """Pickled state values under one key prefix of the partition store."""
+    """State values under one key prefix of the partition store.
 
-    def __init__(self, name: str) -> None:
+    With a type, values are stored as JSON through a pydantic TypeAdapter (several times
+    faster than pickling frozen dataclasses, and readable); without one, pickled (for values
+    made of large built-in collections, such as follower sets, where pickle is faster).
+    """
+
+    def __init__(self, name: str, kind: type[T] | None = None) -> None:
         self.prefix = name.encode() + b"\x01"
+        self._adapter: TypeAdapter[T] | None = TypeAdapter(kind) if kind is not None else None
 
     def key(self, key: str) -> bytes:
         return self.prefix + key.encode()
 
+    def encode(self, value: T) -> bytes:
+        if self._adapter is not None:
+            return self._adapter.dump_json(value)
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, data: bytes) -> T:
+        if self._adapter is not None:
+            return self._adapter.validate_json(data)
+        value: T = pickle.loads(data)  # noqa: S301 - our own state
+        return value
+
     def get(self, store: PartitionStore, key: str) -> T | None:
         data = store.get(self.key(key))
-        return None if data is None else pickle.loads(data)  # noqa: S301 - our own state
+        return None if data is None else self.decode(data)
+
+    def get_committed(self, store: PartitionStore, key: str) -> T | None:
+        """The committed value (for readers on other threads)."""
+        data = store.get_committed(self.key(key))
+        return None if data is None else self.decode(data)
 
     def set(self, store: PartitionStore, key: str, value: T | None) -> None:
         if value is None:
             store.delete(self.key(key))
         else:
-            store.put(self.key(key), pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
-
-    def items(self, store: PartitionStore) -> Iterator[tuple[str, T]]:
-        for key, value in store.scan(self.prefix):
-            yield key[len(self.prefix) :].decode(), pickle.loads(value)  # noqa: S301
+            store.put(self.key(key), self.encode(value))

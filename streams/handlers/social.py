@@ -14,7 +14,7 @@ from streams.registry import SchemaRegistry
 from streams.topics import USER_FOLLOWS
 
 AUTHORS: Table[Author] = Table("author")
-TRAYS: Table[TrayState] = Table("tray")
+TRAYS: Table[TrayState] = Table("tray", TrayState)
 
 
 def _apply_author(pctx: PartitionContext, record: InRecord, key: str, item: Any) -> None:
