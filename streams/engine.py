@@ -362,13 +362,26 @@ class Engine:
             start = 0
             for end in range(1, len(items) + 1):
                 if end == len(items) or items[end].topic != items[start].topic:
-                    self._by_topic[items[start].topic].handle(ctx, items[start:end])
+                    self._handle(ctx, items[start:end])
                     self.metrics.processed.inc(items[start].topic, end - start)
                     start = end
             applied = self._assigned[partition].applied
             for record in items:
                 applied[record.topic] = max(applied.get(record.topic, -1), record.offset)
         return contexts
+
+    def _handle(self, ctx: PartitionContext, records: list[InRecord]) -> None:
+        """Run a handler; a failure becomes dead letters instead of stopping the worker.
+
+        Handlers write state only after a processor returns, one story (or key) at a time, so
+        what a failing call leaves behind is whole; its records are reported with the reason.
+        """
+        try:
+            self._by_topic[records[0].topic].handle(ctx, records)
+        except Exception as exc:
+            log.exception("processing %s records of %s failed", len(records), records[0].topic)
+            for record in records:
+                ctx.dead_letter(record, f"processing failed: {exc!r}")
 
     def _tick(self, contexts: dict[int, PartitionContext]) -> dict[int, PartitionContext]:
         now = self.clock()

@@ -179,3 +179,31 @@ def test_requests_need_a_valid_token(workers: list[Worker]) -> None:
         assert bad.value.code == 401
         with urllib.request.urlopen(worker.url + "/metrics", timeout=5) as answer:
             assert b"storystream_events_processed_total" in answer.read()
+
+
+def test_undecodable_records_become_dead_letters(
+    app_env: dict[str, str], workers: list[Worker]
+) -> None:
+    from confluent_kafka import Producer
+
+    broker = app_env["STORYSTREAM_BROKER"]
+    tag = uuid.uuid4().hex[:6]
+    producer = Producer({"bootstrap.servers": broker})
+    producer.produce("story-viewed", b"\x00\x00\x00\x00\x0cgarbage", f"bad-{tag}".encode())
+    producer.produce("story-posted", b"not avro at all", f"worse-{tag}".encode())
+    producer.flush(10)
+    now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    publish(broker, [{"type": "story_posted", "story_id": f"ok-{tag}", "author_id": f"a-{tag}",
+                      "created_at": now}])
+
+    def letters() -> dict[str, Any] | None:
+        found = latest(broker, "story-dead-letters", {f"bad-{tag}", f"worse-{tag}"})
+        return found if len(found) == 2 else None
+
+    found = wait_for(letters, 60, "dead letters")
+    assert found[f"bad-{tag}"]["source_topic"] == "story-viewed"
+    assert "undecodable" in found[f"bad-{tag}"]["error"]
+    assert "magic byte" in found[f"worse-{tag}"]["error"]
+    assert found[f"worse-{tag}"]["original_value"]  # the original bytes, base64 in JSON
+    # ...and the workers kept going.
+    wait_for(lambda: latest(broker, "story-state", {f"ok-{tag}"}), 60, "later events processed")
