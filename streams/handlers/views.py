@@ -138,16 +138,27 @@ def _drop_expired_parking(pctx: PartitionContext) -> None:
         pctx.engine.metrics.rejected.inc("unknown-story", len(parked))
 
 
-def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[StoryViewed]) -> None:
-    """One story's views of this batch: one state read and write, outputs coalesced."""
-    store = pctx.store
-    info = _info(store, story_id)
+def _accepting(
+    pctx: PartitionContext, story_id: str, batch: Sequence[Any], kind: str
+) -> StoryInfo | None:
+    """The story's info when it takes events; otherwise the batch is parked (story not known
+    yet) or refused (expired or deleted) and None is returned."""
+    info = _info(pctx.store, story_id)
     if info is None:
         _park(pctx, story_id, batch)
-        return
+        return None
     if info.phase == "ended":
-        pctx.engine.metrics.rejected.inc("view-expired-or-deleted", len(batch))
+        pctx.engine.metrics.rejected.inc(f"{kind}-expired-or-deleted", len(batch))
+        return None
+    return info
+
+
+def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[StoryViewed]) -> None:
+    """One story's views of this batch: one state read and write, outputs coalesced."""
+    info = _accepting(pctx, story_id, batch, "view")
+    if info is None:
         return
+    store = pctx.store
     lookups = views.plan_lookups(info, batch)
     found = {key: store.get(key) for key in (*lookups.viewer_keys, *lookups.event_keys)}
     known, seen = lookups.resolve(found)
@@ -169,14 +180,10 @@ def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[StoryVie
 
 def apply_reaction_batch(pctx: PartitionContext, story_id: str, batch: list[StoryReacted]) -> None:
     """One story's reactions of this batch."""
-    store = pctx.store
-    info = _info(store, story_id)
+    info = _accepting(pctx, story_id, batch, "reaction")
     if info is None:
-        _park(pctx, story_id, batch)
         return
-    if info.phase == "ended":
-        pctx.engine.metrics.rejected.inc("reaction-expired-or-deleted", len(batch))
-        return
+    store = pctx.store
     keys = reaction_event_keys(story_id, batch)
     seen = {event_id for key, event_id in keys.items() if store.get(key) is not None}
     state_key = REACTION_STATE + story_id.encode()

@@ -100,3 +100,28 @@ def test_restart_restores_state_without_double_counting(
         assert state is not None and state.unique_viewers == 30
     finally:
         second.stop()
+
+
+def test_views_before_their_post_are_held_then_applied(app: Settings, tmp_path: Path) -> None:
+    """Topics are fetched independently: a view may be read before its story's post."""
+    tag = uuid.uuid4().hex[:6]
+    story = f"early-{tag}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    partition = partition_for(story, app.partitions)
+    running = Running(app, tmp_path / "state")
+    try:
+        running.wait(lambda: running.engine.store(partition) is not None)
+        _publish(app, [{"type": "story_viewed", "story_id": story, "viewer_id": f"v{i}",
+                        "viewed_at": _iso(now + timedelta(seconds=1))} for i in range(5)])
+        running.wait(lambda: running.engine.metrics.processed.value("story-viewed") >= 5)
+        _publish(app, [{"type": "story_posted", "story_id": story, "author_id": f"a-{tag}",
+                        "created_at": _iso(now)}])
+
+        def total() -> int:
+            store = running.engine.store(partition)
+            state = view_state(store, story) if store else None
+            return state.total_views if state else 0
+
+        running.wait(lambda: total() == 5, 30)
+    finally:
+        running.stop()
