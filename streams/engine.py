@@ -28,6 +28,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -316,12 +317,16 @@ class Engine:
                 for m in messages:
                     if m.error() is not None and m.error().code() != KafkaError._PARTITION_EOF:
                         log.warning("consumer: %s", m.error().str())
+                started = time.monotonic()
                 contexts = self._process(records)
-                if time.monotonic() - last_tick >= self._tick_interval:
-                    last_tick = time.monotonic()
+                if started - last_tick >= self._tick_interval:
+                    last_tick = started
                     contexts.update(self._tick(contexts))
+                    self._measure_lag()
                 if records or any(c.touched for c in contexts.values()):
                     self._commit(contexts, records)
+                if records:
+                    self.metrics.batch_seconds.set(time.monotonic() - started)
         finally:
             self.running = False
             try:
@@ -370,6 +375,22 @@ class Engine:
                 applied[record.topic] = max(applied.get(record.topic, -1), record.offset)
         return contexts
 
+    def _measure_lag(self) -> None:
+        """Records between the consumer's positions and the partitions' ends (from the last
+        fetch responses, no extra request; only as right as the broker's high watermarks)."""
+        assert self._consumer is not None
+        try:
+            assignment = self._consumer.assignment()
+            positions = self._consumer.position(assignment)
+        except Exception:  # KafkaException while rebalancing: keep the last figure
+            return
+        lag = 0
+        for tp in positions:
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                lag += max(high - tp.offset, 0)
+        self.metrics.lag.set(lag)
+
     def _handle(self, ctx: PartitionContext, records: list[InRecord]) -> None:
         """Run a handler; a failure becomes dead letters instead of stopping the worker.
 
@@ -413,8 +434,7 @@ class Engine:
                 partition=partition,
                 on_delivery=self._checkpointed,
             )
-            if self._checkpointer.flush(30.0) > 0 or self._errors:
-                raise RuntimeError(f"checkpoint not acknowledged: {self._errors[:3]}")
+            self._flush_checkpoint()
             local = {
                 "applied": applied,
                 "changelog_offset": self._checkpoint_offsets.get(partition, -1),
@@ -426,10 +446,27 @@ class Engine:
                 offsets[(record.topic, record.partition)] = max(
                     offsets.get((record.topic, record.partition), -1), record.offset
                 )
-            self._consumer.commit(
-                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
-                asynchronous=False,
-            )
+            try:
+                self._consumer.commit(
+                    offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
+                    asynchronous=False,
+                )
+            except KafkaException as exc:
+                # Harmless: a (re)assignment resumes each input from the offsets recorded in
+                # the partition's checkpoint, not from the group's committed offsets.
+                log.warning("offset commit failed (the checkpoint holds them): %s", exc)
+
+    def _flush_checkpoint(self) -> None:
+        """Wait for the checkpoint's acknowledgement for as long as the broker is away
+        (librdkafka retries it for up to delivery.timeout.ms), unless stopping."""
+        assert self._checkpointer is not None
+        while self._checkpointer.flush(5.0) > 0:
+            log.warning("waiting for the broker to acknowledge a checkpoint")
+            if self._stopping.is_set() and self._checkpointer.flush(25.0) > 0:
+                raise RuntimeError("broker unavailable while stopping; state will be recovered")
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise RuntimeError(f"checkpoint not acknowledged: {errors[:3]}")
 
     def _flush_producer(self) -> None:
         assert self._producer is not None
