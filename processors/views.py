@@ -227,10 +227,25 @@ def _counted(state: ViewState | None, new_viewers: list[str], applied: int, ctx:
         update(viewer_id)  # a str is hashed as its UTF-8 bytes, like Java's update(String)
     return ViewState(
         total + applied,
-        sketch.serialize_compact(),
+        canonical_sketch(sketch.serialize_compact()),
         round(sketch.get_estimate()),
         viewers + len(new_viewers),
     )
+
+
+def canonical_sketch(compact: bytes) -> bytes:
+    """The compact sketch with its coupons in one order, so the same viewers give the same bytes.
+
+    While small, a DataSketches HLL holds 4-byte coupons (a list, then a hash set) in the order
+    they arrived; a replay that batches the views differently would publish other bytes for the
+    same state. Sorting them is a valid encoding: a compact list or set is read coupon by coupon.
+    In HLL mode (lowest two bits of byte 7 equal to 2) the registers are already canonical.
+    """
+    if compact[7] & 3 == 2:
+        return compact
+    header = compact[0] * 4  # preamble length in 4-byte ints
+    coupons = sorted(compact[i : i + 4] for i in range(header, len(compact), 4))
+    return compact[:header] + b"".join(coupons)
 
 
 def viewer_tombstones(story_id: str, viewer_ids: Iterable[str]) -> list[Tombstone]:

@@ -72,9 +72,14 @@ def _create_prefixed_outputs(
     """The output topics of a group writing under STORYSTREAM_OUTPUT_PREFIX."""
     outputs = [s for s in TOPICS if s.kind in ("output", "dead-letters")]
     wanted = [
-        NewTopic(settings.output_prefix + spec.name, settings.partitions,
-                 settings.replication_factor, config=spec.config(retention_ms))
-        for spec in outputs if settings.output_prefix + spec.name not in existing
+        NewTopic(
+            settings.output_prefix + spec.name,
+            settings.partitions,
+            settings.replication_factor,
+            config=spec.config(retention_ms),
+        )
+        for spec in outputs
+        if settings.output_prefix + spec.name not in existing
     ]
     results = []
     if wanted:

@@ -169,7 +169,8 @@ class Engine:
         self._forward_encoders[stage] = encode
 
     def route_local(self, stage: str, apply: Callable[[PartitionContext, str, Any], None]) -> None:
-        """Forwards to a stage keyed like the current record are applied in place (same partition)."""
+        """Forwards to a stage keyed like the current record are applied in place (same
+        partition)."""
         self._local_forwards[stage] = apply
 
     # -- outputs ----------------------------------------------------------------------------

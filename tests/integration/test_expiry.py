@@ -58,25 +58,78 @@ def test_stories_expire_into_tombstones_and_highlights_survive(
     author, fan = f"author-{tag}", f"fan-{tag}"
     plain, kept = f"plain-{tag}", f"kept-{tag}"
     created = datetime.now(UTC).replace(microsecond=0)
-    media = [{"name": "1080", "url": "https://cdn.example/m.jpg", "width": 1080, "height": 1920,
-              "content_type": "image/jpeg"}]
-    publish(broker, [{"type": "user_followed", "follower_id": fan, "followee_id": author,
-                      "at": _iso(created - timedelta(minutes=1))}])
-    publish(broker, [
-        {"type": "story_posted", "story_id": s, "author_id": author, "created_at": _iso(created),
-         "media": media, "audience": "public"} for s in (plain, kept)
-    ], env={"STORYSTREAM_STORY_TTL": f"{TTL}s"})  # the publisher fills expires_at from it
+    media = [
+        {
+            "name": "1080",
+            "url": "https://cdn.example/m.jpg",
+            "width": 1080,
+            "height": 1920,
+            "content_type": "image/jpeg",
+        }
+    ]
+    publish(
+        broker,
+        [
+            {
+                "type": "user_followed",
+                "follower_id": fan,
+                "followee_id": author,
+                "at": _iso(created - timedelta(minutes=1)),
+            }
+        ],
+    )
+    publish(
+        broker,
+        [
+            {
+                "type": "story_posted",
+                "story_id": s,
+                "author_id": author,
+                "created_at": _iso(created),
+                "media": media,
+                "audience": "public",
+            }
+            for s in (plain, kept)
+        ],
+        env={"STORYSTREAM_STORY_TTL": f"{TTL}s"},
+    )  # the publisher fills expires_at from it
     wait_for(lambda: len(latest(broker, "story-state", {plain, kept})) == 2, 30, "stories")
-    publish(broker, [
-        {"type": "highlight_added", "story_id": kept, "author_id": author, "highlight_id": "h",
-         "at": _iso(created + timedelta(seconds=1))},
-        *[{"type": "story_viewed", "story_id": s, "viewer_id": fan,
-           "viewed_at": _iso(created + timedelta(seconds=1))} for s in (plain, kept)],
-        *[{"type": "story_reacted", "story_id": s, "user_id": fan, "reaction": "fire",
-           "reacted_at": _iso(created + timedelta(seconds=1))} for s in (plain, kept)],
-    ])
-    before = wait_for(lambda: (v := latest(broker, "story-view-counts", {plain, kept})) and
-                      len(v) == 2 and v, 30, "view counts")
+    publish(
+        broker,
+        [
+            {
+                "type": "highlight_added",
+                "story_id": kept,
+                "author_id": author,
+                "highlight_id": "h",
+                "at": _iso(created + timedelta(seconds=1)),
+            },
+            *[
+                {
+                    "type": "story_viewed",
+                    "story_id": s,
+                    "viewer_id": fan,
+                    "viewed_at": _iso(created + timedelta(seconds=1)),
+                }
+                for s in (plain, kept)
+            ],
+            *[
+                {
+                    "type": "story_reacted",
+                    "story_id": s,
+                    "user_id": fan,
+                    "reaction": "fire",
+                    "reacted_at": _iso(created + timedelta(seconds=1)),
+                }
+                for s in (plain, kept)
+            ],
+        ],
+    )
+    before = wait_for(
+        lambda: (v := latest(broker, "story-view-counts", {plain, kept})) and len(v) == 2 and v,
+        30,
+        "view counts",
+    )
     assert before[plain]["total_views"] == 1
     assert worker.get(f"/stories/{plain}", fan)[0] == 200
     trays = latest(broker, "story-trays", {fan})
@@ -94,13 +147,25 @@ def test_stories_expire_into_tombstones_and_highlights_survive(
     wait_for(lambda: fan not in latest(broker, "story-trays", {fan}), 30, "tray tombstoned")
 
     # Tombstones within 5 s of expires_at (live mode: the wall clock, no event needed).
-    tombstone_times = [ts for key, value, ts in raw_history(broker, "story-state")
-                       if key == plain.encode() and value is None]
+    tombstone_times = [
+        ts
+        for key, value, ts in raw_history(broker, "story-state")
+        if key == plain.encode() and value is None
+    ]
     assert tombstone_times and tombstone_times[0] - millis(expires) <= 5000
 
     # A late view for the expired story is not applied.
-    publish(broker, [{"type": "story_viewed", "story_id": plain, "viewer_id": f"late-{tag}",
-                      "viewed_at": _iso(created + timedelta(seconds=2))}])
+    publish(
+        broker,
+        [
+            {
+                "type": "story_viewed",
+                "story_id": plain,
+                "viewer_id": f"late-{tag}",
+                "viewed_at": _iso(created + timedelta(seconds=2)),
+            }
+        ],
+    )
     wait_for(lambda: "view-expired-or-deleted" in _metrics(worker), 20, "late view counted")
     assert plain not in latest(broker, "story-view-counts", {plain})
 
@@ -116,27 +181,74 @@ def test_replay_is_deterministic(settings: Settings, worker: Worker) -> None:
     broker = settings.bootstrap()
     tag = uuid.uuid4().hex[:6]
     base = datetime(2026, 1, 1, tzinfo=UTC)
-    events = [{"type": "user_followed", "follower_id": f"f{i}-{tag}", "followee_id": f"a-{tag}",
-               "at": _iso(base)} for i in range(5)]
-    events += [{"type": "story_posted", "story_id": f"s{i}-{tag}", "author_id": f"a-{tag}",
-                "created_at": _iso(base + timedelta(minutes=i)), "media": [
-                    {"name": "1080", "url": "https://cdn.example/r.jpg", "width": 1, "height": 1,
-                     "content_type": "image/jpeg"}]} for i in range(3)]
-    events += [{"type": "story_viewed", "story_id": f"s{i % 3}-{tag}", "viewer_id": f"f{i % 5}-{tag}",
-                "viewed_at": _iso(base + timedelta(minutes=3, seconds=i))} for i in range(40)]
-    events += [{"type": "highlight_added", "story_id": f"s0-{tag}", "author_id": f"a-{tag}",
-                "highlight_id": "best", "at": _iso(base + timedelta(minutes=5))}]
+    events = [
+        {
+            "type": "user_followed",
+            "follower_id": f"f{i}-{tag}",
+            "followee_id": f"a-{tag}",
+            "at": _iso(base),
+        }
+        for i in range(5)
+    ]
+    events += [
+        {
+            "type": "story_posted",
+            "story_id": f"s{i}-{tag}",
+            "author_id": f"a-{tag}",
+            "created_at": _iso(base + timedelta(minutes=i)),
+            "media": [
+                {
+                    "name": "1080",
+                    "url": "https://cdn.example/r.jpg",
+                    "width": 1,
+                    "height": 1,
+                    "content_type": "image/jpeg",
+                }
+            ],
+        }
+        for i in range(3)
+    ]
+    events += [
+        {
+            "type": "story_viewed",
+            "story_id": f"s{i % 3}-{tag}",
+            "viewer_id": f"f{i % 5}-{tag}",
+            "viewed_at": _iso(base + timedelta(minutes=3, seconds=i)),
+        }
+        for i in range(40)
+    ]
+    events += [
+        {
+            "type": "highlight_added",
+            "story_id": f"s0-{tag}",
+            "author_id": f"a-{tag}",
+            "highlight_id": "best",
+            "at": _iso(base + timedelta(minutes=5)),
+        }
+    ]
     publish(broker, events)
     until = _iso(base + timedelta(hours=25))  # past every expiry: tombstones included
     views = []
     for run_number in (1, 2):
         prefix = f"replay{run_number}-{tag}-"
-        result = run("replay", "--output-prefix", prefix, "--to", until, broker=broker,
-                     env={"STORYSTREAM_PARTITIONS": str(settings.partitions)})
+        result = run(
+            "replay",
+            "--output-prefix",
+            prefix,
+            "--to",
+            until,
+            broker=broker,
+            env={"STORYSTREAM_PARTITIONS": str(settings.partitions)},
+        )
         assert result.returncode == 0, result.stderr
         assert "replayed" in result.stdout
-        views.append({spec.name: raw_latest(broker, prefix + spec.name)
-                      for spec in TOPICS if spec.kind == "output"})
+        views.append(
+            {
+                spec.name: raw_latest(broker, prefix + spec.name)
+                for spec in TOPICS
+                if spec.kind == "output"
+            }
+        )
     assert views[0] == views[1]
     state = views[0]["story-state"]
     # Only the highlighted story outlives the replayed day; the others expired in event time.

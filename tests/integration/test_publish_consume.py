@@ -25,29 +25,110 @@ def _events(tag: str) -> list[tuple[dict[str, object], str, str]]:
     """One event of every type (JSON, expected topic, expected key), ids unique to `tag`."""
     s, a, u, m = f"s-{tag}", f"a-{tag}", f"u-{tag}", f"m-{tag}"
     t = "2026-11-22T10:00:00Z"
-    rendition = {"name": "720", "url": "https://cdn.example/x.jpg", "width": 720, "height": 1280,
-                 "content_type": "image/jpeg"}
+    rendition = {
+        "name": "720",
+        "url": "https://cdn.example/x.jpg",
+        "width": 720,
+        "height": 1280,
+        "content_type": "image/jpeg",
+    }
     return [
-        ({"type": "story_posted", "story_id": s, "author_id": a, "created_at": t,
-          "media_id": m, "audience": "close_friends", "mentions": [u], "hashtags": ["sun"]},
-         "story-posted", s),
-        ({"type": "story_viewed", "story_id": s, "viewer_id": u, "viewed_at": t}, "story-viewed", s),
-        ({"type": "story_reacted", "story_id": s, "user_id": u, "reaction": "🔥", "reacted_at": t,
-          "text": "nice"}, "story-reacted", s),
-        ({"type": "highlight_added", "story_id": s, "author_id": a, "highlight_id": "h1", "at": t,
-          "title": "Summer"}, "story-highlights", s),
-        ({"type": "highlight_removed", "story_id": s, "author_id": a, "highlight_id": "h1", "at": t},
-         "story-highlights", s),
-        ({"type": "story_deleted", "story_id": s, "author_id": a, "deleted_at": t}, "story-deleted", s),
+        (
+            {
+                "type": "story_posted",
+                "story_id": s,
+                "author_id": a,
+                "created_at": t,
+                "media_id": m,
+                "audience": "close_friends",
+                "mentions": [u],
+                "hashtags": ["sun"],
+            },
+            "story-posted",
+            s,
+        ),
+        (
+            {"type": "story_viewed", "story_id": s, "viewer_id": u, "viewed_at": t},
+            "story-viewed",
+            s,
+        ),
+        (
+            {
+                "type": "story_reacted",
+                "story_id": s,
+                "user_id": u,
+                "reaction": "🔥",
+                "reacted_at": t,
+                "text": "nice",
+            },
+            "story-reacted",
+            s,
+        ),
+        (
+            {
+                "type": "highlight_added",
+                "story_id": s,
+                "author_id": a,
+                "highlight_id": "h1",
+                "at": t,
+                "title": "Summer",
+            },
+            "story-highlights",
+            s,
+        ),
+        (
+            {
+                "type": "highlight_removed",
+                "story_id": s,
+                "author_id": a,
+                "highlight_id": "h1",
+                "at": t,
+            },
+            "story-highlights",
+            s,
+        ),
+        (
+            {"type": "story_deleted", "story_id": s, "author_id": a, "deleted_at": t},
+            "story-deleted",
+            s,
+        ),
         ({"type": "user_followed", "follower_id": u, "followee_id": a, "at": t}, "user-follows", a),
-        ({"type": "user_unfollowed", "follower_id": u, "followee_id": a, "at": t}, "user-follows", a),
+        (
+            {"type": "user_unfollowed", "follower_id": u, "followee_id": a, "at": t},
+            "user-follows",
+            a,
+        ),
         ({"type": "close_friend_added", "user_id": a, "friend_id": u, "at": t}, "user-follows", a),
-        ({"type": "close_friend_removed", "user_id": a, "friend_id": u, "at": t}, "user-follows", a),
-        ({"type": "media_uploaded", "media_id": m, "author_id": a, "object_key": f"uploads/{m}",
-          "content_type": "image/jpeg", "at": t, "size_bytes": 1234, "story_id": s},
-         "media-uploaded", m),
-        ({"type": "media_transcoded", "media_id": m, "renditions": [rendition], "at": t,
-          "duration_ms": 1500}, "media-transcoded", m),
+        (
+            {"type": "close_friend_removed", "user_id": a, "friend_id": u, "at": t},
+            "user-follows",
+            a,
+        ),
+        (
+            {
+                "type": "media_uploaded",
+                "media_id": m,
+                "author_id": a,
+                "object_key": f"uploads/{m}",
+                "content_type": "image/jpeg",
+                "at": t,
+                "size_bytes": 1234,
+                "story_id": s,
+            },
+            "media-uploaded",
+            m,
+        ),
+        (
+            {
+                "type": "media_transcoded",
+                "media_id": m,
+                "renditions": [rendition],
+                "at": t,
+                "duration_ms": 1500,
+            },
+            "media-transcoded",
+            m,
+        ),
     ]
 
 
@@ -67,17 +148,27 @@ def test_every_event_type_round_trips_through_its_topic(settings: Settings, tmp_
     assert f"published {len(events)}, invalid 0" in result.stdout
 
     for topic in {topic for _, topic, _ in events}:
-        expected = [(key, validate_line(json.dumps(e).encode(), 1).model_dump(mode="json"))
-                    for e, t, key in events if t == topic]
-        got = [(r["key"], r["value"]) for r in _consume(settings.bootstrap(), topic)
-               if tag in str(r["key"])]
+        expected = [
+            (key, validate_line(json.dumps(e).encode(), 1).model_dump(mode="json"))
+            for e, t, key in events
+            if t == topic
+        ]
+        got = [
+            (r["key"], r["value"])
+            for r in _consume(settings.bootstrap(), topic)
+            if tag in str(r["key"])
+        ]
         assert got == expected, topic
 
 
 def test_invalid_lines_are_named_and_not_published(settings: Settings, tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
-    good = {"type": "story_viewed", "story_id": f"s-{tag}", "viewer_id": "ok",
-            "viewed_at": "2026-11-22T10:00:00Z"}
+    good = {
+        "type": "story_viewed",
+        "story_id": f"s-{tag}",
+        "viewer_id": "ok",
+        "viewed_at": "2026-11-22T10:00:00Z",
+    }
     lines = [
         json.dumps(good),
         json.dumps({**good, "viewer_id": "not ok"}),
@@ -94,8 +185,11 @@ def test_invalid_lines_are_named_and_not_published(settings: Settings, tmp_path:
     assert "line 3: not valid JSON" in result.stderr
     assert "line 5: viewed_at" in result.stderr and "UTC" in result.stderr
 
-    viewers = [r["value"]["viewer_id"] for r in _consume(settings.bootstrap(), "story-viewed")
-               if r["key"] == f"s-{tag}"]
+    viewers = [
+        r["value"]["viewer_id"]
+        for r in _consume(settings.bootstrap(), "story-viewed")
+        if r["key"] == f"s-{tag}"
+    ]
     assert viewers == ["ok", "ok2"]
 
     again = run("publish", "-", "--skip-invalid", broker=settings.bootstrap(), stdin=stdin)
@@ -106,9 +200,20 @@ def test_latest_per_key_hides_tombstoned_keys(settings: Settings) -> None:
     tag = uuid.uuid4().hex[:8]
     codec = AvroCodec(STORY_STATE.record, make_registry(None), STORY_STATE.subject)
     producer = Producer({"bootstrap.servers": settings.bootstrap()})
-    state = {"story_id": "", "author_id": "a", "created_at": parse_event(
-        {"type": "story_viewed", "story_id": "x", "viewer_id": "y",
-         "viewed_at": "2026-11-22T10:00:00Z"}).viewed_at, "audience": "public", "status": "active"}
+    state = {
+        "story_id": "",
+        "author_id": "a",
+        "created_at": parse_event(
+            {
+                "type": "story_viewed",
+                "story_id": "x",
+                "viewer_id": "y",
+                "viewed_at": "2026-11-22T10:00:00Z",
+            }
+        ).viewed_at,
+        "audience": "public",
+        "status": "active",
+    }
     state["expires_at"] = state["created_at"]
     for key, status in [("keep", "processing"), ("gone", "active"), ("keep", "active")]:
         value = codec.encode_dict({**state, "story_id": f"{key}-{tag}", "status": status})
@@ -116,12 +221,17 @@ def test_latest_per_key_hides_tombstoned_keys(settings: Settings) -> None:
     producer.produce(STORY_STATE.name, None, f"gone-{tag}".encode())
     producer.flush(10)
 
-    latest = [r for r in _consume(settings.bootstrap(), "story-state", "--latest-per-key")
-              if tag in str(r["key"])]
+    latest = [
+        r
+        for r in _consume(settings.bootstrap(), "story-state", "--latest-per-key")
+        if tag in str(r["key"])
+    ]
     assert [(r["key"], r["value"]["status"]) for r in latest] == [(f"keep-{tag}", "active")]
     everything = [r for r in _consume(settings.bootstrap(), "story-state") if tag in str(r["key"])]
-    per_key = {key: [r["value"] is None for r in everything if r["key"] == key]
-               for key in (f"keep-{tag}", f"gone-{tag}")}
+    per_key = {
+        key: [r["value"] is None for r in everything if r["key"] == key]
+        for key in (f"keep-{tag}", f"gone-{tag}")
+    }
     assert per_key == {f"keep-{tag}": [False, False], f"gone-{tag}": [False, True]}
 
 

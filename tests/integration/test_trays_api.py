@@ -193,8 +193,17 @@ def test_undecodable_records_become_dead_letters(
     producer.produce("story-posted", b"not avro at all", f"worse-{tag}".encode())
     producer.flush(10)
     now = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    publish(broker, [{"type": "story_posted", "story_id": f"ok-{tag}", "author_id": f"a-{tag}",
-                      "created_at": now}])
+    publish(
+        broker,
+        [
+            {
+                "type": "story_posted",
+                "story_id": f"ok-{tag}",
+                "author_id": f"a-{tag}",
+                "created_at": now,
+            }
+        ],
+    )
 
     def letters() -> dict[str, Any] | None:
         found = latest(broker, "story-dead-letters", {f"bad-{tag}", f"worse-{tag}"})

@@ -7,8 +7,19 @@ from pathlib import Path
 
 import pytest
 
-FORBIDDEN_MODULES = {"faust", "confluent_kafka", "aiokafka", "boto3", "botocore", "av", "rocksdict",
-                     "requests", "aiohttp", "socket", "subprocess"}
+FORBIDDEN_MODULES = {
+    "faust",
+    "confluent_kafka",
+    "aiokafka",
+    "boto3",
+    "botocore",
+    "av",
+    "rocksdict",
+    "requests",
+    "aiohttp",
+    "socket",
+    "subprocess",
+}
 FORBIDDEN_CALLS = {"now", "utcnow", "today", "uuid1", "uuid4", "time", "monotonic", "random"}
 MODULES = sorted((Path(__file__).parents[2] / "processors").glob("*.py"))
 

@@ -42,14 +42,22 @@ def story_posted(draw: st.DrawFn) -> dict:
     created = draw(times)
     event = draw(
         _with(
-            {"type": st.just("story_posted"), "story_id": identifiers, "author_id": identifiers,
-             "created_at": st.just(iso(created))},
-            {"event_id": maybe_event_id, "media_id": identifiers,
-             "media": st.lists(renditions, max_size=3), "media_type": st.sampled_from(["image", "video"]),
-             "audience": st.sampled_from(["followers", "close_friends", "public"]),
-             "mentions": st.lists(identifiers, max_size=3),
-             "hashtags": st.lists(st.text(min_size=1, max_size=20), max_size=3),
-             "location": st.text(max_size=50)},
+            {
+                "type": st.just("story_posted"),
+                "story_id": identifiers,
+                "author_id": identifiers,
+                "created_at": st.just(iso(created)),
+            },
+            {
+                "event_id": maybe_event_id,
+                "media_id": identifiers,
+                "media": st.lists(renditions, max_size=3),
+                "media_type": st.sampled_from(["image", "video"]),
+                "audience": st.sampled_from(["followers", "close_friends", "public"]),
+                "mentions": st.lists(identifiers, max_size=3),
+                "hashtags": st.lists(st.text(min_size=1, max_size=20), max_size=3),
+                "location": st.text(max_size=50),
+            },
         )
     )
     if draw(st.booleans()):
@@ -58,23 +66,43 @@ def story_posted(draw: st.DrawFn) -> dict:
 
 
 def _simple(kind: str, fields: dict, optional: dict | None = None) -> st.SearchStrategy[dict]:
-    return _with({"type": st.just(kind), **fields}, {"event_id": maybe_event_id, **(optional or {})})
+    return _with(
+        {"type": st.just(kind), **fields}, {"event_id": maybe_event_id, **(optional or {})}
+    )
 
 
 events = st.one_of(
     story_posted(),
-    _simple("story_viewed", {"story_id": identifiers, "viewer_id": identifiers, "viewed_at": iso_times}),
+    _simple(
+        "story_viewed", {"story_id": identifiers, "viewer_id": identifiers, "viewed_at": iso_times}
+    ),
     _simple(
         "story_reacted",
-        {"story_id": identifiers, "user_id": identifiers, "reaction": reactions, "reacted_at": iso_times},
+        {
+            "story_id": identifiers,
+            "user_id": identifiers,
+            "reaction": reactions,
+            "reacted_at": iso_times,
+        },
         {"text": st.text(max_size=1000)},
     ),
     *[
-        _simple(kind, {"story_id": identifiers, "author_id": identifiers, "highlight_id": identifiers,
-                       "at": iso_times}, {"title": st.text(max_size=200)})
+        _simple(
+            kind,
+            {
+                "story_id": identifiers,
+                "author_id": identifiers,
+                "highlight_id": identifiers,
+                "at": iso_times,
+            },
+            {"title": st.text(max_size=200)},
+        )
         for kind in ("highlight_added", "highlight_removed")
     ],
-    _simple("story_deleted", {"story_id": identifiers, "author_id": identifiers, "deleted_at": iso_times}),
+    _simple(
+        "story_deleted",
+        {"story_id": identifiers, "author_id": identifiers, "deleted_at": iso_times},
+    ),
     *[
         _simple(kind, {"follower_id": identifiers, "followee_id": identifiers, "at": iso_times})
         for kind in ("user_followed", "user_unfollowed")
@@ -85,8 +113,13 @@ events = st.one_of(
     ],
     _simple(
         "media_uploaded",
-        {"media_id": identifiers, "author_id": identifiers, "object_key": identifiers,
-         "content_type": st.sampled_from(["image/jpeg", "video/mp4"]), "at": iso_times},
+        {
+            "media_id": identifiers,
+            "author_id": identifiers,
+            "object_key": identifiers,
+            "content_type": st.sampled_from(["image/jpeg", "video/mp4"]),
+            "at": iso_times,
+        },
         {"size_bytes": st.integers(0, 2**40), "story_id": identifiers},
     ),
     _simple(

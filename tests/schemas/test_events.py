@@ -13,7 +13,13 @@ T0 = "2026-11-22T10:00:00Z"
 
 
 def viewed(**overrides: object) -> dict[str, object]:
-    return {"type": "story_viewed", "story_id": "s1", "viewer_id": "u1", "viewed_at": T0, **overrides}
+    return {
+        "type": "story_viewed",
+        "story_id": "s1",
+        "viewer_id": "u1",
+        "viewed_at": T0,
+        **overrides,
+    }
 
 
 def errors_of(data: dict[str, object]) -> list[tuple[str, ...]]:
@@ -46,23 +52,42 @@ def test_times_are_kept_to_the_millisecond() -> None:
     assert event.viewed_at.microsecond == 123000
 
 
-@pytest.mark.parametrize("reaction", ["like", "love", "laugh", "wow", "sad", "fire", "👍", "👍🏽", "❤️"])
+@pytest.mark.parametrize(
+    "reaction", ["like", "love", "laugh", "wow", "sad", "fire", "👍", "👍🏽", "❤️"]
+)
 def test_reactions_named_or_emoji(reaction: str) -> None:
-    event = parse_event({"type": "story_reacted", "story_id": "s", "user_id": "u",
-                         "reaction": reaction, "reacted_at": T0})
+    event = parse_event(
+        {
+            "type": "story_reacted",
+            "story_id": "s",
+            "user_id": "u",
+            "reaction": reaction,
+            "reacted_at": T0,
+        }
+    )
     assert isinstance(event, StoryReacted) and event.reaction == reaction
 
 
 @pytest.mark.parametrize("reaction", ["meh", "", "LIKE", "a👍", "👍" * 17])
 def test_other_reactions_are_rejected(reaction: str) -> None:
-    data = {"type": "story_reacted", "story_id": "s", "user_id": "u", "reaction": reaction,
-            "reacted_at": T0}
+    data = {
+        "type": "story_reacted",
+        "story_id": "s",
+        "user_id": "u",
+        "reaction": reaction,
+        "reacted_at": T0,
+    }
     assert errors_of(data) == [("reaction",)]
 
 
 def test_reply_is_at_most_1000_characters() -> None:
-    data = {"type": "story_reacted", "story_id": "s", "user_id": "u", "reaction": "like",
-            "reacted_at": T0}
+    data = {
+        "type": "story_reacted",
+        "story_id": "s",
+        "user_id": "u",
+        "reaction": "like",
+        "reacted_at": T0,
+    }
     assert parse_event({**data, "text": "x" * 1000})
     assert errors_of({**data, "text": "x" * 1001}) == [("text",)]
 
@@ -76,14 +101,23 @@ def test_expires_at_defaults_to_created_plus_the_configured_ttl() -> None:
 
 
 def test_expires_at_must_follow_created_at() -> None:
-    data = {"type": "story_posted", "story_id": "s", "author_id": "a", "created_at": T0,
-            "expires_at": T0}
+    data = {
+        "type": "story_posted",
+        "story_id": "s",
+        "author_id": "a",
+        "created_at": T0,
+        "expires_at": T0,
+    }
     with pytest.raises(ValidationError, match="expires_at must be after created_at"):
         parse_event(data)
 
 
 def test_event_id_is_derived_from_the_content_when_absent() -> None:
-    first, again, other = parse_event(viewed()), parse_event(viewed()), parse_event(viewed(viewer_id="u2"))
+    first, again, other = (
+        parse_event(viewed()),
+        parse_event(viewed()),
+        parse_event(viewed(viewer_id="u2")),
+    )
     assert isinstance(first, StoryViewed)
     assert first.event_id == again.event_id != other.event_id
 

@@ -12,8 +12,14 @@ from schemas.records import StoryViewer
 from streams.codecs import AvroCodec, CodecError
 from streams.registry import EmbeddedRegistry
 
-VIEW = parse_event({"type": "story_viewed", "story_id": "s1", "viewer_id": "u1",
-                    "viewed_at": "2026-11-22T10:00:00Z"})
+VIEW = parse_event(
+    {
+        "type": "story_viewed",
+        "story_id": "s1",
+        "viewer_id": "u1",
+        "viewed_at": "2026-11-22T10:00:00Z",
+    }
+)
 
 
 @pytest.fixture

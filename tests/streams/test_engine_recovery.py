@@ -37,8 +37,9 @@ def _publish(settings: Settings, events: list[dict[str, object]]) -> None:
 
 class Running:
     def __init__(self, settings: Settings, state_dir: Path) -> None:
-        self.engine: Engine = build_engine(settings, lambda: datetime.now(UTC), "w",
-                                           state_dir=state_dir)
+        self.engine: Engine = build_engine(
+            settings, lambda: datetime.now(UTC), "w", state_dir=state_dir
+        )
         self.thread = threading.Thread(target=self.engine.run, daemon=True)
         self.thread.start()
 
@@ -67,10 +68,26 @@ def test_restart_restores_state_without_double_counting(
     tag = uuid.uuid4().hex[:6]
     story = f"s-{tag}"
     now = datetime.now(UTC).replace(microsecond=0)
-    _publish(app, [{"type": "story_posted", "story_id": story, "author_id": f"a-{tag}",
-                    "created_at": _iso(now)}])
-    views = [{"type": "story_viewed", "story_id": story, "viewer_id": f"v{i % 30}",
-              "viewed_at": _iso(now + timedelta(seconds=i))} for i in range(60)]
+    _publish(
+        app,
+        [
+            {
+                "type": "story_posted",
+                "story_id": story,
+                "author_id": f"a-{tag}",
+                "created_at": _iso(now),
+            }
+        ],
+    )
+    views = [
+        {
+            "type": "story_viewed",
+            "story_id": story,
+            "viewer_id": f"v{i % 30}",
+            "viewed_at": _iso(now + timedelta(seconds=i)),
+        }
+        for i in range(60)
+    ]
     _publish(app, views[:40])
     partition = partition_for(story, app.partitions)
 
@@ -111,11 +128,30 @@ def test_views_before_their_post_are_held_then_applied(app: Settings, tmp_path: 
     running = Running(app, tmp_path / "state")
     try:
         running.wait(lambda: running.engine.store(partition) is not None)
-        _publish(app, [{"type": "story_viewed", "story_id": story, "viewer_id": f"v{i}",
-                        "viewed_at": _iso(now + timedelta(seconds=1))} for i in range(5)])
+        _publish(
+            app,
+            [
+                {
+                    "type": "story_viewed",
+                    "story_id": story,
+                    "viewer_id": f"v{i}",
+                    "viewed_at": _iso(now + timedelta(seconds=1)),
+                }
+                for i in range(5)
+            ],
+        )
         running.wait(lambda: running.engine.metrics.processed.value("story-viewed") >= 5)
-        _publish(app, [{"type": "story_posted", "story_id": story, "author_id": f"a-{tag}",
-                        "created_at": _iso(now)}])
+        _publish(
+            app,
+            [
+                {
+                    "type": "story_posted",
+                    "story_id": story,
+                    "author_id": f"a-{tag}",
+                    "created_at": _iso(now),
+                }
+            ],
+        )
 
         def total() -> int:
             store = running.engine.store(partition)

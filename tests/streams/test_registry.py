@@ -54,8 +54,14 @@ def registry_url() -> Iterator[str]:
     server.shutdown()
 
 
-VIEW = parse_event({"type": "story_viewed", "story_id": "s1", "viewer_id": "u1",
-                    "viewed_at": "2026-11-22T10:00:00Z"})
+VIEW = parse_event(
+    {
+        "type": "story_viewed",
+        "story_id": "s1",
+        "viewer_id": "u1",
+        "viewed_at": "2026-11-22T10:00:00Z",
+    }
+)
 
 
 def test_embedded_ids_are_the_ones_fixed_in_the_repo() -> None:

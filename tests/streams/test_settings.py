@@ -12,8 +12,14 @@ from streams.settings import Settings, parse_duration
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("90s", timedelta(seconds=90)), ("15m", timedelta(minutes=15)), ("24h", timedelta(hours=24)),
-     ("2d", timedelta(days=2)), ("500ms", timedelta(milliseconds=500)), (30, timedelta(seconds=30))],
+    [
+        ("90s", timedelta(seconds=90)),
+        ("15m", timedelta(minutes=15)),
+        ("24h", timedelta(hours=24)),
+        ("2d", timedelta(days=2)),
+        ("500ms", timedelta(milliseconds=500)),
+        (30, timedelta(seconds=30)),
+    ],
 )
 def test_durations(text: object, expected: timedelta) -> None:
     assert parse_duration(text) == expected

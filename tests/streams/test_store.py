@@ -16,7 +16,9 @@ keys = st.builds(
     st.sampled_from([b"\x00", b"\x01", b""]),
     st.binary(max_size=3),
 )
-operations = st.lists(st.tuples(st.booleans(), keys, st.binary(min_size=1, max_size=3), st.booleans()))
+operations = st.lists(
+    st.tuples(st.booleans(), keys, st.binary(min_size=1, max_size=3), st.booleans())
+)
 
 
 @settings(max_examples=150, deadline=None)
