@@ -285,6 +285,7 @@ def _counter(counter: Counter) -> dict[str, int]:
 def print_profile(profiler: cProfile.Profile, top: int = 35) -> None:
     print(f"\n-- cProfile of the engine thread: top {top} by cumulative time --")
     stats = pstats.Stats(profiler, stream=sys.stdout)
+    profiler.dump_stats(os.environ.get("BENCH_PROFILE_OUT", "/tmp/storystream-views.prof"))
     stats.strip_dirs().sort_stats("cumulative").print_stats(top)
     print(f"-- top {top} by own (tottime) --")
     stats.sort_stats("tottime").print_stats(top)

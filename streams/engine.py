@@ -125,7 +125,7 @@ class Engine:
         changelog_topic: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
-        batch_size: int = 5000,
+        batch_size: int = 20000,
         tick_interval: float = 0.5,
         on_assignment: Callable[[set[int]], None] | None = None,
         output_prefix: str = "",
@@ -307,7 +307,7 @@ class Engine:
         self.running = True
         try:
             while not self._stopping.is_set():
-                messages = self._consumer.consume(self._batch_size, timeout=0.1)
+                messages = self._fetch()
                 records = [
                     InRecord(
                         m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]
@@ -338,6 +338,19 @@ class Engine:
                 for assigned in self._assigned.values():
                     assigned.store.close()
                 self._assigned.clear()
+
+    def _fetch(self) -> list[Message]:
+        """Up to batch_size records: what one poll returns, topped up from what the client has
+        already fetched (no waiting), so a busy worker takes big batches and coalesces more
+        updates per key, while an idle one answers within the poll timeout."""
+        assert self._consumer is not None
+        messages = self._consumer.consume(self._batch_size, timeout=0.1)
+        while messages and len(messages) < self._batch_size:
+            more = self._consumer.consume(self._batch_size - len(messages), timeout=0)
+            if not more:
+                break
+            messages += more
+        return messages
 
     def _context(
         self, contexts: dict[int, PartitionContext], partition: int, now: datetime
