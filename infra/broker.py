@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 
-from infra.process import free_port, spawn, stop
+from infra.process import ChildService, free_port, spawn
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +16,7 @@ class BrokerError(RuntimeError):
     """The embedded broker could not be found or started."""
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(ChildService):
     """Starts Tansu with in-memory storage on a loopback port; `stop()` (or the context
     manager's exit) ends it, and the kernel ends it if this process dies first."""
 
@@ -34,8 +32,7 @@ class EmbeddedBroker:
         self.host = host
         self.port = port or free_port(host)
         self.advertised = advertised
-        self._log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(log_path)
 
     @property
     def bootstrap(self) -> str:
@@ -89,28 +86,3 @@ class EmbeddedBroker:
                 time.sleep(0.1)
         self.stop()
         raise BrokerError(f"embedded broker not ready after {timeout}s: {self.log_tail()}")
-
-    def log_tail(self, lines: int = 20) -> str:
-        if self._log_path is None or not self._log_path.exists():
-            return ""
-        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop(self._proc)
-            self._proc = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def __enter__(self) -> EmbeddedBroker:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

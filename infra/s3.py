@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
-from infra.process import free_port, spawn, stop
+from infra.process import ChildService, free_port, spawn
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +22,7 @@ class ObjectStoreServerError(RuntimeError):
     """The embedded object store could not be started."""
 
 
-class EmbeddedS3:
+class EmbeddedS3(ChildService):
     """moto's S3 server in a child process on a loopback port (objects live in its memory).
 
     `stop()` (or the context manager's exit) ends it, and the kernel ends it if this process
@@ -37,8 +35,7 @@ class EmbeddedS3:
     def __init__(self, port: int = 0, host: str = "127.0.0.1", log_path: Path | None = None):
         self.host = host
         self.port = port or free_port(host)
-        self._log_path = log_path
-        self._proc: subprocess.Popen[bytes] | None = None
+        super().__init__(log_path)
 
     @property
     def endpoint_url(self) -> str:
@@ -71,28 +68,3 @@ class EmbeddedS3:
         raise ObjectStoreServerError(
             f"embedded object store not ready after {timeout}s: {self.log_tail()}"
         )
-
-    def log_tail(self, lines: int = 20) -> str:
-        if self._log_path is None or not self._log_path.exists():
-            return ""
-        return "\n".join(self._log_path.read_text(errors="replace").splitlines()[-lines:])
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop(self._proc)
-            self._proc = None
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def __enter__(self) -> EmbeddedS3:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
