@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -65,9 +67,12 @@ def create_app(
         def _run(self) -> None:
             try:
                 engine.run()
-            except Exception:
+            except Exception as exc:
                 log.exception("stream engine failed; stopping the worker")
-                asyncio.run_coroutine_threadsafe(app.stop(), app.loop)
+                engine.failure = exc
+                # The worker's own signal handling stops every service in order; the exit
+                # status then says the worker failed (see streams.worker.run_worker).
+                os.kill(os.getpid(), signal.SIGTERM)
 
         async def on_stop(self) -> None:
             engine.stop()

@@ -254,6 +254,12 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from streams.dev import run_dev
 
+    if settings.processing_guarantee == "exactly_once" and not settings.broker:
+        raise SystemExit(
+            "storystream dev: PROCESSING_GUARANTEE=exactly_once needs a Kafka broker with "
+            "transactions (set STORYSTREAM_BROKER): the embedded broker accepts transactions "
+            "but does not hide aborted records from read_committed consumers"
+        )
     return run_dev(settings, broker_port=args.broker_port, workers=args.workers)
 
 

@@ -129,7 +129,11 @@ class Engine:
         tick_interval: float = 0.5,
         on_assignment: Callable[[set[int]], None] | None = None,
         output_prefix: str = "",
+        transactional_id: str | None = None,
     ) -> None:
+        """With `transactional_id`, each batch (outputs, forwards, changelog, checkpoints and
+        input offsets) is one Kafka transaction: exactly-once outputs for read_committed
+        consumers, on brokers that implement transactions."""
         self.policy = policy
         self.partitions = partitions
         self.metrics = metrics or Metrics()
@@ -158,6 +162,9 @@ class Engine:
         self._checkpointer: Producer | None = None
         self._checkpoint_offsets: dict[int, int] = {}
         self._consumer: Consumer | None = None
+        self._transactional_id = transactional_id
+        self.failure: BaseException | None = None  # why run() ended, if it failed
+        self._in_transaction = False
         self._forward_encoders: dict[str, Callable[[Any], bytes]] = {}
         self._local_forwards: dict[str, Callable[[PartitionContext, str, Any], None]] = {}
         self._stage_topics: dict[str, str] = {}
@@ -276,14 +283,37 @@ class Engine:
 
     def run(self) -> None:
         """Consume, process and commit until stopped; flushes and commits what it holds first."""
-        self._producer = Producer(producer_config(self._bootstrap, **{"linger.ms": 5}))
-        # Checkpoints go through their own producer: each is a one-record batch, and its
-        # delivery report tells the changelog offset a local restart can resume from.
-        self._checkpointer = Producer(
-            producer_config(
-                self._bootstrap, **{"linger.ms": 0, "delivery.report.only.error": False}
+        if self._transactional_id is None:
+            self._producer = Producer(producer_config(self._bootstrap, **{"linger.ms": 5}))
+            # Checkpoints go through their own producer: each is a one-record batch, and its
+            # delivery report tells the changelog offset a local restart can resume from.
+            self._checkpointer = Producer(
+                producer_config(
+                    self._bootstrap, **{"linger.ms": 0, "delivery.report.only.error": False}
+                )
             )
-        )
+        else:  # one producer, so checkpoints and outputs commit or abort together
+            self._producer = self._checkpointer = Producer(
+                producer_config(
+                    self._bootstrap,
+                    **{
+                        "linger.ms": 5,
+                        "transactional.id": self._transactional_id,
+                        # librdkafka requires delivery.timeout.ms <= transaction.timeout.ms;
+                        # brokers cap the latter at transaction.max.timeout.ms (15 min default).
+                        "transaction.timeout.ms": 300_000,
+                        "delivery.report.only.error": False,
+                    },
+                )
+            )
+            try:
+                self._producer.init_transactions(60)
+            except KafkaException as exc:
+                raise RuntimeError(
+                    "processing_guarantee=exactly_once needs a broker with Kafka transactions: "
+                    f"{exc.args[0].str()}"
+                ) from exc
+            log.info("batches are Kafka transactions (transactional.id %s)", self._transactional_id)
         self._consumer = Consumer(
             {
                 "bootstrap.servers": self._bootstrap,
@@ -308,6 +338,7 @@ class Engine:
         try:
             while not self._stopping.is_set():
                 messages = self._fetch()
+                self._begin_transaction()
                 records = [
                     InRecord(
                         m.topic(), m.partition(), m.offset(), m.key(), m.value(), m.timestamp()[1]
@@ -330,6 +361,9 @@ class Engine:
                     self.metrics.batch_seconds.set(time.monotonic() - started)
         finally:
             self.running = False
+            if self._in_transaction:  # left by a failure: its records must not be seen
+                self._producer.abort_transaction(30)
+                self._in_transaction = False
             try:
                 self._consumer.close()
             finally:
@@ -344,7 +378,7 @@ class Engine:
         already fetched (no waiting), so a busy worker takes big batches and coalesces more
         updates per key, while an idle one answers within the poll timeout."""
         assert self._consumer is not None
-        messages = self._consumer.consume(self._batch_size, timeout=0.1)
+        messages: list[Message] = self._consumer.consume(self._batch_size, timeout=0.1)
         while messages and len(messages) < self._batch_size:
             more = self._consumer.consume(self._batch_size - len(messages), timeout=0)
             if not more:
@@ -426,6 +460,12 @@ class Engine:
                 handler.tick(ctx)
         return contexts
 
+    def _begin_transaction(self) -> None:
+        if self._transactional_id is not None and not self._in_transaction:
+            assert self._producer is not None
+            self._producer.begin_transaction()
+            self._in_transaction = True
+
     def _commit(self, contexts: dict[int, PartitionContext], records: list[InRecord]) -> None:
         assert self._producer is not None and self._consumer is not None
         touched = [p for p, c in contexts.items() if c.touched]
@@ -434,7 +474,10 @@ class Engine:
             for key, value in self._assigned[partition].store.dirty.items():
                 if not any(is_derived(key) for is_derived in derived):
                     self._produce(self._changelog, key, value, partition)
-        self._flush_producer()
+        self._flush_producer()  # in a transaction too: each checkpoint then travels alone
+        if self._transactional_id is not None:
+            self._commit_transaction(touched, records)
+            return
         assert self._checkpointer is not None
         for partition in touched:
             applied = self._assigned[partition].applied
@@ -455,11 +498,7 @@ class Engine:
             }
             self._assigned[partition].store.flush(json.dumps(local).encode())
         if records:
-            offsets: dict[tuple[str, int], int] = {}
-            for record in records:
-                offsets[(record.topic, record.partition)] = max(
-                    offsets.get((record.topic, record.partition), -1), record.offset
-                )
+            offsets = _last_offsets(records)
             try:
                 self._consumer.commit(
                     offsets=[TopicPartition(t, p, o + 1) for (t, p), o in offsets.items()],
@@ -469,6 +508,38 @@ class Engine:
                 # Harmless: a (re)assignment resumes each input from the offsets recorded in
                 # the partition's checkpoint, not from the group's committed offsets.
                 log.warning("offset commit failed (the checkpoint holds them): %s", exc)
+
+    def _commit_transaction(self, touched: list[int], records: list[InRecord]) -> None:
+        """Checkpoints and input offsets join the batch's transaction; once it commits, the
+        local stores are written (a crash before that restores from the changelog, which holds
+        the committed transaction, or replays the inputs of an aborted one)."""
+        assert self._producer is not None and self._consumer is not None
+        for partition in touched:
+            checkpoint = json.dumps({"applied": self._assigned[partition].applied}).encode()
+            self._producer.produce(
+                self._changelog,
+                checkpoint,
+                CHECKPOINT_KEY,
+                partition=partition,
+                on_delivery=self._checkpointed,
+            )
+        if records:
+            self._producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, o + 1) for (t, p), o in _last_offsets(records).items()],
+                self._consumer.consumer_group_metadata(),
+                60,
+            )
+        self._producer.commit_transaction(60)  # raises on failure; the finally aborts
+        self._in_transaction = False
+        if self._errors:
+            errors, self._errors = self._errors, []
+            raise RuntimeError(f"transaction committed with failed deliveries: {errors[:3]}")
+        for partition in touched:
+            local = {
+                "applied": self._assigned[partition].applied,
+                "changelog_offset": self._checkpoint_offsets.get(partition, -1),
+            }
+            self._assigned[partition].store.flush(json.dumps(local).encode())
 
     def _flush_checkpoint(self) -> None:
         """Wait for the checkpoint's acknowledgement for as long as the broker is away
@@ -600,3 +671,12 @@ class Engine:
                 break
         log.info("partition %s: restored %s changelog records", partition, count)
         return last
+
+
+def _last_offsets(records: list[InRecord]) -> dict[tuple[str, int], int]:
+    """The last offset of each (topic, partition) among `records`."""
+    offsets: dict[tuple[str, int], int] = {}
+    for record in records:
+        key = (record.topic, record.partition)
+        offsets[key] = max(offsets.get(key, -1), record.offset)
+    return offsets

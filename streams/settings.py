@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         "", description="prefix of the output topics this group writes (isolated runs)"
     )
     hll_lg_k: int = Field(12, ge=4, le=21)
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="exactly_once wraps each batch in a Kafka transaction (needs a broker "
+        "with transactions; not the embedded one)",
+    )
 
     def advertised_api_url(self) -> str:
         """The URL other workers forward requests to."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -72,6 +73,9 @@ def build_engine(
         clock=clock,
         on_assignment=members.announce if members else None,
         output_prefix=output_prefix,
+        transactional_id=f"{settings.app_id}-{worker_id}"
+        if settings.processing_guarantee == "exactly_once"
+        else None,
     )
     for stage in ("story", "media", "author", "tray", "objects"):
         engine.route_stage(stage, stage_topic(settings, stage), encode_message)
@@ -84,7 +88,9 @@ def worker_id(settings: Settings) -> str:
     return f"{socket.gethostname()}-{settings.api_port}"
 
 
-def build_worker(settings: Settings, clock: Callable[[], datetime] | None = None) -> faust.App:
+def build_worker(
+    settings: Settings, clock: Callable[[], datetime] | None = None
+) -> tuple[faust.App, Engine]:
     """A ready-to-run worker: the Faust app hosting engine, media service and API."""
     clock = clock or (lambda: datetime.now(UTC))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -105,12 +111,19 @@ def build_worker(settings: Settings, clock: Callable[[], datetime] | None = None
         settings, make_registry(settings.schema_registry_url), stage_topic(settings, "objects")
     )
     api = api_module.Api(settings, engine, members, clock)
-    return create_app(settings, engine, lambda a: api_module.install(a, api), [members, media])
+    app = create_app(settings, engine, lambda a: api_module.install(a, api), [members, media])
+    return app, engine
 
 
 def run_worker(settings: Settings) -> int:
     """Run one worker until SIGINT/SIGTERM (Faust handles the signals)."""
-    app = build_worker(settings)
+    app, engine = build_worker(settings)
     worker = faust.Worker(app, loglevel="INFO", quiet=True)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exit_:
+        if engine.failure is not None:  # a supervisor should see the failure and restart it
+            print(f"storystream worker: stream engine failed: {engine.failure}", file=sys.stderr)
+            return 1
+        raise exit_ from None
     return 0

@@ -251,6 +251,45 @@ def test_sigkilled_worker_matches_an_undisturbed_group(settings: Settings, tmp_p
             worker.stop()
 
 
+# -- exactly_once: each batch one Kafka transaction ---------------------------------------------
+def test_transactional_worker_matches_an_at_least_once_one(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # The embedded broker runs the transaction protocol but does not hide aborted records from
+    # read_committed consumers, so this checks the transactional path end to end (and a
+    # SIGKILL mid-transaction), not the isolation that only a real Kafka broker gives.
+    broker = settings.bootstrap()
+    tag = uuid.uuid4().hex[:6]
+    a_prefix, b_prefix = f"x-{tag}-", f"y-{tag}-"
+    env = {**_env(broker, f"x-{tag}", a_prefix), "STORYSTREAM_PROCESSING_GUARANTEE": "exactly_once"}
+    transactional = Worker(tmp_path / "x0", env)
+    plain = Worker(tmp_path / "y0", _env(broker, f"y-{tag}", b_prefix))
+    try:
+        for worker in (transactional, plain):
+            wait_for(lambda w=worker: len(w.partitions() or []) == 4, 90, "each owns everything")
+        chunks = scenario(tag, chunks=4, stories=24, views=1200, reactions=300)
+        for number, chunk in enumerate(chunks):
+            publish(broker, chunk, env={"STORYSTREAM_STORY_TTL": "1h"})
+            if number == 2:
+                time.sleep(0.3)
+                transactional.kill()
+                transactional.start()
+            time.sleep(0.7)
+        wait_for(transactional.partitions, 60, "the restarted transactional worker rejoined")
+        stories = sum(e["type"] == "story_posted" for c in chunks for e in c)
+        left, right = wait_equal(broker, (a_prefix, b_prefix), tag, COMPACTED, stories, 60)
+        assert_same(left, right)
+        counts = latest(broker, a_prefix + "story-view-counts")
+        totals = {k: v["total_views"] for k, v in counts.items() if tag in k}
+        assert totals == expected_total_views(chunks)
+        log = transactional.data_dir.with_suffix(".log").read_text(errors="replace")
+        assert "batches are Kafka transactions" in log  # the mode was on, in both runs
+        assert transactional.proc is not None and transactional.proc.poll() is None
+    finally:
+        transactional.stop()
+        plain.stop()
+
+
 # -- the broker away for 30 s -----------------------------------------------------------------
 @pytest.fixture
 def proxied_broker(tmp_path: Path) -> Iterator[tuple[TcpProxy, EmbeddedBroker]]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -45,3 +49,28 @@ def test_invalid_environment_is_rejected(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("STORYSTREAM_PARTITIONS", "0")
     with pytest.raises(ValidationError, match="partitions"):
         Settings()
+
+
+def test_processing_guarantee_is_one_of_two(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORYSTREAM_PROCESSING_GUARANTEE", "exactly_once")
+    assert Settings().processing_guarantee == "exactly_once"
+    monkeypatch.setenv("STORYSTREAM_PROCESSING_GUARANTEE", "exactly-twice")
+    with pytest.raises(ValidationError, match="processing_guarantee"):
+        Settings()
+
+
+def test_dev_refuses_exactly_once_on_the_embedded_broker(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STORYSTREAM_")} | {
+        "STORYSTREAM_PROCESSING_GUARANTEE": "exactly_once",
+        "STORYSTREAM_DATA_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "dev"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "exactly_once needs a Kafka broker with transactions" in result.stderr
+    assert not (tmp_path / "broker.log").exists()  # nothing was started
