@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
@@ -75,8 +76,11 @@ def main() -> None:
         help="seconds from the end of publishing to the first expiry "
         "(default: long enough for the worker to take the posts in)",
     )
+    parser.add_argument("--keep", type=Path, help="keep the worker's data and log in this folder")
     args = parser.parse_args()
-    with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
+    with broker() as bootstrap, tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or scratch
+        Path(tmp).mkdir(parents=True, exist_ok=True)
         create_topics(Settings(broker=bootstrap, partitions=4))
         worker = WorkerProcess(
             bootstrap,

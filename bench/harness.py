@@ -60,11 +60,15 @@ class WorkerProcess:
     def metric(self, name: str, label: str | None = None) -> float:
         import urllib.request
 
-        try:
-            with urllib.request.urlopen(self.url + "/metrics", timeout=2) as answer:
-                text = answer.read().decode()
-        except OSError:
-            return 0.0
+        for attempt in range(5):  # a busy worker may answer slowly; never read that as zero
+            try:
+                with urllib.request.urlopen(self.url + "/metrics", timeout=10) as answer:
+                    text = answer.read().decode()
+                break
+            except OSError:
+                if attempt == 4:
+                    raise
+                time.sleep(1)
         total = 0.0
         for line in text.splitlines():
             if line.startswith(name) and (label is None or f'"{label}"' in line):

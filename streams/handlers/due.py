@@ -6,7 +6,6 @@ scan of every story (the time-partitioned expiry that replaces `DELETE ... WHERE
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 from processors.expiry import bucket_of
@@ -35,11 +34,17 @@ class DueIndex:
         if new is not None:
             store.put(self._key(new, key), b"")
 
-    def due(self, store: PartitionStore, now: datetime) -> Iterator[str]:
-        """Keys whose bucket starts at or before `now` (the caller re-checks the exact time)."""
+    def due(self, store: PartitionStore, now: datetime) -> list[str]:
+        """Keys whose bucket starts at or before `now` (the caller re-checks the exact time).
+
+        Reads the due buckets and stops at the first later one: the cost follows what is due,
+        not the size of the index (a day of stories waits in it).
+        """
         limit = str(bucket_of(now, self.width)).zfill(_WIDTH_DIGITS).encode()
-        for raw, _ in list(store.scan(self.prefix)):
+        keys = []
+        for raw, _ in store.scan(self.prefix):
             bucket, _, key = raw[len(self.prefix) :].partition(b"\x00")
             if bucket > limit:
                 break
-            yield key.decode()
+            keys.append(key.decode())
+        return keys

@@ -76,7 +76,7 @@ class StoryHandler:
     def tick(self, pctx: PartitionContext) -> None:
         """Expire and purge what is due: a scan of the due buckets only."""
         ctx = ctx_of(pctx)
-        for story_id in list(STORY_DUE.due(pctx.store, pctx.now)):
+        for story_id in STORY_DUE.due(pctx.store, pctx.now):
             old = load_story(pctx.store, story_id)
             new, outputs = stories.advance(old, ctx)
             if old is not None and old.live and (new is None or not new.live):
@@ -127,7 +127,7 @@ class MediaJoinHandler:
 
     def tick(self, pctx: PartitionContext) -> None:
         ctx = ctx_of(pctx)
-        for media_id in list(MEDIA_DUE.due(pctx.store, pctx.now)):
+        for media_id in MEDIA_DUE.due(pctx.store, pctx.now):
             old = self._load(pctx.store, media_id)
             new, outputs = media_join.expire_media(old, ctx)
             self._save(pctx, media_id, old, new)

@@ -126,7 +126,7 @@ def _unpark(pctx: PartitionContext, story_id: str) -> None:
 
 def _drop_expired_parking(pctx: PartitionContext) -> None:
     store = pctx.store
-    for story_id in list(PARK_DUE.due(store, pctx.now)):
+    for story_id in PARK_DUE.due(store, pctx.now):
         raw = store.get(PARKED + story_id.encode())
         if raw is None:
             continue
