@@ -125,15 +125,21 @@ class Engine:
         changelog_topic: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
-        batch_size: int = 20000,
+        batch_size: int = 5000,
         tick_interval: float = 0.5,
         on_assignment: Callable[[set[int]], None] | None = None,
         output_prefix: str = "",
         transactional_id: str | None = None,
+        standby_interval: float | None = None,
     ) -> None:
         """With `transactional_id`, each batch (outputs, forwards, changelog, checkpoints and
         input offsets) is one Kafka transaction: exactly-once outputs for read_committed
-        consumers, on brokers that implement transactions."""
+        consumers, on brokers that implement transactions.
+
+        With `standby_interval` (seconds), the worker keeps a warm local copy of every
+        partition it does not own (a standby replica), bringing one of them up to date from
+        the changelog at a time, so that each is at most about that old: taking a partition
+        over after another worker fails then replays only the changelog's tail."""
         self.policy = policy
         self.partitions = partitions
         self.metrics = metrics or Metrics()
@@ -164,6 +170,9 @@ class Engine:
         self._consumer: Consumer | None = None
         self._transactional_id = transactional_id
         self.failure: BaseException | None = None  # why run() ended, if it failed
+        self._standby_interval = standby_interval
+        self._standby_due = 0.0
+        self._standby_turn = 0
         self._in_transaction = False
         self._forward_encoders: dict[str, Callable[[Any], bytes]] = {}
         self._local_forwards: dict[str, Callable[[PartitionContext, str, Any], None]] = {}
@@ -355,6 +364,7 @@ class Engine:
                     last_tick = started
                     contexts.update(self._tick(contexts))
                     self._measure_lag()
+                    self._catch_up_standby()
                 if records or any(c.touched for c in contexts.values()):
                     self._commit(contexts, records)
                 if records:
@@ -593,7 +603,25 @@ class Engine:
         if self._on_assignment:
             self._on_assignment(set(self._assigned))
 
-    def _restore(self, partition: int) -> _Assigned:
+    def _catch_up_standby(self) -> None:
+        """Bring the next standby partition (one this worker does not own) up to date.
+
+        The same restore as on assignment, into the same local RocksDB, which is closed again
+        at once: when the partition is assigned later, only the changelog records written
+        since are replayed. One partition per turn, so a batch waits for one short catch-up.
+        """
+        if self._standby_interval is None or time.monotonic() < self._standby_due:
+            return
+        others = [p for p in range(self.partitions) if p not in self._assigned]
+        if not others:
+            return
+        partition = others[self._standby_turn % len(others)]
+        self._standby_turn += 1
+        self._standby_due = time.monotonic() + self._standby_interval / len(others)
+        self._restore(partition, standby=True).store.close()
+        self.metrics.standby_caught_up.inc(str(partition))
+
+    def _restore(self, partition: int, standby: bool = False) -> _Assigned:
         """Local RocksDB caught up from the changelog up to its last checkpoint."""
         path = self._state_dir / f"p{partition}"
         store = PartitionStore(path)
@@ -622,19 +650,26 @@ class Engine:
                     store.close()
                     PartitionStore.destroy(path)
                     store = PartitionStore(path)
-            restored = self._replay(restorer, store, partition, start, high)
+            restored = self._replay(restorer, store, partition, start, high, standby)
             if restored is not None:
                 applied = restored[0]
                 store.flush(
                     json.dumps({"applied": applied, "changelog_offset": restored[1]}).encode()
                 )
-            self.metrics.restored.inc(str(partition))
+            if not standby:
+                self.metrics.restored.inc(str(partition))
             return _Assigned(store, {k: int(v) for k, v in applied.items()})
         finally:
             restorer.close()
 
     def _replay(
-        self, restorer: Consumer, store: PartitionStore, partition: int, start: int, high: int
+        self,
+        restorer: Consumer,
+        store: PartitionStore,
+        partition: int,
+        start: int,
+        high: int,
+        standby: bool = False,
     ) -> tuple[dict[str, int], int] | None:
         """Apply changelog records up to the last checkpoint before `high`; records after it
         belong to a batch that never completed and are redone from the inputs instead."""
@@ -661,6 +696,8 @@ class Engine:
                             handler.rebuild(store, key, store.get_committed(key), value)  # type: ignore[attr-defined]
                         store.apply_restored(key, value)
                     count += len(pending)
+                    if not standby:
+                        self.metrics.restored_records.inc(str(partition), len(pending))
                     pending = []
                     last = (json.loads(msg.value())["applied"], msg.offset())
                 else:
@@ -669,7 +706,13 @@ class Engine:
                     done = True
             if done or not messages and last is not None and last[1] >= high - 1:
                 break
-        log.info("partition %s: restored %s changelog records", partition, count)
+        log.log(
+            logging.DEBUG if standby else logging.INFO,
+            "partition %s: restored %s changelog records%s",
+            partition,
+            count,
+            " (standby)" if standby else "",
+        )
         return last
 
 

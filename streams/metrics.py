@@ -69,6 +69,17 @@ class Metrics:
             "Partitions restored from the changelog.",
             "partition",
         )
+        self.restored_records = Counter(
+            "storystream_changelog_records_restored_total",
+            "Changelog records replayed into local state when taking a partition over "
+            "(grows while a restore runs).",
+            "partition",
+        )
+        self.standby_caught_up = Counter(
+            "storystream_standby_catch_ups_total",
+            "Standby partitions brought up to date from the changelog.",
+            "partition",
+        )
         self.assigned = Gauge("storystream_assigned_partitions", "Partitions this worker owns.")
         self.lag = Gauge("storystream_consumer_lag", "Records behind the end of the inputs.")
         self.batch_seconds = Gauge(
@@ -87,6 +98,8 @@ class Metrics:
             self.expiries,
             self.rejected,
             self.restored,
+            self.restored_records,
+            self.standby_caught_up,
             self.assigned,
             self.lag,
             self.batch_seconds,

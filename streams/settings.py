@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         "", description="prefix of the output topics this group writes (isolated runs)"
     )
     hll_lg_k: int = Field(12, ge=4, le=21)
+    standby_interval: Duration | None = Field(
+        None,
+        description="keep a warm copy of the partitions this worker does not own, at most "
+        "this old (e.g. 10s); unset = no standby replicas",
+    )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once",
         description="exactly_once wraps each batch in a Kafka transaction (needs a broker "

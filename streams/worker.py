@@ -73,6 +73,9 @@ def build_engine(
         clock=clock,
         on_assignment=members.announce if members else None,
         output_prefix=output_prefix,
+        standby_interval=settings.standby_interval.total_seconds()
+        if settings.standby_interval
+        else None,
         transactional_id=f"{settings.app_id}-{worker_id}"
         if settings.processing_guarantee == "exactly_once"
         else None,

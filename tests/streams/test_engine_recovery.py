@@ -161,3 +161,79 @@ def test_views_before_their_post_are_held_then_applied(app: Settings, tmp_path: 
         running.wait(lambda: total() == 5, 30)
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize("standby", [True, False])
+def test_a_standby_replica_leaves_only_the_changelog_tail_to_replay(
+    app: Settings, tmp_path: Path, standby: bool
+) -> None:
+    """Two engines in one group; the survivor takes the other's partitions over. With standby
+    replicas it has kept them current and replays nothing; without, it replays them whole."""
+    settings = app.model_copy(
+        update={"standby_interval": timedelta(seconds=0.5) if standby else None}
+    )
+    tag = uuid.uuid4().hex[:6]
+    stories: dict[int, str] = {}
+    for i in range(1000):
+        stories.setdefault(partition_for(f"sb-{tag}-{i}", app.partitions), f"sb-{tag}-{i}")
+        if len(stories) == app.partitions:
+            break
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def total(engine: Engine, partition: int) -> int:
+        store = engine.store(partition)
+        state = view_state(store, stories[partition]) if store else None
+        return state.total_views if state else 0
+
+    first = Running(settings, tmp_path / "first")
+    second: Running | None = None
+    try:
+        first.wait(lambda: len(first.engine.assigned_partitions) == app.partitions)
+        second = Running(settings, tmp_path / "second")
+        survivor = second
+        first.wait(
+            lambda: bool(survivor.engine.assigned_partitions)
+            and len(first.engine.assigned_partitions | survivor.engine.assigned_partitions)
+            == app.partitions
+            and not first.engine.assigned_partitions & survivor.engine.assigned_partitions
+        )
+        events: list[dict[str, object]] = []
+        for story in stories.values():
+            events.append(
+                {
+                    "type": "story_posted",
+                    "story_id": story,
+                    "author_id": f"a-{tag}",
+                    "created_at": _iso(now),
+                }
+            )
+            events += [
+                {
+                    "type": "story_viewed",
+                    "story_id": story,
+                    "viewer_id": f"v{i}",
+                    "viewed_at": _iso(now + timedelta(seconds=1)),
+                }
+                for i in range(20)
+            ]
+        _publish(settings, events)
+        taken_over = sorted(first.engine.assigned_partitions)
+        first.wait(lambda: all(total(first.engine, p) == 20 for p in taken_over))
+        if standby:  # two catch-ups that started after the state was final
+            caught_up = survivor.engine.metrics.standby_caught_up
+            marks = {p: caught_up.value(str(p)) for p in taken_over}
+            first.wait(lambda: all(caught_up.value(str(p)) >= marks[p] + 2 for p in taken_over))
+        replayed = survivor.engine.metrics.restored_records
+        before = {p: replayed.value(str(p)) for p in taken_over}
+        first.stop()
+        survivor.wait(lambda: len(survivor.engine.assigned_partitions) == app.partitions)
+        survivor.wait(lambda: all(total(survivor.engine, p) == 20 for p in stories))
+        replayed_now = {p: replayed.value(str(p)) - before[p] for p in taken_over}
+        if standby:
+            assert replayed_now == {p: 0 for p in taken_over}
+        else:
+            assert all(count > 0 for count in replayed_now.values()), replayed_now
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
