@@ -192,10 +192,12 @@ def test_a_standby_replica_leaves_only_the_changelog_tail_to_replay(
         second = Running(settings, tmp_path / "second")
         survivor = second
         first.wait(
-            lambda: bool(survivor.engine.assigned_partitions)
-            and len(first.engine.assigned_partitions | survivor.engine.assigned_partitions)
-            == app.partitions
-            and not first.engine.assigned_partitions & survivor.engine.assigned_partitions
+            lambda: (
+                bool(survivor.engine.assigned_partitions)
+                and len(first.engine.assigned_partitions | survivor.engine.assigned_partitions)
+                == app.partitions
+                and not first.engine.assigned_partitions & survivor.engine.assigned_partitions
+            )
         )
         events: list[dict[str, object]] = []
         for story in stories.values():
