@@ -16,6 +16,7 @@ import statistics
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from bench.harness import WorkerProcess, broker
 from schemas.types import millis
 from streams.admin import create_topics
+from streams.internal_topics import stage_topic
 from streams.publish import publish_lines
 from streams.settings import Settings
 from streams.topics import STORY_STATE
@@ -40,16 +42,33 @@ def _publish(bootstrap: str, events: list[dict[str, object]], processes: int = 2
 
 
 class ViewFeeder(threading.Thread):
-    """Publishes views to long-lived stories in rounds until stopped."""
+    """Publishes views to long-lived stories in rounds until stopped, keeping the worker busy
+    without letting a backlog grow: a round goes out only while fewer than `ahead` published
+    views are still unprocessed (a backlog would make the views measured during the burst
+    the ones published before it)."""
 
-    def __init__(self, bootstrap: str, stories: int, now: datetime) -> None:
+    def __init__(
+        self, bootstrap: str, stories: int, now: datetime, processed: Callable[[], float]
+    ) -> None:
         super().__init__(daemon=True)
         self.bootstrap, self.stories, self.now = bootstrap, stories, now
+        self.processed = processed
+        self.published = 0
         self.stopping = threading.Event()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
+        try:
+            self._feed()
+        except BaseException as exc:  # reported by main(), never silently lost
+            self.error = exc
+
+    def _feed(self, round_size: int = 10_000, ahead: int = 30_000) -> None:
         round_number = 0
         while not self.stopping.is_set():
+            if self.published - self.processed() >= ahead:
+                time.sleep(0.1)
+                continue
             round_number += 1
             _publish(
                 self.bootstrap,
@@ -60,10 +79,11 @@ class ViewFeeder(threading.Thread):
                         "viewer_id": f"r{round_number}v{i}",
                         "viewed_at": _iso(self.now),
                     }
-                    for i in range(20_000)
+                    for i in range(round_size)
                 ],
                 processes=1,
             )
+            self.published += round_size
 
 
 def main() -> None:
@@ -81,7 +101,8 @@ def main() -> None:
     with broker() as bootstrap, tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep or scratch
         Path(tmp).mkdir(parents=True, exist_ok=True)
-        create_topics(Settings(broker=bootstrap, partitions=4))
+        settings = Settings(broker=bootstrap, partitions=4)
+        create_topics(settings)
         worker = WorkerProcess(
             bootstrap,
             f"{tmp}/worker",
@@ -103,7 +124,10 @@ def main() -> None:
                     for i in range(1000)
                 ],
             )
-            lead = args.lead or max(60.0, args.stories / 2500)
+            author_stage = stage_topic(settings, "author")
+            # Long enough for the worker to take the posts in through every stage and then
+            # measure the baseline (about 3,000 posts/s here, all stages included).
+            lead = args.lead or max(60.0, args.stories / 1000 + 30)
             first_expiry = datetime.now(UTC) + timedelta(seconds=lead)
             posts = [
                 {
@@ -122,10 +146,18 @@ def main() -> None:
                 lambda: (
                     worker.metric("storystream_events_processed_total", "story-posted")
                     >= args.stories + 1000
+                    and worker.metric("storystream_events_processed_total", author_stage)
+                    >= args.stories + 1000
                 ),
                 600,
-                "posts processed",
+                "posts processed by the story and author stages",
             )
+            spare = (first_expiry - datetime.now(UTC)).total_seconds()
+            if spare < 25:
+                raise SystemExit(
+                    f"the posts took until {spare:.0f}s before the first expiry, too late for "
+                    "a baseline before the burst: run again with a larger --lead"
+                )
             expires = {
                 f"burst{i}".encode(): millis(first_expiry) + (i * 60_000) // args.stories
                 for i in range(args.stories)
@@ -140,9 +172,9 @@ def main() -> None:
             states.assign([TopicPartition(STORY_STATE.name, p, OFFSET_END) for p in range(4)])
             states.consume(1, timeout=1.0)
 
-            feeder = ViewFeeder(bootstrap, 1000, now)
-            feeder.start()
             views = lambda: worker.metric("storystream_events_processed_total", "story-viewed")  # noqa: E731
+            feeder = ViewFeeder(bootstrap, 1000, now, views)
+            feeder.start()
             # Baseline: view throughput before the burst starts.
             time.sleep(max(0.0, (first_expiry - datetime.now(UTC)).total_seconds() - 25))
             base_start, base_count = time.monotonic(), views()
@@ -161,6 +193,8 @@ def main() -> None:
             burst_seconds = time.monotonic() - (burst_start or time.monotonic())
             during = (views() - (burst_count or 0)) / max(burst_seconds, 1e-9)
             feeder.stopping.set()
+            if feeder.error is not None:
+                raise feeder.error
             states.close()
         finally:
             worker.stop()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Iterator, Sequence
-from typing import Annotated, Any, Generic, TypeVar
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Annotated, Any, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
@@ -185,3 +186,38 @@ class Table(Generic[T]):
             store.delete(self.key(key))
         else:
             store.put(self.key(key), self.encode(value))
+
+
+class _Keyed(Protocol):
+    @property
+    def is_empty(self) -> bool: ...
+
+
+S = TypeVar("S", bound=_Keyed)
+
+
+def apply_by_key(
+    pctx: PartitionContext,
+    table: Table[S],
+    decoded: Iterable[tuple[InRecord, Any]],
+    handle: Callable[[S | None, Any, Ctx], tuple[S, Sequence[Any]]],
+) -> None:
+    """Each key's messages, in order, on one read and one write of its state.
+
+    A batch often carries many messages for one key (an author's posts and expiries, a
+    follower's tray updates): decoding and encoding the state once per key instead of once
+    per message is what keeps an expiry burst from stalling the stage. Keys are applied one
+    at a time, state written and outputs emitted together, so a failure leaves whole keys.
+    """
+    by_key: dict[str, list[tuple[InRecord, Any]]] = defaultdict(list)
+    for record, item in decoded:
+        by_key[record.key.decode() if record.key else ""].append((record, item))
+    for key, items in by_key.items():
+        state = table.get(pctx.store, key)
+        outputs: list[Any] = []
+        for record, item in items:
+            new, emitted = handle(state, item, ctx_of(pctx, record))
+            state = None if new.is_empty else new
+            outputs.extend(emitted)
+        table.set(pctx.store, key, state)
+        pctx.emit(outputs)

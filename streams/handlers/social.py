@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from processors import authors, trays
 from processors.authors import Author
 from processors.trays import TrayState
 from streams.engine import InRecord, PartitionContext
-from streams.handlers.common import Decoder, Table, ctx_of, internal_messages
+from streams.handlers.common import Decoder, Table, apply_by_key, internal_messages
 from streams.registry import SchemaRegistry
 from streams.topics import USER_FOLLOWS
 
 AUTHORS: Table[Author] = Table("author")
 TRAYS: Table[TrayState] = Table("tray", TrayState)
-
-
-def _apply_author(pctx: PartitionContext, record: InRecord, key: str, item: Any) -> None:
-    store = pctx.store
-    state, outputs = authors.handle(AUTHORS.get(store, key), item, ctx_of(pctx, record))
-    AUTHORS.set(store, key, None if state.is_empty else state)
-    pctx.emit(outputs)
 
 
 class AuthorHandler:
@@ -36,8 +28,7 @@ class AuthorHandler:
             decoded = self._decoder.models(pctx, records)
         else:
             decoded = internal_messages(pctx, records)
-        for record, item in decoded:
-            _apply_author(pctx, record, record.key.decode() if record.key else "", item)
+        apply_by_key(pctx, AUTHORS, decoded, authors.handle)
 
     def tick(self, pctx: PartitionContext) -> None:
         pass
@@ -50,12 +41,7 @@ class TrayHandler:
         self.topics = (internal_topic,)
 
     def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
-        store = pctx.store
-        for record, message in internal_messages(pctx, records):
-            key = record.key.decode() if record.key else ""
-            state, outputs = trays.handle(TRAYS.get(store, key), message, ctx_of(pctx, record))
-            TRAYS.set(store, key, None if state.is_empty else state)
-            pctx.emit(outputs)
+        apply_by_key(pctx, TRAYS, internal_messages(pctx, records), trays.handle)
 
     def tick(self, pctx: PartitionContext) -> None:
         pass
