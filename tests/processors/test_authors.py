@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import base64
+import pickle
 from collections.abc import Iterable
 from datetime import timedelta
 
 import pytest
 from pydantic import TypeAdapter
 
-from processors.authors import Author, AuthorInput, handle, story_opened, visible_stories
+from processors.authors import (
+    ActiveStory,
+    Author,
+    AuthorInput,
+    handle,
+    story_opened,
+    visible_stories,
+)
 from processors.context import Ctx, Forward, Output
 from processors.messages import CelebrityFollowChanged, TrayStoryAdded, TrayStoryRemoved
 from tests.processors.factories_social import (
+    TTL,
     at,
     closed,
     ctx,
@@ -270,3 +280,23 @@ def test_the_state_round_trips_through_json_for_the_table() -> None:
     assert state is not None
     adapter = TypeAdapter(Author)
     assert adapter.validate_json(adapter.dump_json(state)) == state
+
+
+# An author state as pickled before ActiveStory pickled by constructor arguments (dataclass
+# __getstate__ format); local RocksDB and the changelog may hold such values.
+_PICKLED_BEFORE_REDUCE = (
+    "gAWV0wAAAAAAAACMEnByb2Nlc3NvcnMuYXV0aG9yc5SMBkF1dGhvcpSTlCmBlF2UKIwDYW5ulCiMAnUxlJGUKJGUaACMC0"
+    "FjdGl2ZVN0b3J5lJOUKYGUXZQojAJzMZSMCGRhdGV0aW1llIwIZGF0ZXRpbWWUk5RDCgfqCxYKAAAAAACUaA6MCHRpbWV6"
+    "b25llJOUaA6MCXRpbWVkZWx0YZSTlEsASwBLAIeUUpSFlFKUhpRSlGgQQwoH6gsXCgAAAAAAlGgZhpRSlIwJZm9sbG93ZX"
+    "JzlGVihZSJZWIu"
+)
+
+
+def test_author_states_pickled_in_either_format_load_equal() -> None:
+    expected = Author(
+        "ann",
+        followers=frozenset({"u1"}),
+        stories=(ActiveStory("s1", at(0), at(0) + TTL, "followers"),),
+    )
+    assert pickle.loads(base64.b64decode(_PICKLED_BEFORE_REDUCE)) == expected  # noqa: S301
+    assert pickle.loads(pickle.dumps(expected, protocol=pickle.HIGHEST_PROTOCOL)) == expected  # noqa: S301

@@ -64,8 +64,7 @@ def _run(batches: list[list[Any]]) -> tuple[dict[str, Author | None], dict[str, 
         offsets: Iterator[int] = iter(range(10_000))
         for batch in batches:
             records = [
-                (InRecord("t", 0, next(offsets), _author_of(m).encode(), None, 0), m)
-                for m in batch
+                (InRecord("t", 0, next(offsets), _author_of(m).encode(), None, 0), m) for m in batch
             ]
             apply_by_key(pctx, AUTHORS, records, _tagged)
         states = {a: AUTHORS.get(store, a) for a in AUTHOR_IDS}
