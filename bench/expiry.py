@@ -127,7 +127,7 @@ def main() -> None:
             author_stage = stage_topic(settings, "author")
             # Long enough for the worker to take the posts in through every stage and then
             # measure the baseline (about 3,000 posts/s here, all stages included).
-            lead = args.lead or max(60.0, args.stories / 1000 + 30)
+            lead = args.lead or max(60.0, args.stories / 800 + 30)
             first_expiry = datetime.now(UTC) + timedelta(seconds=lead)
             posts = [
                 {

@@ -157,6 +157,7 @@ class Engine:
         self._changelog = changelog_topic
         self._batches = BatchSizer(batch_size, batch_seconds)  # about batch_seconds each
         self._tick_interval = tick_interval
+        self._last_tick = 0.0
         self._on_assignment = on_assignment
         self.output_prefix = output_prefix
         self._codecs: dict[type, AvroCodec] = {}
@@ -344,7 +345,7 @@ class Engine:
             on_revoke=self._on_revoke,
             on_lost=self._on_revoke,
         )
-        last_tick = 0.0
+        last_housekeeping = 0.0
         self.running = True
         try:
             while not self._stopping.is_set():
@@ -363,9 +364,9 @@ class Engine:
                 started = time.monotonic()
                 contexts = self._process(records)
                 processed = time.monotonic()
-                if started - last_tick >= self._tick_interval:
-                    last_tick = started
-                    contexts.update(self._tick(contexts))
+                self._tick_if_due(contexts)
+                if started - last_housekeeping >= self._tick_interval:
+                    last_housekeeping = started
                     self._measure_lag()
                     self._catch_up_standby()
                 if records or any(c.touched for c in contexts.values()):
@@ -433,6 +434,7 @@ class Engine:
                     self._handle(ctx, items[start:end])
                     self.metrics.processed.inc(items[start].topic, end - start)
                     start = end
+                    self._tick_if_due(contexts)  # a long batch does not hold timers back
             applied = self._assigned[partition].applied
             for record in items:
                 applied[record.topic] = max(applied.get(record.topic, -1), record.offset)
@@ -467,10 +469,17 @@ class Engine:
             for record in records:
                 ctx.dead_letter(record, f"processing failed: {exc!r}")
 
+    def _tick_if_due(self, contexts: dict[int, PartitionContext]) -> None:
+        """Run the timers (expiry, purge) at most every tick interval, within a batch too."""
+        if time.monotonic() - self._last_tick >= self._tick_interval:
+            self._last_tick = time.monotonic()
+            self._tick(contexts)
+
     def _tick(self, contexts: dict[int, PartitionContext]) -> dict[int, PartitionContext]:
         now = self.clock()
         for partition in list(self._assigned):
             ctx = self._context(contexts, partition, now)
+            ctx.now = now  # a context made earlier in the batch holds an older time
             for handler in self._handlers:
                 handler.tick(ctx)
         return contexts
