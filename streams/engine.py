@@ -36,7 +36,6 @@ from confluent_kafka import (
 
 from processors.context import Forward, Output, Policy, Put, Tombstone
 from schemas.records import DeadLetter
-from streams.batch_sizer import BatchSizer
 from streams.codecs import AvroCodec
 from streams.kafka import producer_config
 from streams.metrics import Metrics
@@ -127,7 +126,6 @@ class Engine:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
         batch_size: int = 5000,
-        batch_seconds: float = 1.0,
         tick_interval: float = 0.5,
         on_assignment: Callable[[set[int]], None] | None = None,
         output_prefix: str = "",
@@ -155,7 +153,7 @@ class Engine:
         self._priority = {t: i for i, h in enumerate(handlers) for t in h.topics}
         self._registry = registry
         self._changelog = changelog_topic
-        self._batches = BatchSizer(batch_size, batch_seconds)  # about batch_seconds each
+        self._batch_size = batch_size
         self._tick_interval = tick_interval
         self._last_tick = 0.0
         self._on_assignment = on_assignment
@@ -363,7 +361,6 @@ class Engine:
                         log.warning("consumer: %s", m.error().str())
                 started = time.monotonic()
                 contexts = self._process(records)
-                processed = time.monotonic()
                 self._tick_if_due(contexts)
                 if started - last_housekeeping >= self._tick_interval:
                     last_housekeeping = started
@@ -373,7 +370,6 @@ class Engine:
                     self._commit(contexts, records)
                 if records:
                     self.metrics.batch_seconds.set(time.monotonic() - started)
-                    self._batches.measured(len(records), processed - started)
         finally:
             self.running = False
             if self._in_transaction:  # left by a failure: its records must not be seen
@@ -389,14 +385,13 @@ class Engine:
                 self._assigned.clear()
 
     def _fetch(self) -> list[Message]:
-        """Up to the batch size: what one poll returns, topped up from what the client has
+        """Up to batch_size records: what one poll returns, topped up from what the client has
         already fetched (no waiting), so a busy worker takes big batches and coalesces more
         updates per key, while an idle one answers within the poll timeout."""
         assert self._consumer is not None
-        size = self._batches.size
-        messages: list[Message] = self._consumer.consume(size, timeout=0.1)
-        while messages and len(messages) < size:
-            more = self._consumer.consume(size - len(messages), timeout=0)
+        messages: list[Message] = self._consumer.consume(self._batch_size, timeout=0.1)
+        while messages and len(messages) < self._batch_size:
+            more = self._consumer.consume(self._batch_size - len(messages), timeout=0)
             if not more:
                 break
             messages += more
@@ -475,14 +470,13 @@ class Engine:
             self._last_tick = time.monotonic()
             self._tick(contexts)
 
-    def _tick(self, contexts: dict[int, PartitionContext]) -> dict[int, PartitionContext]:
+    def _tick(self, contexts: dict[int, PartitionContext]) -> None:
         now = self.clock()
         for partition in list(self._assigned):
             ctx = self._context(contexts, partition, now)
             ctx.now = now  # a context made earlier in the batch holds an older time
             for handler in self._handlers:
                 handler.tick(ctx)
-        return contexts
 
     def _begin_transaction(self) -> None:
         if self._transactional_id is not None and not self._in_transaction:
