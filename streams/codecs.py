@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import struct
 from typing import Any
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel, ValidationError
 from schemas.avro import current_schemas
 from schemas.events import EVENT_TYPES, Event
 from schemas.records import RECORD_TYPES, Record
+from streams.avro_binary import compile_reader, compile_writer
 from streams.registry import SchemaRegistry
 
 MAGIC = 0
@@ -47,10 +47,12 @@ class AvroCodec:
         self.subject = subject
         self._registry = registry
         self._reader = fastavro.parse_schema(current_schemas()[record], _force=True)
-        fields = current_schemas()[record]["fields"]
-        # Records without nested records encode straight from a model's attribute dict.
-        self._flat = not any('"record"' in json.dumps(f["type"]) for f in fields)
+        # Compiled once: encoding takes a model's attributes (nested models too) or a dict, and
+        # records written with the current schema decode without fastavro's schema walk.
+        self._write = compile_writer(current_schemas()[record])
+        self._read = compile_reader(current_schemas()[record])
         self._schema_id: int | None = None
+        self._header: bytes | None = None
         self._models = _MODELS.get(record, {})
 
     @property
@@ -62,17 +64,21 @@ class AvroCodec:
     # -- encoding ---------------------------------------------------------------------------
     def encode_dict(self, value: dict[str, Any]) -> bytes:
         """Encode an Avro-shaped dict (fields by name; datetimes timezone-aware)."""
-        buf = io.BytesIO()
-        buf.write(_HEADER.pack(MAGIC, self.schema_id))
-        try:
-            fastavro.schemaless_writer(buf, self._reader, value)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise CodecError(f"{self.record}: cannot encode: {exc}") from exc
-        return buf.getvalue()
+        return self.encode(value)
 
-    def encode(self, model: Event | Record) -> bytes:
-        """Encode a model of this record type."""
-        return self.encode_dict(model.__dict__ if self._flat else model.model_dump())
+    def encode(self, model: Event | Record | dict[str, Any]) -> bytes:
+        """Encode a model of this record type (or an Avro-shaped dict)."""
+        try:
+            return self.header + self._write(model)
+        except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
+            raise CodecError(f"{self.record}: cannot encode: {exc!r}") from exc
+
+    @property
+    def header(self) -> bytes:
+        """The wire-format prefix of this record's values: magic byte and schema id."""
+        if self._header is None:
+            self._header = _HEADER.pack(MAGIC, self.schema_id)
+        return self._header
 
     # -- decoding ---------------------------------------------------------------------------
     def decode_dict(self, data: bytes | None) -> dict[str, Any]:
@@ -86,17 +92,20 @@ class AvroCodec:
             writer = self._registry.writer_schema(schema_id)
         except KeyError:
             raise CodecError(f"{self.record}: unknown schema id {schema_id}") from None
-        buf = io.BytesIO(data)
-        buf.seek(_HEADER.size)
         try:
-            value: dict[str, Any] = fastavro.schemaless_reader(
-                buf, writer, self._reader if schema_id != self.schema_id else None
-            )
-        except Exception as exc:  # fastavro raises EOFError, ValueError, SchemaResolutionError...
+            if schema_id == self.schema_id:
+                value, end = self._read(data, _HEADER.size)
+            else:  # an older writer schema: fastavro resolves it to the current one
+                buf = io.BytesIO(data)
+                buf.seek(_HEADER.size)
+                value = fastavro.schemaless_reader(buf, writer, self._reader)
+                end = buf.tell()
+        except Exception as exc:  # EOFError, ValueError, UnicodeDecodeError, SchemaResolution...
             raise CodecError(f"{self.record}: undecodable Avro: {exc!r}") from exc
-        if buf.tell() != len(data):
-            raise CodecError(f"{self.record}: {len(data) - buf.tell()} trailing bytes")
-        return value
+        if end != len(data):
+            raise CodecError(f"{self.record}: {len(data) - end} trailing bytes")
+        result: dict[str, Any] = value
+        return result
 
     def to_model(self, value: dict[str, Any]) -> BaseModel:
         """Validate an Avro dict into its pydantic model (events are re-validated)."""
