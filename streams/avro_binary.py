@@ -138,19 +138,67 @@ def _writer(schema: Any, named: dict[str, FieldWriter]) -> FieldWriter:
 
 
 def _record_writer(schema: dict[str, Any], named: dict[str, FieldWriter]) -> FieldWriter:
-    fields: list[tuple[str, FieldWriter]] = []
-    defaults = {f["name"]: f["default"] for f in schema["fields"] if "default" in f}
-
-    def write(value: Any, parts: Parts) -> None:
-        values = value if type(value) is dict else getattr(value, "__dict__", value)
-        for name, field_writer in fields:
+    """One generated function per record, with its primitive fields written inline: a Python
+    call costs ~0.1 us on this project's machine, more than writing a short string."""
+    compiled: list[FieldWriter] = []
+    named[_fullname(schema)] = lambda value, parts: compiled[0](value, parts)  # self-reference
+    env: dict[str, Any] = {"varint": varint, "S": _SMALL, "millis": millis}
+    lines = [
+        "def write(value, parts):",
+        "    d = value if type(value) is dict else getattr(value, '__dict__', value)",
+        "    add = parts.append",
+    ]
+    for i, field in enumerate(schema["fields"]):
+        name = field["name"]
+        if "default" in field:
             # A missing field with a default gets it, as fastavro does (one Avro record can
             # carry several models: FollowChanged has no user_id, CloseFriendChanged has).
-            field_writer(values[name] if name in values else defaults[name], parts)
+            env[f"D{i}"] = field["default"]
+            lines.append(f"    x = d[{name!r}] if {name!r} in d else D{i}")
+        else:
+            lines.append(f"    x = d[{name!r}]")
+        lines += _inline_writer(field["type"], named, env, f"F{i}", "    ")
+    namespace = dict(env)
+    exec(compile("\n".join(lines), f"<avro writer {schema['name']}>", "exec"), namespace)  # noqa: S102
+    compiled.append(namespace["write"])
+    return compiled[0]
 
-    named[_fullname(schema)] = write  # before the fields: a record may refer to itself
-    fields.extend((f["name"], _writer(f["type"], named)) for f in schema["fields"])
-    return write
+
+def _inline_writer(
+    schema: Any, named: dict[str, FieldWriter], env: dict[str, Any], slot: str, pad: str
+) -> list[str]:
+    """Source lines writing the value `x` of `schema` (a call for anything but primitives)."""
+    kind = schema if isinstance(schema, str) else None
+    if isinstance(schema, dict) and isinstance(schema["type"], str):
+        kind = schema["type"]
+        if kind == "long" and schema.get("logicalType") == "timestamp-millis":
+            return [f"{pad}add(varint(x if type(x) is int else millis(x)))"]
+        if kind not in ("string", "long", "int", "enum"):
+            kind = None
+    if kind == "string":
+        return [
+            f"{pad}b = x.encode()",
+            f"{pad}add(S[len(b) * 2] if len(b) < 64 else varint(len(b)))",
+            f"{pad}add(b)",
+        ]
+    if kind in ("long", "int"):
+        return [f"{pad}add(S[x * 2] if 0 <= x < 64 else varint(x))"]
+    if kind == "enum":
+        env[slot] = {symbol: varint(i) for i, symbol in enumerate(schema["symbols"])}
+        named.setdefault(_fullname(schema), lambda value, parts: parts.append(env[slot][value]))
+        return [f"{pad}add({slot}[x])"]
+    if isinstance(schema, list) and len(schema) == 2 and "null" in schema:
+        null_index = schema.index("null")
+        other = _inline_writer(schema[1 - null_index], named, env, slot + "u", pad + "    ")
+        null_tag, other_tag = varint(null_index), varint(1 - null_index)
+        return [
+            f"{pad}if x is None: add({null_tag!r})",
+            f"{pad}else:",
+            f"{pad}    add({other_tag!r})",
+            *other,
+        ]
+    env[slot] = _writer(schema, named)
+    return [f"{pad}{slot}(x, parts)"]
 
 
 def _union_writer(branches: list[Any], named: dict[str, FieldWriter]) -> FieldWriter:

@@ -23,6 +23,7 @@ from schemas.events import EVENT_ADAPTER, Event, InputEvent, derive_event_id
 from schemas.types import DEFAULT_STORY_TTL, millis
 from streams.codecs import AvroCodec
 from streams.kafka import producer_config
+from streams.publish_lane import PublishLane
 from streams.registry import make_registry
 from streams.topics import route
 
@@ -110,34 +111,49 @@ class Encoder:
     """Encodes events with the registry's ids, keyed and routed as the topic catalog says."""
 
     def __init__(self, registry_url: str | None) -> None:
-        self._registry = make_registry(registry_url)
+        self.registry = make_registry(registry_url)
         self._codecs: dict[str, AvroCodec] = {}
 
     def encode(self, event: Event) -> Encoded:
         spec, key = route(event)
         codec = self._codecs.get(spec.name)
         if codec is None:
-            codec = self._codecs[spec.name] = AvroCodec(spec.record, self._registry, spec.subject)
+            codec = self._codecs[spec.name] = AvroCodec(spec.record, self.registry, spec.subject)
         return spec.name, key.encode(), codec.encode(event), millis(event.occurred_at)
 
 
-_ENCODER: Encoder | None = None
+_LANES: dict[tuple[str | None, timedelta], tuple[PublishLane, Encoder]] = {}
 
 
 def encode_chunk(
     chunk: list[Numbered], story_ttl: timedelta, registry_url: str | None
 ) -> tuple[list[Encoded], list[InvalidLine]]:
-    """Validate and encode a chunk; runs in worker processes (one encoder per process)."""
-    global _ENCODER
-    if _ENCODER is None:
-        _ENCODER = Encoder(registry_url)
-    records: list[Encoded] = []
+    """Validate and encode a chunk, in order; runs in worker processes (one lane per process).
+
+    Lines the fast lane vouches for are encoded by it; every other line goes through the
+    models, which accept it or name what is wrong with it.
+    """
+    lane_and_encoder = _LANES.get((registry_url, story_ttl))
+    if lane_and_encoder is None:
+        encoder = Encoder(registry_url)
+        lane_and_encoder = PublishLane(encoder.registry, story_ttl), encoder
+        _LANES[(registry_url, story_ttl)] = lane_and_encoder
+    lane, encoder = lane_and_encoder
+    encoded = [lane.encode(raw.strip()) for _, raw in chunk]
+    if None not in encoded:
+        return encoded, []  # type: ignore[return-value]  # no None in it
     invalid: list[InvalidLine] = []
-    for result in validate_chunk(chunk, story_ttl):
-        if isinstance(result, InvalidLine):
-            invalid.append(result)
-        else:
-            records.append(_ENCODER.encode(result))
+    rest = [line for line, result in zip(chunk, encoded, strict=True) if result is None]
+    checked = iter(validate_chunk(rest, story_ttl))
+    records: list[Encoded] = []
+    for result in encoded:
+        if result is None:
+            event = next(checked)
+            if isinstance(event, InvalidLine):
+                invalid.append(event)
+                continue
+            result = encoder.encode(event)
+        records.append(result)
     return records, invalid
 
 
@@ -179,6 +195,18 @@ class Publisher:
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self._producer.poll(0.05)
         self.queued += 1
+
+    def produce_all(self, records: list[Encoded]) -> None:
+        """Queue many records (the hot loop of `publish`: no per-record method call)."""
+        produce, on_delivery = self._producer.produce, self._on_delivery
+        for topic, key, value, timestamp in records:
+            try:
+                produce(topic, value, key, timestamp=timestamp, on_delivery=on_delivery)
+            except BufferError:
+                self.produce(topic, key, value, timestamp)
+                self.queued -= 1  # counted below with the rest
+        self.queued += len(records)
+        self._producer.poll(0)
 
     def poll(self) -> None:
         self._producer.poll(0)
@@ -231,9 +259,7 @@ def publish_lines(
             summary.invalid.extend(invalid)
             if stop_on_invalid and invalid:
                 break
-            for topic, key, value, timestamp in records:
-                publisher.produce(topic, key, value, timestamp)
-            publisher.poll()
+            publisher.produce_all(records)
             if progress:
                 progress.update(publisher.queued)
     finally:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Literal
 
 from schemas.events import (
     CloseFriendChanged,
@@ -98,16 +97,16 @@ TOPICS: tuple[TopicSpec, ...] = (
 )
 BY_NAME = {spec.name: spec for spec in TOPICS}
 
-_EVENT_ROUTES: dict[type[Event], tuple[TopicSpec, Callable[[Any], str]]] = {
-    StoryPosted: (STORY_POSTED, lambda e: e.story_id),
-    StoryViewed: (STORY_VIEWED, lambda e: e.story_id),
-    StoryReacted: (STORY_REACTED, lambda e: e.story_id),
-    HighlightChanged: (STORY_HIGHLIGHTS, lambda e: e.story_id),
-    StoryDeleted: (STORY_DELETED, lambda e: e.story_id),
-    FollowChanged: (USER_FOLLOWS, lambda e: e.followee_id),
-    CloseFriendChanged: (USER_FOLLOWS, lambda e: e.user_id),
-    MediaUploaded: (MEDIA_UPLOADED, lambda e: e.media_id),
-    MediaTranscoded: (MEDIA_TRANSCODED, lambda e: e.media_id),
+EVENT_ROUTES: dict[type[Event], tuple[TopicSpec, str]] = {  # topic, the field that is the key
+    StoryPosted: (STORY_POSTED, "story_id"),
+    StoryViewed: (STORY_VIEWED, "story_id"),
+    StoryReacted: (STORY_REACTED, "story_id"),
+    HighlightChanged: (STORY_HIGHLIGHTS, "story_id"),
+    StoryDeleted: (STORY_DELETED, "story_id"),
+    FollowChanged: (USER_FOLLOWS, "followee_id"),
+    CloseFriendChanged: (USER_FOLLOWS, "user_id"),
+    MediaUploaded: (MEDIA_UPLOADED, "media_id"),
+    MediaTranscoded: (MEDIA_TRANSCODED, "media_id"),
 }
 _RECORD_TOPICS: dict[type[Record], TopicSpec] = {
     StoryState: STORY_STATE,
@@ -121,8 +120,9 @@ _RECORD_TOPICS: dict[type[Record], TopicSpec] = {
 
 def route(event: Event) -> tuple[TopicSpec, str]:
     """The topic and key an input event is published under."""
-    spec, key_of = _EVENT_ROUTES[type(event)]
-    return spec, key_of(event)
+    spec, key_field = EVENT_ROUTES[type(event)]
+    key: str = getattr(event, key_field)
+    return spec, key
 
 
 def topic_of_record(record: type[Record]) -> TopicSpec:

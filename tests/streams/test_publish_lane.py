@@ -1,0 +1,110 @@
+"""The publish fast lane accepts only what the models accept, and writes the same bytes."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.events import EVENT_TYPES, Event
+from streams.publish import Encoder, encode_chunk, validate_line
+from streams.publish_lane import PublishLane
+from tests.schemas.strategies import events
+
+TTL = timedelta(hours=24)
+ENCODER = Encoder(None)
+LANE = PublishLane(ENCODER.registry, TTL)
+
+_TRICKY = st.sampled_from(
+    [
+        "",
+        "abc\n",
+        "a" * 65,
+        "has space",
+        "2026-11-22T10:00:00+01:00",
+        "2026-11-22T10:00:00",
+        "2026-11-22 10:00:00Z",
+        "2026-11-22t10:00:00z",
+        "2026-11-22T10:00:00.1234567Z",
+        "2026-02-30T10:00:00Z",
+        "2026-11-22T24:00:00Z",
+        "2026-11-22T10:00:00.5Z",
+        "2026-11-22T10:00:00-00:00",
+        1795341600,
+        1795341600.5,
+        True,
+        "like ",
+        "🔥x",
+        "followers",
+        "video",
+    ]
+)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
+    max_leaves=5,
+)
+
+
+@st.composite
+def lines(draw: st.DrawFn) -> bytes:
+    """Valid event lines, and the same with one thing broken or unusual."""
+    event = draw(events)
+    how = draw(st.sampled_from(["as is", "drop", "add", "replace", "tricky"]))
+    field = draw(st.sampled_from(sorted(event)))
+    if how == "drop":
+        del event[field]
+    elif how == "add":
+        event[draw(st.text(max_size=10))] = draw(_JSON)
+    elif how == "replace":
+        event[field] = draw(_JSON)
+    elif how == "tricky":
+        event[field] = draw(_TRICKY)
+    return json.dumps(event, ensure_ascii=draw(st.booleans())).encode()
+
+
+def _model_path(line: bytes) -> tuple[str, bytes, bytes, int] | None:
+    event = validate_line(line, 1, TTL)
+    return ENCODER.encode(event) if isinstance(event, Event) else None
+
+
+def test_the_lane_takes_every_event_type_of_the_contract() -> None:
+    tags = {tag for model in EVENT_TYPES for tag in model.model_fields["type"].annotation.__args__}
+    assert LANE.unsupported == {}
+    assert LANE.event_types == tags
+
+
+@settings(max_examples=1500, deadline=None)
+@given(lines())
+def test_the_lane_agrees_with_the_models(line: bytes) -> None:
+    fast = LANE.encode(line)
+    if fast is not None:
+        assert fast == _model_path(line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events)
+def test_the_lane_vouches_for_every_valid_line_in_the_usual_form(event: dict) -> None:
+    line = json.dumps(event).encode()
+    assert LANE.encode(line) is not None
+    assert LANE.encode(line) == _model_path(line)
+
+
+def test_a_chunk_mixes_both_paths_in_order_with_line_numbers() -> None:
+    view = {"type": "story_viewed", "story_id": "s1", "viewer_id": "u1"}
+    chunk = [
+        (1, json.dumps({**view, "viewed_at": "2026-11-22T10:00:00Z"}).encode()),
+        (2, json.dumps({**view, "viewed_at": 1795341600}).encode()),  # unix time: models only
+        (4, json.dumps({**view, "viewed_at": "yesterday"}).encode()),
+        (5, json.dumps({**view, "viewer_id": "u2", "viewed_at": "2026-11-22T10:00:01Z"}).encode()),
+    ]
+    assert LANE.encode(chunk[1][1]) is None
+    records, invalid = encode_chunk(chunk, TTL, None)
+    assert [r[3] for r in records] == [1795341600000, 1795341600000, 1795341601000]
+    assert [r[1] for r in records] == [b"s1", b"s1", b"s1"]
+    assert [bad.line for bad in invalid] == [4]
+    assert "viewed_at" in str(invalid[0])
