@@ -163,13 +163,13 @@ def _open_input(name: str) -> IO[bytes]:
 
 
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.publish import Progress, numbered_lines, publish_lines
+    from streams.publish import Progress, publish_stream
 
     bootstrap = _need_broker(settings)
     processes = args.processes or (os.cpu_count() or 1) + 1
     with _open_input(args.file) as stream:
-        summary = publish_lines(
-            numbered_lines(stream),
+        summary = publish_stream(
+            stream,
             bootstrap,
             story_ttl=settings.story_ttl,
             registry_url=settings.schema_registry_url,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -28,6 +28,7 @@ from streams.registry import make_registry
 from streams.topics import route
 
 CHUNK_LINES = 2000
+BLOCK_BYTES = 256 * 1024  # about 2,000 lines of events
 _CHUNK_ADAPTER: TypeAdapter[list[InputEvent]] = TypeAdapter(list[InputEvent])
 
 Numbered = tuple[int, bytes]
@@ -99,10 +100,10 @@ def validate_chunk(chunk: list[Numbered], story_ttl: timedelta) -> list[Event | 
     """Validate many lines in one pydantic call; on any error, line by line for exact reasons."""
     contents = [_with_event_id(raw.strip()) for _, raw in chunk]
     try:
-        events: list[Event] = _CHUNK_ADAPTER.validate_json(
+        events = _CHUNK_ADAPTER.validate_json(
             b"[" + b",".join(contents) + b"]", context={"story_ttl": story_ttl}
         )
-        return list(events)
+        return list[Event | InvalidLine](events)
     except ValidationError:
         return [validate_line(raw, line_no, story_ttl) for line_no, raw in chunk]
 
@@ -247,14 +248,64 @@ def publish_lines(
 
     With `stop_on_invalid`, nothing after the first chunk holding an invalid line is published.
     """
-    summary = PublishSummary()
     work = partial(encode_chunk, story_ttl=story_ttl, registry_url=registry_url)
+    return _publish(chunked(lines), work, bootstrap, processes, progress, stop_on_invalid)
+
+
+def publish_stream(
+    stream: IO[bytes],
+    bootstrap: str,
+    story_ttl: timedelta = DEFAULT_STORY_TTL,
+    registry_url: str | None = None,
+    processes: int = 1,
+    progress: Progress | None = None,
+) -> PublishSummary:
+    """`publish_lines` over a byte stream read in blocks: the main process, which produces,
+    never handles single lines; the workers split, number, validate and encode them."""
+    work = partial(encode_block, story_ttl=story_ttl, registry_url=registry_url)
+    return _publish(blocks(stream), work, bootstrap, processes, progress, False)
+
+
+def blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
+    """Whole lines in blocks of about `size` bytes, each with the number of its first line.
+
+    Reads what is available (`read1`), so a pipe's lines are published as they come.
+    """
+    read = getattr(stream, "read1", stream.read)
+    first, carry = 1, b""
+    while data := read(size):
+        data = carry + data if carry else data
+        cut = data.rfind(b"\n") + 1
+        block, carry = data[:cut], data[cut:]
+        if block:
+            yield first, block
+            first += block.count(b"\n")
+    if carry:
+        yield first, carry
+
+
+def encode_block(
+    block: tuple[int, bytes], story_ttl: timedelta, registry_url: str | None
+) -> tuple[list[Encoded], list[InvalidLine]]:
+    """`encode_chunk` of a block of lines from `blocks`."""
+    first, data = block
+    chunk = [(first + i, raw) for i, raw in enumerate(data.split(b"\n")) if raw.strip()]
+    return encode_chunk(chunk, story_ttl, registry_url)
+
+
+def _publish(
+    chunks: Iterator[Any],
+    work: Callable[[Any], tuple[list[Encoded], list[InvalidLine]]],
+    bootstrap: str,
+    processes: int,
+    progress: Progress | None,
+    stop_on_invalid: bool,
+) -> PublishSummary:
+    summary = PublishSummary()
     pool = multiprocessing.get_context("fork").Pool(processes) if processes > 1 else None
     publisher = Publisher(bootstrap)  # created after the fork: librdkafka threads don't fork
     try:
-        results = (
-            pool.imap(work, chunked(lines), chunksize=1) if pool else map(work, chunked(lines))
-        )
+        results = pool.imap(work, chunks, chunksize=1) if pool else map(work, chunks)
         for records, invalid in results:
             summary.invalid.extend(invalid)
             if stop_on_invalid and invalid:

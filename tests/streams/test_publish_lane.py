@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from datetime import timedelta
 
@@ -9,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import EVENT_TYPES, Event
-from streams.publish import Encoder, encode_chunk, validate_line
+from streams.publish import Encoder, blocks, encode_chunk, numbered_lines, validate_line
 from streams.publish_lane import PublishLane
 from tests.schemas.strategies import events
 
@@ -108,3 +109,15 @@ def test_a_chunk_mixes_both_paths_in_order_with_line_numbers() -> None:
     assert [r[1] for r in records] == [b"s1", b"s1", b"s1"]
     assert [bad.line for bad in invalid] == [4]
     assert "viewed_at" in str(invalid[0])
+
+
+def test_blocks_keep_line_numbers_across_block_edges() -> None:
+    text = b"".join(f'{{"n": {i}}}\n'.encode() if i % 3 else b"\n" for i in range(1, 200)) + b"last"
+    numbered = [
+        (first + i, raw)
+        for first, data in blocks(io.BufferedReader(io.BytesIO(text)), size=37)
+        for i, raw in enumerate(data.split(b"\n"))
+        if raw.strip()
+    ]
+    assert numbered == [(n, raw.strip()) for n, raw in numbered_lines(io.BytesIO(text))]
+    assert numbered[-1] == (200, b"last")
