@@ -21,7 +21,7 @@ def issue_token(
     user_id: str, secret: str, now: datetime, ttl: timedelta = timedelta(days=30)
 ) -> str:
     """A signed token for `user_id`."""
-    if not _USER_ID.match(user_id):
+    if not _USER_ID.fullmatch(user_id):
         raise ValueError(f"invalid user id {user_id!r}: 1-64 characters of [A-Za-z0-9_-]")
     claims = {"sub": user_id, "iat": int(now.timestamp()), "exp": int((now + ttl).timestamp())}
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)

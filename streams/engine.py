@@ -159,6 +159,7 @@ class Engine:
         self._on_assignment = on_assignment
         self.output_prefix = output_prefix
         self._codecs: dict[type, AvroCodec] = {}
+        self._put_routes: dict[type, tuple[Callable[[Any], bytes], str, str]] = {}
         self._dead_codec = AvroCodec(DEAD_LETTERS.record, registry, DEAD_LETTERS.subject)
         self._assigned: dict[int, _Assigned] = {}
         self._stopping = threading.Event()
@@ -223,12 +224,14 @@ class Engine:
     def emit(self, ctx: PartitionContext, output: Output) -> None:
         ctx.touched = True
         if isinstance(output, Put):
-            record_type = type(output.value)
-            spec = topic_of_record(record_type)
-            value = self._codec(record_type).encode(output.value)
-            topic = self.output_prefix + spec.name
-            self._produce(topic, output.key.encode(), value, self._output_partition(output.key))
-            self.metrics.outputs.inc(spec.name)
+            route = self._put_routes.get(type(output.value))
+            if route is None:
+                route = self._put_route(type(output.value))
+            encode, topic, name = route
+            self._produce(
+                topic, output.key.encode(), encode(output.value), self._output_partition(output.key)
+            )
+            self.metrics.outputs.inc(name)
         elif isinstance(output, Tombstone):
             spec = topic_of_record(output.record)
             topic = self.output_prefix + spec.name
@@ -244,6 +247,13 @@ class Engine:
             self._produce(
                 topic, output.key.encode(), encode(output.message)
             )  # the producer's murmur2 partitioner: the same partition as partition_for
+
+    def _put_route(self, record: type) -> tuple[Callable[[Any], bytes], str, str]:
+        """How a record type is published: its encoder, topic (prefixed) and topic name."""
+        spec = topic_of_record(record)
+        route = self._codec(record).encode, self.output_prefix + spec.name, spec.name
+        self._put_routes[record] = route
+        return route
 
     def _output_partition(self, key: str) -> int:
         # Keys like "{story_id}/{viewer_id}" live with their story: one partition per story.
@@ -478,6 +488,21 @@ class Engine:
             for handler in self._handlers:
                 handler.tick(ctx)
 
+    def _produce_changelog(self, partition: int, dirty: dict[bytes, bytes | None]) -> None:
+        """Every changed key of the partition that is not derived (the batch's hot loop: one
+        produce call per key, nothing else)."""
+        assert self._producer is not None
+        derived = [h.derived for h in self._derived]  # type: ignore[attr-defined]
+        is_derived = derived[0] if len(derived) == 1 else lambda k: any(d(k) for d in derived)
+        produce, delivered, topic = self._producer.produce, self._delivered, self._changelog
+        for key, value in dirty.items():
+            if derived and is_derived(key):
+                continue
+            try:
+                produce(topic, value, key, partition=partition, on_delivery=delivered)
+            except BufferError:
+                self._produce(topic, key, value, partition)
+
     def _begin_transaction(self) -> None:
         if self._transactional_id is not None and not self._in_transaction:
             assert self._producer is not None
@@ -487,11 +512,8 @@ class Engine:
     def _commit(self, contexts: dict[int, PartitionContext], records: list[InRecord]) -> None:
         assert self._producer is not None and self._consumer is not None
         touched = [p for p, c in contexts.items() if c.touched]
-        derived = [h.derived for h in self._derived]  # type: ignore[attr-defined]
         for partition in touched:
-            for key, value in self._assigned[partition].store.dirty.items():
-                if not any(is_derived(key) for is_derived in derived):
-                    self._produce(self._changelog, key, value, partition)
+            self._produce_changelog(partition, self._assigned[partition].store.dirty)
         self._flush_producer()  # in a transaction too: each checkpoint then travels alone
         if self._transactional_id is not None:
             self._commit_transaction(touched, records)

@@ -74,7 +74,7 @@ _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 def check_view(value: dict[str, Any]) -> str | None:
     """The contract's rules for a decoded StoryViewed (the schema already fixed the types)."""
     for field in ("story_id", "viewer_id", "event_id"):
-        if not _IDENTIFIER.match(value[field]):
+        if not _IDENTIFIER.fullmatch(value[field]):
             return f"{field}: must be 1-64 characters of [A-Za-z0-9_-]"
     if value["type"] != "story_viewed":
         return f"type: {value['type']!r} is not story_viewed"
