@@ -36,6 +36,19 @@ def varint(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)
     if n < 128:
         return _SMALL[n]
+    if n < 16384:
+        return bytes((n & 127 | 128, n >> 7))
+    if 1 << 35 <= n < 1 << 42:  # a timestamp in milliseconds, 1971-2039: unrolled
+        return bytes(
+            (
+                n & 127 | 128,
+                n >> 7 & 127 | 128,
+                n >> 14 & 127 | 128,
+                n >> 21 & 127 | 128,
+                n >> 28 & 127 | 128,
+                n >> 35,
+            )
+        )
     out = bytearray()
     while n > 127:
         out.append(n & 127 | 128)
