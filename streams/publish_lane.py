@@ -229,7 +229,10 @@ class _Rules:
         if "pattern" in rules:
             # Python's `$` also matches before a final newline; pydantic's regex does not, so a
             # value with a newline is left to pydantic.
-            search = self.source.name(re.compile(rules["pattern"]).search)
+            try:
+                search = self.source.name(re.compile(rules["pattern"]).search)
+            except re.error as exc:  # a pattern in pydantic's (Rust) syntax only
+                raise Unsupported(f"pattern {rules['pattern']!r}: {exc}") from None
             tests += [f"not {search}(x)", "'\\n' in x"]
         if after:
             tests.append(f"not {self.source.name(_is_reaction)}(x)")

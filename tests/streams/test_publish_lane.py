@@ -5,13 +5,15 @@ from __future__ import annotations
 import io
 import json
 from datetime import timedelta
+from typing import Annotated
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from schemas.events import EVENT_TYPES, Event
 from streams.publish import Encoder, blocks, encode_chunk, numbered_lines, validate_line
-from streams.publish_lane import PublishLane
+from streams.publish_lane import PublishLane, Unsupported, _Rules, _Times
 from tests.schemas.strategies import events
 
 TTL = timedelta(hours=24)
@@ -121,3 +123,19 @@ def test_blocks_keep_line_numbers_across_block_edges() -> None:
     ]
     assert numbered == [(n, raw.strip()) for n, raw in numbered_lines(io.BytesIO(text))]
     assert numbered[-1] == (200, b"last")
+
+
+def test_a_model_the_lane_cannot_read_takes_the_model_path() -> None:
+    class Odd(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        name: Annotated[str, StringConstraints(pattern=r"(?<x>a)")]  # Rust syntax, not Python's
+
+    class Loose(BaseModel):
+        name: str
+
+    for model in (Odd, Loose):
+        try:
+            _Rules(_Times()).model(model)
+        except Unsupported:
+            continue
+        raise AssertionError(f"{model.__name__} compiled")
