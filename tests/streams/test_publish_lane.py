@@ -81,7 +81,7 @@ def test_the_lane_takes_every_event_type_of_the_contract() -> None:
     assert LANE.event_types == tags
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=800, deadline=None)
 @given(lines())
 def test_the_lane_agrees_with_the_models(line: bytes) -> None:
     fast = LANE.encode(line)
