@@ -44,7 +44,14 @@ def generate(views: int, stories: int, viewers: int, skew: float, seed: int) -> 
     ]
 
 
-Call = tuple[ViewState | None, StoryInfo, list[StoryViewed], dict[str, datetime], set[str]]
+Call = tuple[
+    ViewState | None,
+    StoryInfo,
+    list[StoryViewed],
+    dict[str, datetime],
+    set[str],
+    dict[str, tuple[str, ...]],
+]
 
 
 def run(events: list[StoryViewed], batch: int, stories: int) -> tuple[float, list[Call], int]:
@@ -65,13 +72,13 @@ def run(events: list[StoryViewed], batch: int, stories: int) -> tuple[float, lis
             grouped[event.story_id].append(event)
         for story_id, views in grouped.items():
             info = infos[story_id]
-            stored = states.get(story_id)
-            state = None if stored is None else ViewState.from_bytes(stored)
+            raw = states.get(story_id)
+            state = None if raw is None else ViewState.from_bytes(raw)
             lookups = plan_lookups(info, views)
-            found = {key: kv.get(key) for key in (*lookups.viewer_keys, *lookups.event_keys)}
-            known, seen = lookups.resolve(found)
-            calls.append((state, info, views, known, seen))
-            result = apply_views(state, info, views, known, seen, ctx)
+            found = {key: kv.get(key) for key in lookups.viewer_keys}
+            known, seen, stored = lookups.resolve(found)
+            calls.append((state, info, views, known, seen, stored))
+            result = apply_views(state, info, views, known, seen, stored, ctx)
             puts, deletes = result.writes()
             for key in deletes:
                 kv.pop(key, None)
@@ -86,8 +93,8 @@ def replay(calls: list[Call]) -> float:
     """CPU seconds of the same apply_views calls alone."""
     ctx = Ctx(now=T0)
     started = time.thread_time()
-    for state, info, views, known, seen in calls:
-        apply_views(state, info, views, known, seen, ctx)
+    for state, info, views, known, seen, stored in calls:
+        apply_views(state, info, views, known, seen, stored, ctx)
     return time.thread_time() - started
 
 

@@ -15,8 +15,8 @@ from schemas.types import from_millis, millis
 # One key space, a tag byte per family. Identifiers are [A-Za-z0-9_-]{1,64}, so a NUL after the
 # story id ends it: no story's prefix is a prefix of another's.
 ORDER_TAG = b"O"  # O story NUL time viewer -> b""         (the list, in first-view order)
-INDEX_TAG = b"I"  # I story NUL viewer      -> time        (first-view-wins lookup)
-EVENT_TAG = b"E"  # E story NUL event_id    -> b""         (views already applied)
+INDEX_TAG = b"I"  # I story NUL viewer      -> time, events (first view; the viewer's applied views)
+EVENT_TAG = b"E"  # E story NUL event_id    -> b""         (older layout: applied views; purged)
 _SEP = b"\x00"
 # Millis offset by 2**63 and packed big-endian unsigned: byte order is time order, negatives
 # (before 1970) included.
@@ -34,6 +34,33 @@ def encode_time(at: datetime) -> bytes:
 def decode_time(data: bytes) -> datetime:
     """The time `encode_time` wrote."""
     return from_millis(_TIME.unpack(data)[0] - _BIAS)
+
+
+def encode_index_value(first_viewed_at: datetime, event_ids: Iterable[str]) -> bytes:
+    """A viewer-index value: the first view's time, then the ids of the viewer's applied views
+    (each one length byte and the id; ids are 1-64 ASCII characters)."""
+    parts = [encode_time(first_viewed_at)]
+    for event_id in event_ids:
+        data = event_id.encode()
+        parts.append(_SMALL_LENGTHS[len(data)])
+        parts.append(data)
+    return b"".join(parts)
+
+
+def decode_index_value(data: bytes) -> tuple[datetime, tuple[str, ...]]:
+    """(first_viewed_at, event ids) of a viewer-index value (an older value holds the time
+    only: its views' ids are in EVENT_TAG keys, which are no longer read)."""
+    at = decode_time(data[: _TIME.size])
+    event_ids = []
+    pos = _TIME.size
+    while pos < len(data):
+        end = pos + 1 + data[pos]
+        event_ids.append(data[pos + 1 : end].decode())
+        pos = end
+    return at, tuple(event_ids)
+
+
+_SMALL_LENGTHS = [bytes((n,)) for n in range(65)]
 
 
 def _prefix(tag: bytes, story_id: str) -> bytes:
@@ -70,21 +97,16 @@ def viewer_order_key(story_id: str, first_viewed_at: datetime, viewer_id: str) -
 
 
 # f-strings and one encode: these run several times per view, and are 3x faster than bytes
-# concatenation. The tags are the ORDER_TAG / INDEX_TAG / EVENT_TAG bytes.
+# concatenation. The tags are the ORDER_TAG / INDEX_TAG bytes.
 def viewer_index_key(story_id: str, viewer_id: str) -> bytes:
-    """The key holding a viewer's first view of the story (`encode_time`)."""
+    """The key holding a viewer's first view of the story (`encode_index_value`)."""
     return f"I{story_id}\x00{viewer_id}".encode()
-
-
-def view_event_key(story_id: str, event_id: str) -> bytes:
-    """The key recording that a view event was applied to the story."""
-    return f"E{story_id}\x00{event_id}".encode()
 
 
 def order_key_of_index_entry(index_key: bytes, value: bytes) -> bytes:
     """The viewer-list key an index entry implies (so the list can be rebuilt from the index)."""
     story, _, viewer = index_key[len(INDEX_TAG) :].partition(_SEP)
-    return ORDER_TAG + story + _SEP + value + viewer
+    return ORDER_TAG + story + _SEP + value[: _TIME.size] + viewer
 
 
 def viewer_of_index_key(key: bytes) -> str:

@@ -15,9 +15,8 @@ from processors.context import Ctx, Forward, Output, Put, Tombstone
 from processors.messages import StorySeen
 from processors.story_info import StoryInfo
 from processors.viewer_list import (
-    decode_time,
-    encode_time,
-    view_event_key,
+    decode_index_value,
+    encode_index_value,
     viewer_index_key,
     viewer_order_key,
 )
@@ -68,12 +67,20 @@ class ViewerEntry(NamedTuple):
     replaces: datetime | None = None
 
 
+class IndexEntry(NamedTuple):
+    """A viewer-index value to store: the viewer's first view and every applied view's id."""
+
+    viewer_id: str
+    first_viewed_at: datetime
+    event_ids: tuple[str, ...]
+
+
 class ViewsResult(NamedTuple):
     """What applying a batch of one story's views decided.
 
-    Store (in one write batch, see `writes`): `state` when `changed`, every `viewers` entry
-    and every `event_ids` key. Produce `outputs`. `skipped` (author's own views, refused
-    events) and `duplicates` are for metrics.
+    Store (in one write batch, see `writes`): `state` when `changed`, the `viewers` list
+    entries and the `index` entries. Produce `outputs`. `event_ids` are the views applied;
+    `skipped` (author's own views, refused events) and `duplicates` are for metrics.
     """
 
     story_id: str
@@ -84,16 +91,25 @@ class ViewsResult(NamedTuple):
     outputs: tuple[Output, ...]
     skipped: int = 0
     duplicates: int = 0
+    index: tuple[IndexEntry, ...] = ()
 
     def writes(self) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
-        """The viewer-list and de-duplication keys to put and delete (the state aside)."""
+        """The viewer-list and viewer-index keys to put and delete (the state aside).
+
+        An applied view's id is kept in its viewer's index entry: a redelivered view is found
+        by the same lookup that finds the viewer, with no key (and changelog record) of its own.
+        """
         story_id = self.story_id
-        puts = [(view_event_key(story_id, event_id), b"") for event_id in self.event_ids]
+        puts = [
+            (
+                viewer_index_key(story_id, e.viewer_id),
+                encode_index_value(e.first_viewed_at, e.event_ids),
+            )
+            for e in self.index
+        ]
         deletes = []
         for entry in self.viewers:
-            at = entry.first_viewed_at
-            puts.append((viewer_index_key(story_id, entry.viewer_id), encode_time(at)))
-            puts.append((viewer_order_key(story_id, at, entry.viewer_id), b""))
+            puts.append((viewer_order_key(story_id, entry.first_viewed_at, entry.viewer_id), b""))
             if entry.replaces is not None:
                 deletes.append(viewer_order_key(story_id, entry.replaces, entry.viewer_id))
         return puts, deletes
@@ -103,31 +119,31 @@ class ViewLookups(NamedTuple):
     """The store keys to fetch before `apply_views`, and how to read the answers."""
 
     viewer_keys: dict[bytes, str]
-    event_keys: dict[bytes, str]
 
-    def resolve(self, found: Mapping[bytes, bytes | None]) -> tuple[dict[str, datetime], set[str]]:
-        """`known_viewers` and `seen_event_ids` from a multi-get of both key sets."""
-        known = {
-            viewer_id: decode_time(value)
-            for key, viewer_id in self.viewer_keys.items()
-            if (value := found.get(key)) is not None
-        }
-        seen = {event_id for key, event_id in self.event_keys.items() if found.get(key) is not None}
-        return known, seen
+    def resolve(
+        self, found: Mapping[bytes, bytes | None]
+    ) -> tuple[dict[str, datetime], set[str], dict[str, tuple[str, ...]]]:
+        """`known_viewers`, `seen_event_ids` and `stored_events` from a multi-get of the keys."""
+        known: dict[str, datetime] = {}
+        stored: dict[str, tuple[str, ...]] = {}
+        seen: set[str] = set()
+        for key, viewer_id in self.viewer_keys.items():
+            value = found.get(key)
+            if value is not None:
+                known[viewer_id], stored[viewer_id] = decode_index_value(value)
+                seen.update(stored[viewer_id])
+        return known, seen, stored
 
 
 def plan_lookups(info: StoryInfo, views: Sequence[StoryViewed]) -> ViewLookups:
-    """The viewer-index and event keys a batch of `views` needs fetched (author excluded)."""
+    """The viewer-index keys a batch of `views` needs fetched (author excluded)."""
     story_id, author_id = info.story_id, info.author_id
     viewer_keys: dict[bytes, str] = {}
-    event_keys: dict[bytes, str] = {}
     for view in views:
         viewer_id = view.viewer_id
-        if viewer_id == author_id:
-            continue
-        viewer_keys[viewer_index_key(story_id, viewer_id)] = viewer_id
-        event_keys[view_event_key(story_id, view.event_id)] = view.event_id
-    return ViewLookups(viewer_keys, event_keys)
+        if viewer_id != author_id:
+            viewer_keys[viewer_index_key(story_id, viewer_id)] = viewer_id
+    return ViewLookups(viewer_keys)
 
 
 def apply_views(
@@ -136,17 +152,19 @@ def apply_views(
     views: Sequence[StoryViewed],
     known_viewers: Mapping[str, datetime],
     seen_event_ids: AbstractSet[str],
+    stored_events: Mapping[str, tuple[str, ...]],
     ctx: Ctx,
 ) -> ViewsResult:
     """Apply a batch of views of `info`'s story (pre-fetched lookups in, writes and outputs out).
 
     `known_viewers` maps each of the batch's viewers already in the list to their stored
-    first view; `seen_event_ids` holds the batch's event ids already applied (see
-    `plan_lookups`). The author's own views and refused events are skipped; an event id is
-    counted once; the earliest view of a viewer wins (an earlier one arriving late moves the
-    viewer up the list). The HLL is deserialized, updated with the new viewers and serialized
-    once. Outputs, coalesced per key: a `StoryViewer` and a `StorySeen` to the viewer's tray
-    per new viewer, a `StoryViewer` per moved viewer, one `ViewCount`. A duplicate re-publishes
+    first view; `seen_event_ids` holds the batch's event ids already applied and
+    `stored_events` the applied ids of each known viewer (see `ViewLookups.resolve`). The
+    author's own views and refused events are skipped; an event id is counted once; the
+    earliest view of a viewer wins (an earlier one arriving late moves the viewer up the
+    list). The HLL is deserialized, updated with the new viewers and serialized once.
+    Outputs, coalesced per key: a `StoryViewer` and a `StorySeen` to the viewer's tray per new
+    viewer, a `StoryViewer` per moved viewer, one `ViewCount`. A duplicate re-publishes
     the current values for its viewer and the count (idempotent on compacted topics), so a
     crash between storing and producing loses nothing.
     """
@@ -155,7 +173,7 @@ def apply_views(
     story_id, author_id = info.story_id, info.author_id
     deadline = info.expires_at if info.phase == "live" else None
     skipped = 0
-    applied: dict[str, None] = {}  # an ordered set
+    applied: dict[str, str] = {}  # event id -> viewer, in order
     firsts: dict[str, datetime] = {}
     repeated: list[str] = []
     for view in views:
@@ -168,7 +186,7 @@ def apply_views(
         if event_id in applied or event_id in seen_event_ids:
             repeated.append(viewer_id)
             continue
-        applied[event_id] = None
+        applied[event_id] = viewer_id
         current = firsts.get(viewer_id)
         if current is None:
             current = known_viewers.get(viewer_id)
@@ -195,6 +213,18 @@ def apply_views(
             continue  # already published above, or its first view is still in this batch
         outputs.append(Put(f"{story_id}/{viewer_id}", _viewer(story_id, viewer_id, known)))
         outputs.append(Forward("tray", viewer_id, _seen(viewer_id, story_id, known)))
+    by_viewer: dict[str, list[str]] = {}
+    for event_id, viewer_id in applied.items():
+        by_viewer.setdefault(viewer_id, []).append(event_id)
+    # The ids sorted: the same views give the same bytes in any delivery order (as a replay).
+    index = tuple(
+        IndexEntry(
+            viewer_id,
+            firsts.get(viewer_id) or known_viewers[viewer_id],
+            tuple(sorted((*stored_events.get(viewer_id, ()), *event_ids))),
+        )
+        for viewer_id, event_ids in by_viewer.items()
+    )
     new_state = _counted(state, new_viewers, len(applied), ctx) if applied else state
     if new_state is not None:
         outputs.append(Put(story_id, _count(story_id, new_state)))
@@ -207,6 +237,7 @@ def apply_views(
         tuple(outputs),
         skipped,
         len(views) - skipped - len(applied),
+        index,
     )
 
 

@@ -160,12 +160,12 @@ def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[StoryVie
         return
     store = pctx.store
     lookups = views.plan_lookups(info, batch)
-    found = {key: store.get(key) for key in (*lookups.viewer_keys, *lookups.event_keys)}
-    known, seen = lookups.resolve(found)
+    found = {key: store.get(key) for key in lookups.viewer_keys}
+    known, seen, stored = lookups.resolve(found)
     state_key = VIEW_STATE + story_id.encode()
     raw = store.get(state_key)
     state = views.ViewState.from_bytes(raw) if raw is not None else None
-    result = views.apply_views(state, info, batch, known, seen, ctx_of(pctx))
+    result = views.apply_views(state, info, batch, known, seen, stored, ctx_of(pctx))
     if result.skipped:
         pctx.engine.metrics.rejected.inc("view-own-or-outside-lifetime", result.skipped)
     if result.changed and result.state is not None:

@@ -105,9 +105,9 @@ class ViewsStore:
     def apply(self, views: Sequence[StoryViewed], context: Ctx | None = None) -> list[Output]:
         """One batch of this story's views, as the wiring would run it."""
         lookups = plan_lookups(self.info, views)
-        found = {key: self.kv.get(key) for key in (*lookups.viewer_keys, *lookups.event_keys)}
-        known, seen = lookups.resolve(found)
-        result = apply_views(self.state, self.info, views, known, seen, context or ctx())
+        found = {key: self.kv.get(key) for key in lookups.viewer_keys}
+        known, seen, stored = lookups.resolve(found)
+        result = apply_views(self.state, self.info, views, known, seen, stored, context or ctx())
         puts, deletes = result.writes()
         for key in deletes:
             del self.kv[key]
