@@ -36,6 +36,9 @@ def decode_time(data: bytes) -> datetime:
     return from_millis(_TIME.unpack(data)[0] - _BIAS)
 
 
+_SMALL_LENGTHS = [bytes((n,)) for n in range(65)]  # an event id's length byte
+
+
 def encode_index_value(first_viewed_at: datetime, event_ids: Iterable[str]) -> bytes:
     """A viewer-index value: the first view's time, then the ids of the viewer's applied views
     (each one length byte and the id; ids are 1-64 ASCII characters)."""
@@ -58,9 +61,6 @@ def decode_index_value(data: bytes) -> tuple[datetime, tuple[str, ...]]:
         event_ids.append(data[pos + 1 : end].decode())
         pos = end
     return at, tuple(event_ids)
-
-
-_SMALL_LENGTHS = [bytes((n,)) for n in range(65)]
 
 
 def _prefix(tag: bytes, story_id: str) -> bytes:

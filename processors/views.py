@@ -79,7 +79,7 @@ class ViewsResult(NamedTuple):
     """What applying a batch of one story's views decided.
 
     Store (in one write batch, see `writes`): `state` when `changed`, the `viewers` list
-    entries and the `index` entries. Produce `outputs`. `event_ids` are the views applied;
+    entries and the `index_entries` (which hold the applied views' ids). Produce `outputs`.
     `skipped` (author's own views, refused events) and `duplicates` are for metrics.
     """
 
@@ -87,11 +87,10 @@ class ViewsResult(NamedTuple):
     state: ViewState | None
     changed: bool
     viewers: tuple[ViewerEntry, ...]
-    event_ids: tuple[str, ...]
     outputs: tuple[Output, ...]
     skipped: int = 0
     duplicates: int = 0
-    index: tuple[IndexEntry, ...] = ()
+    index_entries: tuple[IndexEntry, ...] = ()
 
     def writes(self) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
         """The viewer-list and viewer-index keys to put and delete (the state aside).
@@ -105,7 +104,7 @@ class ViewsResult(NamedTuple):
                 viewer_index_key(story_id, e.viewer_id),
                 encode_index_value(e.first_viewed_at, e.event_ids),
             )
-            for e in self.index
+            for e in self.index_entries
         ]
         deletes = []
         for entry in self.viewers:
@@ -169,7 +168,7 @@ def apply_views(
     crash between storing and producing loses nothing.
     """
     if info is None or info.phase == "ended":
-        return ViewsResult(_story_of(info, views), state, False, (), (), (), len(views))
+        return ViewsResult(_story_of(info, views), state, False, (), (), len(views))
     story_id, author_id = info.story_id, info.author_id
     deadline = info.expires_at if info.phase == "live" else None
     skipped = 0
@@ -195,7 +194,7 @@ def apply_views(
         elif at < current:
             firsts[viewer_id] = at
     if not applied and not repeated:
-        return ViewsResult(story_id, state, False, (), (), (), skipped)
+        return ViewsResult(story_id, state, False, (), (), skipped)
 
     outputs: list[Output] = []
     entries: list[ViewerEntry] = []
@@ -217,7 +216,7 @@ def apply_views(
     for event_id, viewer_id in applied.items():
         by_viewer.setdefault(viewer_id, []).append(event_id)
     # The ids sorted: the same views give the same bytes in any delivery order (as a replay).
-    index = tuple(
+    index_entries = tuple(
         IndexEntry(
             viewer_id,
             firsts.get(viewer_id) or known_viewers[viewer_id],
@@ -233,11 +232,10 @@ def apply_views(
         new_state,
         new_state is not state,
         tuple(entries),
-        tuple(applied),
         tuple(outputs),
         skipped,
         len(views) - skipped - len(applied),
-        index,
+        index_entries,
     )
 
 

@@ -62,12 +62,9 @@ class AvroCodec:
         return self._schema_id
 
     # -- encoding ---------------------------------------------------------------------------
-    def encode_dict(self, value: dict[str, Any]) -> bytes:
-        """Encode an Avro-shaped dict (fields by name; datetimes timezone-aware)."""
-        return self.encode(value)
-
     def encode(self, model: Event | Record | dict[str, Any]) -> bytes:
-        """Encode a model of this record type (or an Avro-shaped dict)."""
+        """Encode a model of this record type, or an Avro-shaped dict (fields by name; times as
+        aware datetimes or milliseconds)."""
         try:
             return self.header + self._write(model)
         except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:

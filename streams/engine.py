@@ -149,6 +149,7 @@ class Engine:
         self._state_dir = state_dir
         self._handlers = list(handlers)
         self._derived = [h for h in handlers if hasattr(h, "derived")]
+        self._is_derived = _any_of([h.derived for h in self._derived])
         self._by_topic: dict[str, Handler] = {t: h for h in handlers for t in h.topics}
         self._priority = {t: i for i, h in enumerate(handlers) for t in h.topics}
         self._registry = registry
@@ -492,11 +493,10 @@ class Engine:
         """Every changed key of the partition that is not derived (the batch's hot loop: one
         produce call per key, nothing else)."""
         assert self._producer is not None
-        derived = [h.derived for h in self._derived]  # type: ignore[attr-defined]
-        is_derived = derived[0] if len(derived) == 1 else lambda k: any(d(k) for d in derived)
+        is_derived = self._is_derived
         produce, delivered, topic = self._producer.produce, self._delivered, self._changelog
         for key, value in dirty.items():
-            if derived and is_derived(key):
+            if is_derived is not None and is_derived(key):
                 continue
             try:
                 produce(topic, value, key, partition=partition, on_delivery=delivered)
@@ -753,3 +753,10 @@ def _last_offsets(records: list[InRecord]) -> dict[tuple[str, int], int]:
         key = (record.topic, record.partition)
         offsets[key] = max(offsets.get(key, -1), record.offset)
     return offsets
+
+
+def _any_of(predicates: list[Callable[[bytes], bool]]) -> Callable[[bytes], bool] | None:
+    """One predicate true when any of `predicates` is (None for none: nothing to ask)."""
+    if len(predicates) < 2:
+        return predicates[0] if predicates else None
+    return lambda key: any(predicate(key) for predicate in predicates)

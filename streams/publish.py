@@ -187,14 +187,7 @@ class Publisher:
         self, topic: str, key: bytes | None, value: bytes | None, timestamp: int = 0
     ) -> None:
         """Queue one record; `flush()` confirms delivery."""
-        while True:
-            try:
-                self._producer.produce(
-                    topic, value, key, timestamp=timestamp, on_delivery=self._on_delivery
-                )
-                break
-            except BufferError:  # local queue full: serve delivery reports, then retry
-                self._producer.poll(0.05)
+        self._queue(topic, key, value, timestamp)
         self.queued += 1
 
     def produce_all(self, records: list[Encoded]) -> None:
@@ -204,13 +197,19 @@ class Publisher:
             try:
                 produce(topic, value, key, timestamp=timestamp, on_delivery=on_delivery)
             except BufferError:
-                self.produce(topic, key, value, timestamp)
-                self.queued -= 1  # counted below with the rest
+                self._queue(topic, key, value, timestamp)
         self.queued += len(records)
         self._producer.poll(0)
 
-    def poll(self) -> None:
-        self._producer.poll(0)
+    def _queue(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, value, key, timestamp=timestamp, on_delivery=self._on_delivery
+                )
+                return
+            except BufferError:  # local queue full: serve delivery reports, then retry
+                self._producer.poll(0.05)
 
     def flush(self, timeout: float = 300.0) -> int:
         """Wait for every queued record's delivery report; returns how many are still queued."""

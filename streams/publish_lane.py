@@ -36,7 +36,6 @@ from streams.registry import SchemaRegistry
 from streams.topics import EVENT_ROUTES
 
 Encoded = tuple[str, bytes, bytes, int]  # topic, key, value, timestamp (ms)
-Check = Callable[[Any], Any]  # a valid JSON value -> the value to write; raises _NotMine
 
 
 class _NotMine(Exception):
@@ -316,20 +315,20 @@ class PublishLane:
         self.unsupported: dict[str, str] = {}  # event type -> why it takes the model path
         for model in EVENT_TYPES:
             spec, key_field = EVENT_ROUTES[model]
-            for tag in get_args(model.model_fields["type"].annotation):
-                try:
-                    plan = _EventPlan(
-                        rules.model(model),
-                        AvroCodec(spec.record, registry, spec.subject),
-                        spec.name,
-                        key_field,
-                        model.time_field,
-                        model is StoryPosted,
-                    )
-                except Unsupported as exc:
-                    self.unsupported[tag] = str(exc)
-                    continue
-                self._plans[tag] = plan
+            tags = get_args(model.model_fields["type"].annotation)
+            try:
+                plan = _EventPlan(
+                    rules.model(model),
+                    AvroCodec(spec.record, registry, spec.subject),
+                    spec.name,
+                    key_field,
+                    model.time_field,
+                    model is StoryPosted,
+                )
+            except Unsupported as exc:
+                self.unsupported.update(dict.fromkeys(tags, str(exc)))
+                continue
+            self._plans.update(dict.fromkeys(tags, plan))
 
     @property
     def event_types(self) -> frozenset[str]:

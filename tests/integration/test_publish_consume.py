@@ -216,7 +216,7 @@ def test_latest_per_key_hides_tombstoned_keys(settings: Settings) -> None:
     }
     state["expires_at"] = state["created_at"]
     for key, status in [("keep", "processing"), ("gone", "active"), ("keep", "active")]:
-        value = codec.encode_dict({**state, "story_id": f"{key}-{tag}", "status": status})
+        value = codec.encode({**state, "story_id": f"{key}-{tag}", "status": status})
         producer.produce(STORY_STATE.name, value, f"{key}-{tag}".encode())
     producer.produce(STORY_STATE.name, None, f"gone-{tag}".encode())
     producer.flush(10)

@@ -65,7 +65,7 @@ def test_truncated_and_trailing_bytes_raise_codec_error(codec: AvroCodec) -> Non
 
 def test_encoding_a_wrong_shape_raises_codec_error(codec: AvroCodec) -> None:
     with pytest.raises(CodecError, match="cannot encode"):
-        codec.encode_dict({"story_id": 5})
+        codec.encode({"story_id": 5})
 
 
 def test_unknown_record_name() -> None:

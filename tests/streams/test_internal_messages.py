@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import get_args
 
 import pytest
 
@@ -20,7 +21,7 @@ from processors.messages import (
 )
 from schemas.events import Rendition
 from streams.codecs import CodecError
-from streams.handlers.common import decode_message, encode_message
+from streams.handlers.common import InternalMessage, decode_message, encode_message
 
 AT = datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=UTC)
 LATER = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -61,3 +62,8 @@ def test_a_message_decodes_to_what_was_sent(message) -> None:
 def test_a_garbled_message_is_a_codec_error() -> None:
     with pytest.raises(CodecError):
         decode_message(b'{"kind": "story_seen", "user_id": "u"}')
+
+
+def test_every_internal_message_type_is_exercised() -> None:
+    union = get_args(InternalMessage)[0]
+    assert {type(message) for message in MESSAGES} == set(get_args(union))
