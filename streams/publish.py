@@ -6,10 +6,12 @@ for large inputs; the producer runs in the main process and keeps the input's or
 
 from __future__ import annotations
 
+import io
 import multiprocessing
+import pickle
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -23,6 +25,7 @@ from schemas.events import EVENT_ADAPTER, Event, InputEvent, derive_event_id
 from schemas.types import DEFAULT_STORY_TTL, millis
 from streams.codecs import AvroCodec
 from streams.kafka import producer_config
+from streams.publish_flat import FlatLane
 from streams.publish_lane import PublishLane
 from streams.registry import make_registry
 from streams.topics import route
@@ -44,6 +47,9 @@ class InvalidLine:
 
     def __str__(self) -> str:
         return f"line {self.line}: " + "; ".join(self.errors)
+
+
+Chunk = tuple[list[Encoded], list["InvalidLine"]]  # a chunk's records, and its invalid lines
 
 
 @dataclass
@@ -123,32 +129,51 @@ class Encoder:
         return spec.name, key.encode(), codec.encode(event), millis(event.occurred_at)
 
 
-_LANES: dict[tuple[str | None, timedelta], tuple[PublishLane, Encoder]] = {}
+_LANES: dict[tuple[str | None, timedelta], tuple[FlatLane, PublishLane, Encoder]] = {}
 
 
-def encode_chunk(
-    chunk: list[Numbered], story_ttl: timedelta, registry_url: str | None
-) -> tuple[list[Encoded], list[InvalidLine]]:
-    """Validate and encode a chunk, in order; runs in worker processes (one lane per process).
-
-    Lines the fast lane vouches for are encoded by it; every other line goes through the
-    models, which accept it or name what is wrong with it.
-    """
-    lane_and_encoder = _LANES.get((registry_url, story_ttl))
-    if lane_and_encoder is None:
+def _lanes(registry_url: str | None, story_ttl: timedelta) -> tuple[FlatLane, PublishLane, Encoder]:
+    """This process's lanes and model-path encoder (built once per process)."""
+    lanes = _LANES.get((registry_url, story_ttl))
+    if lanes is None:
         encoder = Encoder(registry_url)
-        lane_and_encoder = PublishLane(encoder.registry, story_ttl), encoder
-        _LANES[(registry_url, story_ttl)] = lane_and_encoder
-    lane, encoder = lane_and_encoder
-    encoded = [lane.encode(raw.strip()) for _, raw in chunk]
+        flat, lane = FlatLane(encoder.registry, story_ttl), PublishLane(encoder.registry, story_ttl)
+        lanes = _LANES[(registry_url, story_ttl)] = (flat, lane, encoder)
+    return lanes
+
+
+def encode_chunk(chunk: list[Numbered], story_ttl: timedelta, registry_url: str | None) -> Chunk:
+    """Validate and encode a chunk, in order; runs in worker processes (lanes per process)."""
+    numbers = [number for number, _ in chunk]
+    return _encode_lines(numbers, [raw.strip() for _, raw in chunk], story_ttl, registry_url)
+
+
+def _encode_lines(
+    numbers: Sequence[int], contents: list[bytes], story_ttl: timedelta, registry_url: str | None
+) -> Chunk:
+    """Stripped lines (blank ones skipped) -> their records in order, and the invalid lines.
+
+    The flat lane takes the lines it vouches for, the general lane the other lines it vouches
+    for, and every remaining line goes through the models, which accept it or name what is
+    wrong with it.
+    """
+    flat, lane, encoder = _lanes(registry_url, story_ttl)
+    encoded = flat.encode_lines(contents)
     if None not in encoded:
         return encoded, []  # type: ignore[return-value]  # no None in it
-    invalid: list[InvalidLine] = []
-    rest = [line for line, result in zip(chunk, encoded, strict=True) if result is None]
+    rest: list[Numbered] = []
+    for i, result in enumerate(encoded):
+        if result is None and contents[i]:
+            encoded[i] = lane.encode(contents[i])
+            if encoded[i] is None:
+                rest.append((numbers[i], contents[i]))
     checked = iter(validate_chunk(rest, story_ttl))
     records: list[Encoded] = []
-    for result in encoded:
+    invalid: list[InvalidLine] = []
+    for content, result in zip(contents, encoded, strict=True):
         if result is None:
+            if not content:
+                continue  # a blank line
             event = next(checked)
             if isinstance(event, InvalidLine):
                 invalid.append(event)
@@ -174,10 +199,16 @@ def chunked(lines: Iterable[Numbered], size: int = CHUNK_LINES) -> Iterator[list
 class Publisher:
     """An idempotent producer of pre-encoded records that accounts for every delivery."""
 
+    POLL_EVERY = 50_000  # records between polls for delivery reports (only failures report)
+
     def __init__(self, bootstrap: str, **producer_overrides: Any) -> None:
-        self._producer = Producer(producer_config(bootstrap, **producer_overrides))
+        # The delivery callback is the producer's default: produce() then takes no callback
+        # argument and is called positionally (~30% less of the producing process's time).
+        config = producer_config(bootstrap, on_delivery=self._on_delivery, **producer_overrides)
+        self._producer = Producer(config)
         self.queued = 0
         self.failed: list[str] = []
+        self._unpolled = 0
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
@@ -192,21 +223,22 @@ class Publisher:
 
     def produce_all(self, records: list[Encoded]) -> None:
         """Queue many records (the hot loop of `publish`: no per-record method call)."""
-        produce, on_delivery = self._producer.produce, self._on_delivery
+        produce = self._producer.produce
         for topic, key, value, timestamp in records:
             try:
-                produce(topic, value, key, timestamp=timestamp, on_delivery=on_delivery)
+                produce(topic, value, key, -1, None, timestamp)  # -1: the key's partition
             except BufferError:
                 self._queue(topic, key, value, timestamp)
         self.queued += len(records)
-        self._producer.poll(0)
+        self._unpolled += len(records)
+        if self._unpolled >= self.POLL_EVERY:
+            self._unpolled = 0
+            self._producer.poll(0)
 
     def _queue(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int) -> None:
         while True:
             try:
-                self._producer.produce(
-                    topic, value, key, timestamp=timestamp, on_delivery=self._on_delivery
-                )
+                self._producer.produce(topic, value, key, -1, None, timestamp)
                 return
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self._producer.poll(0.05)
@@ -261,7 +293,7 @@ def publish_stream(
 ) -> PublishSummary:
     """`publish_lines` over a byte stream read in blocks: the main process, which produces,
     never handles single lines; the workers split, number, validate and encode them."""
-    work = partial(encode_block, story_ttl=story_ttl, registry_url=registry_url)
+    work = partial(encode_block_pickled, story_ttl=story_ttl, registry_url=registry_url)
     return _publish(blocks(stream), work, bootstrap, processes, progress, False)
 
 
@@ -283,18 +315,37 @@ def blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[int, by
         yield first, carry
 
 
-def encode_block(
-    block: tuple[int, bytes], story_ttl: timedelta, registry_url: str | None
-) -> tuple[list[Encoded], list[InvalidLine]]:
+def encode_block(block: tuple[int, bytes], story_ttl: timedelta, registry_url: str | None) -> Chunk:
     """`encode_chunk` of a block of lines from `blocks`."""
+    return _encode_block(block, story_ttl, registry_url)
+
+
+def encode_block_pickled(
+    block: tuple[int, bytes], story_ttl: timedelta, registry_url: str | None
+) -> bytes:
+    """`encode_block`, pickled without a memo: the pool's own pickling memoizes every record
+    and its bytes (1.1 us a record on this project's machine, 0.2 us without the memo)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL)
+    pickler.fast = True  # no memo: the records hold no cycles and few repeated objects
+    pickler.dump(_encode_block(block, story_ttl, registry_url))
+    return buffer.getvalue()
+
+
+def _encode_block(
+    block: tuple[int, bytes], story_ttl: timedelta, registry_url: str | None
+) -> Chunk:
     first, data = block
-    chunk = [(first + i, raw) for i, raw in enumerate(data.split(b"\n")) if raw.strip()]
-    return encode_chunk(chunk, story_ttl, registry_url)
+    lines = data.split(b"\n")
+    if not lines[-1]:
+        lines.pop()
+    contents = [line.strip() for line in lines]
+    return _encode_lines(range(first, first + len(lines)), contents, story_ttl, registry_url)
 
 
 def _publish(
     chunks: Iterator[Any],
-    work: Callable[[Any], tuple[list[Encoded], list[InvalidLine]]],
+    work: Callable[[Any], Chunk | bytes],
     bootstrap: str,
     processes: int,
     progress: Progress | None,
@@ -305,7 +356,9 @@ def _publish(
     publisher = Publisher(bootstrap)  # created after the fork: librdkafka threads don't fork
     try:
         results = pool.imap(work, chunks, chunksize=1) if pool else map(work, chunks)
-        for records, invalid in results:
+        for result in results:
+            encoded: Chunk = pickle.loads(result) if isinstance(result, bytes) else result
+            records, invalid = encoded
             summary.invalid.extend(invalid)
             if stop_on_invalid and invalid:
                 break

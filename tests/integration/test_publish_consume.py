@@ -12,7 +12,8 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from schemas.events import parse_event
 from streams.codecs import AvroCodec
-from streams.publish import validate_line
+from streams.partitioning import partition_for
+from streams.publish import Publisher, validate_line
 from streams.registry import make_registry
 from streams.settings import Settings
 from streams.topics import STORY_STATE, TOPICS
@@ -263,3 +264,39 @@ def test_commands_without_a_broker_say_how_to_get_one(tmp_path: Path) -> None:
     result = run("publish", "-", broker="", stdin=b"", cwd=tmp_path)
     assert result.returncode != 0
     assert "STORYSTREAM_BROKER" in result.stderr
+
+
+def test_published_records_keep_key_order_on_the_default_partitioner(
+    settings: Settings, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    views = [
+        {
+            "type": "story_viewed",
+            "story_id": f"s{i % 7}-{tag}",
+            "viewer_id": f"u{i}",
+            "viewed_at": f"2026-11-22T10:00:{i % 60:02d}.{i:03d}Z",
+        }
+        for i in range(300)
+    ]
+    path = tmp_path / "views.jsonl"
+    path.write_text("".join(json.dumps(v) + "\n" for v in views))
+    result = run("publish", str(path), broker=settings.bootstrap())
+    assert result.returncode == 0, result.stderr
+
+    got = [r for r in _consume(settings.bootstrap(), "story-viewed") if tag in str(r["key"])]
+    assert len(got) == len(views)
+    for record in got:
+        assert record["partition"] == partition_for(str(record["key"]), settings.partitions)
+    for key in {str(v["story_id"]) for v in views}:
+        sent = [v["viewer_id"] for v in views if v["story_id"] == key]
+        assert [r["value"]["viewer_id"] for r in got if r["key"] == key] == sent  # type: ignore[index]
+
+
+def test_delivery_failures_are_reported_not_dropped() -> None:
+    publisher = Publisher("127.0.0.1:1", **{"delivery.timeout.ms": 300})  # nothing listens
+    publisher.produce_all([("story-viewed", b"k1", b"v1", 1), ("story-viewed", b"k2", b"v2", 2)])
+    publisher.produce("story-viewed", b"k3", b"v3", 3)
+    assert publisher.flush(10) == 0
+    assert len(publisher.failed) == 3
+    assert "key=b'k1'" in publisher.failed[0]

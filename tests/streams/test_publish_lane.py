@@ -4,21 +4,32 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from schemas.events import EVENT_TYPES, Event
-from streams.publish import Encoder, blocks, encode_chunk, numbered_lines, validate_line
+from streams.publish import (
+    Encoder,
+    blocks,
+    encode_block,
+    encode_block_pickled,
+    encode_chunk,
+    numbered_lines,
+    validate_line,
+)
+from streams.publish_flat import FlatLane
 from streams.publish_lane import PublishLane, Unsupported, _Rules, _Times
 from tests.schemas.strategies import events
 
 TTL = timedelta(hours=24)
 ENCODER = Encoder(None)
 LANE = PublishLane(ENCODER.registry, TTL)
+FLAT = FlatLane(ENCODER.registry, TTL)
 
 _TRICKY = st.sampled_from(
     [
@@ -83,18 +94,78 @@ def test_the_lane_takes_every_event_type_of_the_contract() -> None:
 
 @settings(max_examples=800, deadline=None)
 @given(lines())
-def test_the_lane_agrees_with_the_models(line: bytes) -> None:
+def test_the_lanes_agree_with_the_models(line: bytes) -> None:
     fast = LANE.encode(line)
-    if fast is not None:
-        assert fast == _model_path(line)
+    (flat,) = FLAT.encode_lines([line])
+    if fast is not None or flat is not None:
+        expected = _model_path(line)
+        assert fast is None or fast == expected
+        assert flat is None or flat == expected
 
 
 @settings(max_examples=300, deadline=None)
 @given(events)
-def test_the_lane_vouches_for_every_valid_line_in_the_usual_form(event: dict) -> None:
+def test_the_lane_vouches_for_every_valid_line_in_the_usual_form(event: dict[str, Any]) -> None:
     line = json.dumps(event).encode()
     assert LANE.encode(line) is not None
     assert LANE.encode(line) == _model_path(line)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events)
+def test_the_flat_lane_vouches_for_every_valid_line_without_lists(event: dict[str, Any]) -> None:
+    line = json.dumps(event).encode()
+    (flat,) = FLAT.encode_lines([line])
+    nested = any(isinstance(value, list) for value in event.values())
+    assert (flat is None) == nested
+    assert flat is None or flat == _model_path(line)
+
+
+def test_the_flat_lane_writes_times_of_every_size_as_the_models_do() -> None:
+    view = {"type": "story_viewed", "story_id": "s1", "viewer_id": "u1"}
+    times = [
+        "1969-12-31T23:59:59.999Z",  # negative
+        "1970-01-01T00:00:00Z",
+        "1970-07-28T20:49:49.184+00:00",  # 2**34 ms: the first six-byte varint
+        "2039-09-07T15:47:35.551Z",  # 2**41 ms - 1: the last one
+        "2039-09-07T15:47:35.552Z",
+        "2026-11-22T10:00:08.191Z",  # the high bytes change between these two
+        "2026-11-22T10:00:08.192Z",
+        "9999-12-31T23:59:59.999999Z",
+    ]
+    lines = [json.dumps({**view, "viewed_at": t}).encode() for t in times]
+    assert FLAT.encode_lines(lines) == [_model_path(line) for line in lines]
+
+
+def test_a_block_mixes_the_lanes_in_order_and_its_pickle_holds_the_same() -> None:
+    view = {"type": "story_viewed", "story_id": "s1", "viewer_id": "u1"}
+    lines = [
+        json.dumps({**view, "viewed_at": "2026-11-22T10:00:00Z"}),
+        "",
+        json.dumps({**view, "viewed_at": "2026-11-22T10:00:01Z", "event_id": "e-1"}),
+        json.dumps({**view, "viewed_at": "yesterday"}),
+        json.dumps({**view, "viewed_at": "2026-11-22T10:00:02Z", "extra": 1}),
+        json.dumps(
+            {
+                "type": "story_posted",
+                "story_id": "p",
+                "author_id": "a",
+                "created_at": "2026-11-22T10:00:03Z",
+                "mentions": ["u1"],
+            }
+        ),
+        json.dumps({**view, "viewer_id": "u2", "viewed_at": 1795341604}) + "\r",
+    ]
+    block = (10, ("\n".join(lines) + "\n").encode())
+    records, invalid = encode_block(block, TTL, None)
+    expected = [_model_path(line.strip().encode()) for line in lines if line]
+    assert records == [r for r in expected if r is not None]
+    assert len(records) == 4 and records[1][2][5:9] == b"\x06e-1"  # the given event_id
+    assert [(bad.line, bad.errors[0].split(":")[0]) for bad in invalid] == [
+        (13, "viewed_at"),
+        (14, "extra"),
+    ]
+    assert pickle.loads(encode_block_pickled(block, TTL, None)) == (records, invalid)
 
 
 def test_a_chunk_mixes_both_paths_in_order_with_line_numbers() -> None:
