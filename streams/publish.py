@@ -294,6 +294,10 @@ def publish_stream(
     """`publish_lines` over a byte stream read in blocks: the main process, which produces,
     never handles single lines; the workers split, number, validate and encode them."""
     work = partial(encode_block_pickled, story_ttl=story_ttl, registry_url=registry_url)
+    if registry_url is None:
+        # Built once before the fork, not in every worker (~0.1 s of CPU each). A remote
+        # registry's HTTP client must not cross a fork: then each worker builds its own.
+        _lanes(registry_url, story_ttl)
     return _publish(blocks(stream), work, bootstrap, processes, progress, False)
 
 
