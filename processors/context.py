@@ -1,10 +1,15 @@
-"""What a processor is given (the context) and what it returns (outputs), as plain data."""
+"""What a processor is given (the context) and what it returns (outputs), as plain data.
+
+Outputs are NamedTuples: immutable like frozen dataclasses, and a third of the cost to build
+(several are made per view on the views path). Compare them by type too where it matters:
+as tuples, two outputs of different kinds with equal fields are equal.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from schemas.records import Record
 from schemas.types import DEFAULT_STORY_TTL
@@ -35,24 +40,21 @@ class Ctx:
     offset: int = -1
 
 
-@dataclass(frozen=True)
-class Put:
+class Put(NamedTuple):
     """Publish `value` under `key`; the record's type decides the output topic."""
 
     key: str
     value: Record
 
 
-@dataclass(frozen=True)
-class Tombstone:
+class Tombstone(NamedTuple):
     """Publish a tombstone for `key` on the output topic of `record`."""
 
     record: type[Record]
     key: str
 
 
-@dataclass(frozen=True)
-class Forward:
+class Forward(NamedTuple):
     """Send an internal message to another keyed stage (a repartition), e.g. to an author."""
 
     stage: str

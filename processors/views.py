@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import datetime
@@ -28,6 +30,8 @@ from schemas.records import StoryViewer, ViewCount
 # ViewCount and sits in every story's state), and update/serialize cost the same.
 HLL_TYPE = datasketches.tgt_hll_type.HLL_4
 _STATE_HEADER = struct.Struct(">QQQ")
+_LITTLE_ENDIAN = sys.byteorder == "little"
+assert array("I").itemsize == 4, "HLL coupons are 4-byte ints"
 
 
 # The value types below are NamedTuples rather than frozen dataclasses: as immutable, and about
@@ -273,8 +277,14 @@ def canonical_sketch(compact: bytes) -> bytes:
     if compact[7] & 3 == 2:
         return compact
     header = compact[0] * 4  # preamble length in 4-byte ints
-    coupons = sorted(compact[i : i + 4] for i in range(header, len(compact), 4))
-    return compact[:header] + b"".join(coupons)
+    # Sorted as big-endian ints, which orders them as their bytes: one C sort, no slices.
+    coupons = array("I", compact[header:])
+    if _LITTLE_ENDIAN:
+        coupons.byteswap()
+    coupons = array("I", sorted(coupons))
+    if _LITTLE_ENDIAN:
+        coupons.byteswap()
+    return compact[:header] + coupons.tobytes()
 
 
 def viewer_tombstones(story_id: str, viewer_ids: Iterable[str]) -> list[Tombstone]:

@@ -3,7 +3,7 @@
 fastavro's `schemaless_writer` and `schemaless_reader` walk the schema for every record: about
 6 us to write a five-field record on this project's 2-core machine, more than the rest of the
 per-record work. `compile_writer` and `compile_reader` walk it once: a record's writer is one
-generated function with its primitive fields written inline, a reader is one closure per field.
+generated function with its primitive fields written inline, and so is a record's reader.
 They cover the types this project's schemas use (records, enums,
 arrays, maps, `["null", X]` unions and the primitives); anything else raises
 `NotImplementedError` at compile time, and the caller keeps fastavro. A property test checks
@@ -332,17 +332,79 @@ def _reader(schema: Any, named: dict[str, FieldReader]) -> FieldReader:
 
 
 def _record_reader(schema: dict[str, Any], named: dict[str, FieldReader]) -> FieldReader:
-    fields: list[tuple[str, FieldReader]] = []
+    """One generated function per record, with short strings, small longs, enums and
+    `["null", X]` unions of them read inline (the common case takes no call)."""
+    compiled: list[FieldReader] = []
+    named[_fullname(schema)] = lambda data, pos: compiled[0](data, pos)  # self-reference
+    env: dict[str, Any] = {"RV": read_varint, "RS": _read_string, "FM": from_millis}
+    lines = ["def read(data, pos):", "    n = len(data)"]
+    names = []
+    for i, field in enumerate(schema["fields"]):
+        lines += _inline_reader(field["type"], named, env, f"x{i}", f"F{i}", "    ")
+        names.append(f"{field['name']!r}: x{i}")
+    lines.append(f"    return {{{', '.join(names)}}}, pos")
+    namespace = dict(env)
+    exec(compile("\n".join(lines), f"<avro reader {schema['name']}>", "exec"), namespace)  # noqa: S102
+    compiled.append(namespace["read"])
+    return compiled[0]
 
-    def read(data: bytes, pos: int) -> tuple[dict[str, Any], int]:
-        value = {}
-        for name, field_reader in fields:
-            value[name], pos = field_reader(data, pos)
-        return value, pos
 
-    named[_fullname(schema)] = read
-    fields.extend((f["name"], _reader(f["type"], named)) for f in schema["fields"])
-    return read
+def _inline_reader(
+    schema: Any, named: dict[str, FieldReader], env: dict[str, Any], var: str, slot: str, pad: str
+) -> list[str]:
+    """Source lines reading a value of `schema` at `pos` into `var` (and advancing `pos`)."""
+    kind = schema if isinstance(schema, str) else None
+    if isinstance(schema, dict) and isinstance(schema["type"], str):
+        kind = schema["type"]
+        if kind == "long" and schema.get("logicalType") == "timestamp-millis":
+            return [f"{pad}{var}, pos = RV(data, pos)", f"{pad}{var} = FM({var})"]
+        if kind not in ("string", "long", "int", "enum"):
+            kind = None
+    if kind == "string":  # a length below 64 is one even byte
+        return [
+            f"{pad}b = data[pos]",
+            f"{pad}if b < 128 and not b & 1:",
+            f"{pad}    end = pos + 1 + (b >> 1)",
+            f"{pad}    if end > n:",
+            f"{pad}        raise EOFError(f'a string of {{b >> 1}} bytes at {{pos}} overruns')",
+            f"{pad}    {var} = data[pos + 1 : end].decode()",
+            f"{pad}    pos = end",
+            f"{pad}else:",
+            f"{pad}    {var}, pos = RS(data, pos)",
+        ]
+    if kind in ("long", "int"):
+        return [
+            f"{pad}b = data[pos]",
+            f"{pad}if b < 128:",
+            f"{pad}    {var} = (b >> 1) ^ -(b & 1)",
+            f"{pad}    pos += 1",
+            f"{pad}else:",
+            f"{pad}    {var}, pos = RV(data, pos)",
+        ]
+    if kind == "enum":
+        env[slot] = symbols = list(schema["symbols"])
+        named.setdefault(_fullname(schema), _enum_reader(symbols))
+        return [
+            f"{pad}{var}, pos = RV(data, pos)",
+            f"{pad}if not 0 <= {var} < {len(symbols)}:",
+            f"{pad}    raise ValueError(f'enum index {{{var}}} out of range')",
+            f"{pad}{var} = {slot}[{var}]",
+        ]
+    if isinstance(schema, list) and len(schema) == 2 and "null" in schema:
+        null_index = schema.index("null")
+        other = _inline_reader(schema[1 - null_index], named, env, var, slot + "u", pad + "    ")
+        return [
+            f"{pad}b = data[pos]",
+            f"{pad}pos += 1",
+            f"{pad}if b == {null_index * 2}:",
+            f"{pad}    {var} = None",
+            f"{pad}elif b == {(1 - null_index) * 2}:",
+            *other,
+            f"{pad}else:",
+            f"{pad}    raise ValueError(f'union branch {{b}} out of range (2 branches)')",
+        ]
+    env[slot] = _reader(schema, named)
+    return [f"{pad}{var}, pos = {slot}(data, pos)"]
 
 
 def _enum_reader(symbols: list[str]) -> FieldReader:

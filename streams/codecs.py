@@ -85,12 +85,14 @@ class AvroCodec:
         magic, schema_id = _HEADER.unpack_from(data)
         if magic != MAGIC:
             raise CodecError(f"{self.record}: unknown magic byte {magic} (expected {MAGIC})")
+        current = schema_id == self.schema_id
+        if not current:
+            try:
+                writer = self._registry.writer_schema(schema_id)
+            except KeyError:
+                raise CodecError(f"{self.record}: unknown schema id {schema_id}") from None
         try:
-            writer = self._registry.writer_schema(schema_id)
-        except KeyError:
-            raise CodecError(f"{self.record}: unknown schema id {schema_id}") from None
-        try:
-            if schema_id == self.schema_id:
+            if current:
                 value, end = self._read(data, _HEADER.size)
             else:  # an older writer schema: fastavro resolves it to the current one
                 buf = io.BytesIO(data)

@@ -7,13 +7,16 @@ changelog and writes them to RocksDB in one write batch.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
 
 from rocksdict import Options, Rdict, WriteBatch
 
 _DELETED = None
 CHECKPOINT_KEY = b"\x00checkpoint"
+DECODED_CACHE_SIZE = 100_000  # decoded values kept by `get_decoded`, then forgotten at once
+T = TypeVar("T")
 
 
 class PartitionStore:
@@ -27,12 +30,28 @@ class PartitionStore:
         self._db = Rdict(str(path), options)
         self._pending: dict[bytes, bytes | None] = {}
         self._groups: dict[bytes, set[bytes]] = {}  # pending keys by their group prefix
+        self._ungrouped: list[bytes] = []  # pending keys not in _groups yet (see scan)
+        self._decoded: dict[bytes, tuple[Callable[[bytes], Any], Any]] = {}
 
     # -- reads ------------------------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
         if key in self._pending:
             return self._pending[key]
         value: bytes | None = self._db.get(key)
+        return value
+
+    def get_decoded(self, key: bytes, decode: Callable[[bytes], T]) -> T | None:
+        """`decode(get(key))`, cached until the key is written: for immutable values read far
+        more often than written (a story's info, read for every batch of its views)."""
+        cached = self._decoded.get(key)
+        if cached is not None and cached[0] == decode:
+            value: T | None = cached[1]
+            return value
+        data = self.get(key)
+        value = None if data is None else decode(data)
+        if len(self._decoded) >= DECODED_CACHE_SIZE:
+            self._decoded.clear()
+        self._decoded[key] = (decode, value)
         return value
 
     def get_committed(self, key: bytes) -> bytes | None:
@@ -50,11 +69,11 @@ class PartitionStore:
     def scan(self, prefix: bytes, start: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         """Keys with `prefix` from `start` (inclusive) in key order, buffered writes included."""
         begin = start if start is not None and start > prefix else prefix
-        candidates = (
-            self._groups.get(prefix, ())
-            if prefix[-1:] in (b"\x00", b"\x01") and _group(prefix) == prefix
-            else list(self._pending)
-        )
+        if prefix[-1:] in (b"\x00", b"\x01") and _group(prefix) == prefix:
+            self._group_pending()
+            candidates: Iterable[bytes] = self._groups.get(prefix, ())
+        else:
+            candidates = list(self._pending)
         pending = sorted(
             (k, self._pending[k]) for k in candidates if k.startswith(prefix) and k >= begin
         )
@@ -71,14 +90,26 @@ class PartitionStore:
             yield key, it.value()
             it.next()
 
+    def _group_pending(self) -> None:
+        """File the keys written since the last scan under their groups (done lazily: scans
+        are rare, writes are the hot path)."""
+        groups = self._groups
+        for key in self._ungrouped:
+            groups.setdefault(_group(key), set()).add(key)
+        self._ungrouped = []
+
     # -- writes -----------------------------------------------------------------------------
     def put(self, key: bytes, value: bytes) -> None:
         self._pending[key] = value
-        self._groups.setdefault(_group(key), set()).add(key)
+        self._ungrouped.append(key)
+        if key in self._decoded:
+            del self._decoded[key]
 
     def delete(self, key: bytes) -> None:
         self._pending[key] = _DELETED
-        self._groups.setdefault(_group(key), set()).add(key)
+        self._ungrouped.append(key)
+        if key in self._decoded:
+            del self._decoded[key]
 
     @property
     def dirty(self) -> dict[bytes, bytes | None]:
@@ -99,14 +130,18 @@ class PartitionStore:
         self._db.write(batch)
         self._pending = {}
         self._groups = {}
+        self._ungrouped = []
 
     def discard(self) -> None:
         """Drop the buffered writes (a flush that failed will be redone from the inputs)."""
         self._pending = {}
         self._groups = {}
+        self._ungrouped = []
+        self._decoded = {}
 
     def apply_restored(self, key: bytes, value: bytes | None) -> None:
         """Write a record read back from the changelog straight to RocksDB."""
+        self._decoded.pop(key, None)
         if value is None:
             self._db.delete(key)
         else:
@@ -118,6 +153,7 @@ class PartitionStore:
         return value
 
     def close(self) -> None:
+        self._decoded = {}
         self._db.close()
 
     @staticmethod

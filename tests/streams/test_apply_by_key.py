@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,8 @@ class _Engine:
         self.policy = ctx().policy
         self.emitted: list[tuple[str, Any]] = []
 
-    def emit(self, _: PartitionContext, output: tuple[str, Any]) -> None:
-        self.emitted.append(output)
+    def emit(self, _: PartitionContext, outputs: Iterable[tuple[str, Any]]) -> None:
+        self.emitted.extend(outputs)
 
 
 def _author_of(item: Any) -> str:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from streams.auth import issue_token
 from streams.handlers.views import check_view
@@ -31,3 +34,20 @@ def test_a_decoded_view_with_a_trailing_newline_in_an_id_is_refused(field: str) 
     assert check_view({**view, field: view[field] + "\n"}) == (
         f"{field}: must be 1-64 characters of [A-Za-z0-9_-]"
     )
+
+
+_ID_ALPHABET = st.sampled_from([*"aZ09_-", "/", "\n", " ", "é"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ids=st.tuples(*[st.text(_ID_ALPHABET, min_size=0, max_size=66)] * 3),
+)
+def test_the_view_check_names_the_first_bad_identifier_or_none(ids: tuple[str, ...]) -> None:
+    fields = ("story_id", "viewer_id", "event_id")
+    view = {"type": "story_viewed", "viewed_at": AT, **dict(zip(fields, ids, strict=True))}
+    bad = [
+        f for f, v in zip(fields, ids, strict=True) if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v)
+    ]
+    expected = f"{bad[0]}: must be 1-64 characters of [A-Za-z0-9_-]" if bad else None
+    assert check_view(view) == expected

@@ -37,6 +37,10 @@ def test_scan_equals_a_sorted_dict(tmp_path_factory: object, ops: list, prefix: 
         if flush:
             store.flush()
         assert store.get(key) == model.get(key)
+        # a scan between writes sees them all (keys are filed under their groups lazily)
+        assert list(store.scan(prefix)) == sorted(
+            (k, v) for k, v in model.items() if k.startswith(prefix)
+        )
     expected = sorted((k, v) for k, v in model.items() if k.startswith(prefix))
     assert list(store.scan(prefix)) == expected
     store.flush(b"cp")
@@ -55,3 +59,28 @@ def test_unflushed_writes_are_not_committed(tmp_path: Path) -> None:
     assert store.dirty == {b"a": b"1"}
     store.discard()
     assert store.get(b"a") is None
+
+
+def test_a_decoded_value_is_cached_until_its_key_is_written(tmp_path: Path) -> None:
+    store = PartitionStore(tmp_path / "p")
+    decoded: list[bytes] = []
+
+    def decode(data: bytes) -> str:
+        decoded.append(data)
+        return data.decode()
+
+    assert store.get_decoded(b"k", decode) is None
+    store.put(b"k", b"one")
+    assert store.get_decoded(b"k", decode) == "one"
+    assert store.get_decoded(b"k", decode) == "one"
+    assert decoded == [b"one"]  # the second read came from the cache
+    assert store.get_decoded(b"k", lambda data: data.upper()) == b"ONE"  # another decoder
+    store.flush()
+    store.delete(b"k")
+    assert store.get_decoded(b"k", decode) is None
+    store.discard()  # the delete is dropped: the committed value is read again
+    assert store.get_decoded(b"k", decode) == "one"
+    store.apply_restored(b"k", b"two")
+    assert store.get_decoded(b"k", decode) == "two"
+    assert decoded == [b"one", b"one", b"two"]
+    store.close()
