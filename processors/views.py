@@ -63,6 +63,24 @@ class ViewState(NamedTuple):
         return cls(total, data[_STATE_HEADER.size :], unique, viewers)
 
 
+class View(NamedTuple):
+    """A view as the views path reads it: a `StoryViewed` decoded and checked by the wiring,
+    without building the model (the firehose's per-event cost). Either may be passed."""
+
+    story_id: str
+    viewer_id: str
+    event_id: str
+    viewed_at: datetime
+
+    @classmethod
+    def of(cls, value: Mapping[str, Any]) -> View:
+        """From a decoded StoryViewed record."""
+        return cls(value["story_id"], value["viewer_id"], value["event_id"], value["viewed_at"])
+
+
+AnyView = View | StoryViewed
+
+
 class ViewerEntry(NamedTuple):
     """A viewer-list entry to store: new, or moved earlier (`replaces` is the old time)."""
 
@@ -138,7 +156,7 @@ class ViewLookups(NamedTuple):
         return known, seen, stored
 
 
-def plan_lookups(info: StoryInfo, views: Sequence[StoryViewed]) -> ViewLookups:
+def plan_lookups(info: StoryInfo, views: Sequence[AnyView]) -> ViewLookups:
     """The viewer-index keys a batch of `views` needs fetched (author excluded)."""
     story_id, author_id = info.story_id, info.author_id
     viewer_keys: dict[bytes, str] = {}
@@ -152,7 +170,7 @@ def plan_lookups(info: StoryInfo, views: Sequence[StoryViewed]) -> ViewLookups:
 def apply_views(
     state: ViewState | None,
     info: StoryInfo | None,
-    views: Sequence[StoryViewed],
+    views: Sequence[AnyView],
     known_viewers: Mapping[str, datetime],
     seen_event_ids: AbstractSet[str],
     stored_events: Mapping[str, tuple[str, ...]],
@@ -297,7 +315,7 @@ def view_count(story_id: str, state: ViewState) -> ViewCount:
     return _count(story_id, state)
 
 
-def _story_of(info: StoryInfo | None, views: Sequence[StoryViewed]) -> str:
+def _story_of(info: StoryInfo | None, views: Sequence[AnyView]) -> str:
     if info is not None:
         return info.story_id
     return views[0].story_id if views else ""

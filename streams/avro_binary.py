@@ -73,12 +73,13 @@ def read_varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 # -- writing ----------------------------------------------------------------------------------
-def compile_writer(schema: Any) -> Callable[[Any], bytes]:
-    """A function encoding one value of `schema` (parsed JSON, named types inlined)."""
+def compile_writer(schema: Any, prefix: bytes = b"") -> Callable[[Any], bytes]:
+    """A function encoding one value of `schema` (parsed JSON, named types inlined), its bytes
+    after `prefix` (a wire-format header, say)."""
     write = _writer(schema, {})
 
     def encode(value: Any) -> bytes:
-        parts: Parts = []
+        parts: Parts = [prefix]
         write(value, parts)
         return b"".join(parts)
 

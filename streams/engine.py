@@ -271,7 +271,7 @@ class Engine:
     def _put_route(self, record: type) -> tuple[Callable[[Any], bytes], str, str]:
         """How a record type is published: its encoder, topic (prefixed) and topic name."""
         spec = topic_of_record(record)
-        route = self._codec(record).encode, self.output_prefix + spec.name, spec.name
+        route = self._codec(record).encoder(), self.output_prefix + spec.name, spec.name
         self._put_routes[record] = route
         return route
 

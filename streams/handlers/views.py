@@ -119,7 +119,7 @@ def _unpark(pctx: PartitionContext, story_id: str) -> None:
     deadline, parked = pickle.loads(raw)  # noqa: S301
     store.delete(key)
     PARK_DUE.move(store, story_id, deadline, None)
-    seen = [e for e in parked if isinstance(e, StoryViewed)]
+    seen = [e for e in parked if isinstance(e, (views.View, StoryViewed))]
     reacted = [e for e in parked if isinstance(e, StoryReacted)]
     if seen:
         apply_view_batch(pctx, story_id, seen)
@@ -156,7 +156,7 @@ def _accepting(
     return info
 
 
-def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[StoryViewed]) -> None:
+def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[views.AnyView]) -> None:
     """One story's views of this batch: one state read and write, outputs coalesced."""
     info = _accepting(pctx, story_id, batch, "view")
     if info is None:
@@ -223,10 +223,10 @@ class ViewsHandler:
             store.apply_restored(order_key_of_index_entry(key, new), b"")
 
     def __init__(self, registry: SchemaRegistry) -> None:
-        self._decoder = Decoder(STORY_VIEWED, registry, fast=(StoryViewed, check_view))
+        self._decoder = Decoder(STORY_VIEWED, registry, fast=(views.View.of, check_view))
 
     def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
-        by_story: dict[str, list[StoryViewed]] = defaultdict(list)
+        by_story: dict[str, list[views.AnyView]] = defaultdict(list)
         for _, event in self._decoder.models(pctx, records):
             by_story[event.story_id].append(event)
         for story_id, batch in by_story.items():

@@ -11,7 +11,7 @@ from processors.context import Ctx, Output, Policy, Put
 from processors.messages import StoryLifecycle
 from processors.story_info import Phase, StoryInfo
 from processors.viewer_list import ViewerPage, page_bounds, read_page
-from processors.views import ViewState, apply_views, plan_lookups
+from processors.views import AnyView, ViewState, apply_views, plan_lookups
 from schemas.events import StoryReacted, StoryViewed
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -102,7 +102,7 @@ class ViewsStore:
         self.published: dict[tuple[str, str], object] = {}
         self.outputs: list[Output] = []
 
-    def apply(self, views: Sequence[StoryViewed], context: Ctx | None = None) -> list[Output]:
+    def apply(self, views: Sequence[AnyView], context: Ctx | None = None) -> list[Output]:
         """One batch of this story's views, as the wiring would run it."""
         lookups = plan_lookups(self.info, views)
         found = {key: self.kv.get(key) for key in lookups.viewer_keys}

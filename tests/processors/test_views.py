@@ -6,6 +6,8 @@ from collections.abc import Iterator, Sequence
 
 import datasketches
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.context import Forward, Output, Put, Tombstone
 from processors.messages import StorySeen
@@ -25,7 +27,7 @@ from processors.viewer_list import (
     viewer_of_index_key,
     viewer_order_key,
 )
-from processors.views import ViewState, apply_views, view_count, viewer_tombstones
+from processors.views import View, ViewState, apply_views, view_count, viewer_tombstones
 from schemas.records import StoryViewer, ViewCount
 from tests.processors.factories_views import (
     AUTHOR,
@@ -266,3 +268,27 @@ def test_index_values_hold_the_first_view_and_the_applied_event_ids() -> None:
     # the list key implied by an entry ignores the event ids
     key = viewer_index_key("s", "u")
     assert order_key_of_index_entry(key, value) == viewer_order_key("s", at(7), "u")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["u1", "u2", "u3", AUTHOR]), st.integers(0, 30), st.booleans()),
+        max_size=20,
+    )
+)
+def test_decoded_view_tuples_are_applied_exactly_as_the_models(
+    draws: list[tuple[str, int, bool]],
+) -> None:
+    # given the same views as models and as the tuples the wiring decodes them into
+    models = [viewed(viewer, minute) for viewer, minute, _ in draws]
+    models += [m for m, (_, _, again) in zip(models, draws, strict=True) if again]  # redelivered
+    tuples = [View.of(model.__dict__) for model in models]
+    # when each is applied in two batches, then outputs and stored state are the same
+    as_models, as_tuples = ViewsStore(), ViewsStore()
+    for store, views in ((as_models, models), (as_tuples, tuples)):
+        half = len(views) // 2
+        store.apply(views[:half])
+        store.apply(views[half:])
+    assert as_tuples.outputs == as_models.outputs
+    assert as_tuples.kv == as_models.kv and as_tuples.state == as_models.state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from datetime import UTC, datetime
 
 import pytest
 
@@ -71,3 +72,12 @@ def test_encoding_a_wrong_shape_raises_codec_error(codec: AvroCodec) -> None:
 def test_unknown_record_name() -> None:
     with pytest.raises(CodecError, match="no schema named"):
         AvroCodec("Nope", EmbeddedRegistry(), "x")
+
+
+def test_the_engine_encoder_writes_what_encode_writes() -> None:
+    codec = AvroCodec("StoryViewer", EmbeddedRegistry(), "story-viewers-value")
+    viewer = StoryViewer(
+        story_id="s1", viewer_id="u1", first_viewed_at=datetime(2026, 11, 22, tzinfo=UTC)
+    )
+    assert codec.encoder()(viewer) == codec.encode(viewer)
+    assert codec.decode(codec.encoder()(viewer)) == viewer
