@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import gc
 import io
+import mmap
 import multiprocessing
+import os
 import pickle
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -302,7 +305,47 @@ def publish_stream(
         # Built once before the fork, not in every worker (~0.1 s of CPU each). A remote
         # registry's HTTP client must not cross a fork: then each worker builds its own.
         _lanes(registry_url, story_ttl)
-    return _publish(blocks(stream), work, bootstrap, processes, progress, False)
+    return _publish(_blocks_of(stream), work, bootstrap, processes, progress, False)
+
+
+def _blocks_of(stream: IO[bytes]) -> Iterator[tuple[int, bytes | FileSlice]]:
+    """A regular file's blocks as slices the workers read themselves (the producing process
+    then only finds line ends: sending the bytes took it ~0.3 s of CPU per 57 MB); any
+    other stream's blocks as bytes."""
+    try:
+        regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode) and stream.tell() == 0
+    except (OSError, ValueError):  # no file descriptor (an in-memory stream) or no position
+        regular = False
+    return file_blocks(stream.fileno()) if regular else blocks(stream)
+
+
+@dataclass(frozen=True)
+class FileSlice:
+    """Bytes of an open file, read where the block is encoded (a forked worker shares the
+    descriptor; `os.pread` leaves its position alone)."""
+
+    fd: int
+    offset: int
+    size: int
+
+    def read(self) -> bytes:
+        return os.pread(self.fd, self.size, self.offset)
+
+
+def file_blocks(fd: int, size: int = BLOCK_BYTES) -> Iterator[tuple[int, FileSlice]]:
+    """A regular file's whole lines in slices of about `size` bytes, each with the number of
+    its first line."""
+    if os.fstat(fd).st_size == 0:
+        return  # mmap refuses an empty file
+    with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as view:
+        first, start, total = 1, 0, len(view)
+        while start < total:
+            end = view.rfind(b"\n", start, start + size) + 1
+            if end <= start:  # a line longer than a block
+                end = view.find(b"\n", start + size) + 1 or total
+            yield first, FileSlice(fd, start, end - start)
+            first += view[start:end].count(b"\n")
+            start = end
 
 
 def blocks(stream: IO[bytes], size: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
@@ -329,7 +372,7 @@ def encode_block(block: tuple[int, bytes], story_ttl: timedelta, registry_url: s
 
 
 def encode_block_pickled(
-    block: tuple[int, bytes], story_ttl: timedelta, registry_url: str | None
+    block: tuple[int, bytes | FileSlice], story_ttl: timedelta, registry_url: str | None
 ) -> bytes:
     """`encode_block`, pickled without a memo: the pool's own pickling memoizes every record
     and its bytes (1.1 us a record on this project's machine, 0.2 us without the memo)."""
@@ -341,9 +384,11 @@ def encode_block_pickled(
 
 
 def _encode_block(
-    block: tuple[int, bytes], story_ttl: timedelta, registry_url: str | None
+    block: tuple[int, bytes | FileSlice], story_ttl: timedelta, registry_url: str | None
 ) -> Chunk:
     first, data = block
+    if isinstance(data, FileSlice):
+        data = data.read()
     lines = data.split(b"\n")
     if not lines[-1]:
         lines.pop()

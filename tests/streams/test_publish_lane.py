@@ -6,6 +6,7 @@ import io
 import json
 import pickle
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, Any
 
 from hypothesis import given, settings
@@ -19,6 +20,7 @@ from streams.publish import (
     encode_block,
     encode_block_pickled,
     encode_chunk,
+    file_blocks,
     numbered_lines,
     validate_line,
 )
@@ -194,6 +196,30 @@ def test_blocks_keep_line_numbers_across_block_edges() -> None:
     ]
     assert numbered == [(n, raw.strip()) for n, raw in numbered_lines(io.BytesIO(text))]
     assert numbered[-1] == (200, b"last")
+
+
+def test_file_blocks_are_the_same_lines_with_the_same_numbers(tmp_path: Path) -> None:
+    lines = [f'{{"n": {i}}}' if i % 3 else "" for i in range(1, 200)] + ["x" * 100, "last"]
+    path = tmp_path / "lines.jsonl"
+    path.write_bytes("\n".join(lines).encode())
+    with path.open("rb") as stream:
+        sliced = list(file_blocks(stream.fileno(), size=37))
+        numbered = [
+            (first + i, raw)
+            for first, part in sliced
+            for i, raw in enumerate(part.read().split(b"\n"))
+            if raw.strip()
+        ]
+        assert numbered == [
+            (n, raw.strip()) for n, raw in numbered_lines(io.BytesIO(path.read_bytes()))
+        ]
+        assert all(part.read().endswith(b"\n") for _, part in sliced[:-1])
+        assert encode_block(sliced[0], TTL, None) == encode_block(
+            (1, sliced[0][1].read()), TTL, None
+        )
+    (tmp_path / "empty").write_bytes(b"")
+    with (tmp_path / "empty").open("rb") as stream:
+        assert list(file_blocks(stream.fileno())) == []
 
 
 def test_a_model_the_lane_cannot_read_takes_the_model_path() -> None:
