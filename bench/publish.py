@@ -75,7 +75,7 @@ def raw_produce(bootstrap: str, records: list[tuple[str, bytes, bytes, int]]) ->
         for topic, key, value, timestamp in records:
             while True:
                 try:
-                    producer.produce(topic, value, key, -1, None, timestamp)  # as publish
+                    producer.produce(topic, value, key, -1, None, None, timestamp)  # as publish
                     break
                 except BufferError:
                     producer.poll(0.05)

@@ -233,7 +233,7 @@ class Publisher:
         produce = self._producer.produce
         for topic, key, value, timestamp in records:
             try:
-                produce(topic, value, key, -1, None, timestamp)  # -1: the key's partition
+                produce(topic, value, key, -1, None, None, timestamp)  # -1: the key's partition
             except BufferError:
                 self._queue(topic, key, value, timestamp)
         self.queued += len(records)
@@ -245,7 +245,7 @@ class Publisher:
     def _queue(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, -1, None, timestamp)
+                self._producer.produce(topic, value, key, -1, None, None, timestamp)
                 return
             except BufferError:  # local queue full: serve delivery reports, then retry
                 self._producer.poll(0.05)
