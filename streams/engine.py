@@ -18,13 +18,14 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -190,12 +191,24 @@ class Engine:
         self._forward_encoders: dict[str, Callable[[Any], bytes]] = {}
         self._local_forwards: dict[str, Callable[[PartitionContext, str, Any], None]] = {}
         self._stage_topics: dict[str, str] = {}
+        self._batched_stages: set[str] = set()
+        self._forward_batches: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
 
     # -- configuration ----------------------------------------------------------------------
-    def route_stage(self, stage: str, topic: str, encode: Callable[[Any], bytes]) -> None:
-        """Forwards to `stage` are produced to `topic` with `encode`d values."""
+    def route_stage(
+        self, stage: str, topic: str, encode: Callable[[Any], bytes], batched: bool = False
+    ) -> None:
+        """Forwards to `stage` are produced to `topic` with `encode`d values.
+
+        `batched`: the forwards of a batch to one partition of the stage travel as one record
+        (`encode_forward_batch`), produced when the batch commits: a stage that takes one
+        message per view or per follower then costs one record per partition and batch, not
+        one per message. Only for stages this engine consumes (`internal_messages` unpacks).
+        """
         self._stage_topics[stage] = topic
         self._forward_encoders[stage] = encode
+        if batched:
+            self._batched_stages.add(stage)
 
     def route_local(self, stage: str, apply: Callable[[PartitionContext, str, Any], None]) -> None:
         """Forwards to a stage keyed like the current record are applied in place (same
@@ -254,6 +267,11 @@ class Engine:
                     local(ctx, output.key, output.message)
                     continue
                 encode = self._forward_encoders[output.stage]
+                if output.stage in self._batched_stages:
+                    key = output.key
+                    destination = (self._stage_topics[output.stage], partition_for(key, partitions))
+                    self._forward_batches[destination].append((key, encode(output.message)))
+                    continue
                 # The producer's murmur2 partitioner: the same partition as partition_for.
                 produce(
                     self._stage_topics[output.stage], output.key.encode(), encode(output.message)
@@ -528,6 +546,10 @@ class Engine:
     def _commit(self, contexts: dict[int, PartitionContext], records: list[InRecord]) -> None:
         assert self._producer is not None and self._consumer is not None
         touched = [p for p, c in contexts.items() if c.touched]
+        batches, self._forward_batches = self._forward_batches, defaultdict(list)
+        for (topic, partition), items in batches.items():
+            for chunk in forward_chunks(items):
+                self._produce(topic, b"", encode_forward_batch(chunk), partition)
         for partition in touched:
             self._produce_changelog(partition, self._assigned[partition].store.dirty)
         self._flush_producer()  # in a transaction too: each checkpoint then travels alone
@@ -760,6 +782,33 @@ class Engine:
             " (standby)" if standby else "",
         )
         return last
+
+
+FORWARD_BATCH_BYTES = 256 * 1024  # well below Kafka's default 1 MB record limit
+
+
+def forward_chunks(
+    items: list[tuple[str, bytes]], limit: int = FORWARD_BATCH_BYTES
+) -> Iterator[list[tuple[str, bytes]]]:
+    """`items` in order, cut into runs whose encoded messages stay within `limit` bytes (a
+    message larger than that travels alone)."""
+    chunk: list[tuple[str, bytes]] = []
+    size = 0
+    for item in items:
+        grown = size + len(item[0]) + len(item[1]) + 8  # brackets, quotes and commas
+        if chunk and grown > limit:
+            yield chunk
+            chunk, grown = [], len(item[0]) + len(item[1]) + 8
+        chunk.append(item)
+        size = grown
+    if chunk:
+        yield chunk
+
+
+def encode_forward_batch(items: list[tuple[str, bytes]]) -> bytes:
+    """Forwards to one stage partition as one record: a JSON array of [key, message] pairs
+    (each message already JSON); a single message is a JSON object, so the two never mix up."""
+    return b"[" + b",".join(b"[" + orjson.dumps(key) + b"," + m + b"]" for key, m in items) + b"]"
 
 
 def _last_offsets(records: list[InRecord]) -> dict[tuple[str, int], int]:

@@ -52,7 +52,9 @@ class Metrics:
 
     def __init__(self) -> None:
         self.processed = Counter(
-            "storystream_events_processed_total", "Records processed.", "topic"
+            "storystream_events_processed_total",
+            "Events processed (on stage topics: messages, several to a batched record).",
+            "topic",
         )
         self.outputs = Counter("storystream_outputs_total", "Records published.", "topic")
         self.dead_letters = Counter(

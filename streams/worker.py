@@ -80,8 +80,10 @@ def build_engine(
         if settings.processing_guarantee == "exactly_once"
         else None,
     )
-    for stage in ("story", "media", "author", "tray", "objects"):
-        engine.route_stage(stage, stage_topic(settings, stage), encode_message)
+    for stage in ("story", "media", "author", "tray"):
+        engine.route_stage(stage, stage_topic(settings, stage), encode_message, batched=True)
+    # The media service reads this one, one message per record.
+    engine.route_stage("objects", stage_topic(settings, "objects"), encode_message)
     engine.route_local("lifecycle", apply_lifecycle)
     return engine
 

@@ -139,11 +139,31 @@ class Decoder:
 def internal_messages(
     pctx: PartitionContext, records: Sequence[InRecord]
 ) -> Iterator[tuple[InRecord, Any]]:
+    """The messages of a stage's records; a record holding a batch of forwards (a JSON array,
+    see `Engine.route_stage`) gives each of its messages, as a record keyed like the message.
+    A batch is taken whole or, if any message in it is invalid, dead-lettered whole."""
     for record in records:
         try:
-            yield record, decode_message(record.value)
+            if record.value is not None and record.value[:1] == b"[":
+                messages = _unbatched(record)
+                # "processed" counts messages: the engine counted this record as one
+                pctx.engine.metrics.processed.inc(record.topic, len(messages) - 1)
+                yield from messages
+            else:
+                yield record, decode_message(record.value)
         except CodecError as exc:
             pctx.dead_letter(record, str(exc))
+
+
+def _unbatched(record: InRecord) -> list[tuple[InRecord, Any]]:
+    try:
+        items = orjson.loads(record.value)  # type: ignore[arg-type]  # not None: checked
+        return [
+            (record._replace(key=key.encode(), value=None), _MESSAGES.validate_python(message))
+            for key, message in items
+        ]
+    except (ValidationError, ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError too
+        raise CodecError(f"invalid batch of internal messages: {exc}") from exc
 
 
 class Table(Generic[T]):

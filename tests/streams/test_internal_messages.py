@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import get_args
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from processors.messages import (
     AwaitMedia,
@@ -21,7 +24,14 @@ from processors.messages import (
 )
 from schemas.events import Rendition
 from streams.codecs import CodecError
-from streams.handlers.common import InternalMessage, decode_message, encode_message
+from streams.engine import InRecord, encode_forward_batch, forward_chunks
+from streams.handlers.common import (
+    InternalMessage,
+    decode_message,
+    encode_message,
+    internal_messages,
+)
+from streams.metrics import Metrics
 
 AT = datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=UTC)
 LATER = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -67,3 +77,67 @@ def test_a_garbled_message_is_a_codec_error() -> None:
 def test_every_internal_message_type_is_exercised() -> None:
     union = get_args(InternalMessage)[0]
     assert {type(message) for message in MESSAGES} == set(get_args(union))
+
+
+class _Dead:
+    """The part of a PartitionContext `internal_messages` uses: dead letters, metrics."""
+
+    def __init__(self) -> None:
+        self.letters: list[tuple[InRecord, str]] = []
+        self.engine = SimpleNamespace(metrics=Metrics())
+
+    def dead_letter(self, record: InRecord, reason: str) -> None:
+        self.letters.append((record, reason))
+
+
+def _record(value: bytes, offset: int = 7) -> InRecord:
+    return InRecord("app-stage-tray", 3, offset, b"", value, 1_700_000_000_000)
+
+
+def test_a_batch_of_forwards_gives_each_message_keyed_as_sent_in_order() -> None:
+    items = [(f"key-{i}", m) for i, m in enumerate(MESSAGES)]
+    batch = encode_forward_batch([(key, encode_message(m)) for key, m in items])
+    single = _record(encode_message(MESSAGES[0]), offset=8)
+    single = single._replace(key=b"solo")
+    dead = _Dead()
+    decoded = list(internal_messages(dead, [_record(batch), single]))  # type: ignore[arg-type]
+    assert [(r.key, m) for r, m in decoded] == [
+        *((key.encode(), m) for key, m in items),
+        (b"solo", MESSAGES[0]),
+    ]
+    assert all(
+        (r.topic, r.partition, r.offset) == ("app-stage-tray", 3, 7) for r, _ in decoded[:-1]
+    )
+    assert dead.letters == []
+    # the engine counts a record as one message; the batch's others are added
+    assert dead.engine.metrics.processed.value("app-stage-tray") == len(items) - 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"[",  # not JSON
+        b'[["k"]]',  # not a pair
+        b'[[1, {"kind": "story_seen"}]]',  # not a string key
+        b'[["k", {"kind": "story_seen", "user_id": "u"}]]',  # an invalid message
+    ],
+)
+def test_a_batch_with_anything_wrong_is_dead_lettered_whole(value: bytes) -> None:
+    good = encode_forward_batch([("u", encode_message(MESSAGES[6]))])
+    mixed = good[:-1] + b"," + value[1:]  # the good message, then the bad part
+    dead = _Dead()
+    assert list(internal_messages(dead, [_record(mixed)])) == []  # type: ignore[arg-type]
+    assert len(dead.letters) == 1 and "invalid batch of internal messages" in dead.letters[0][1]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.text("abc", min_size=1, max_size=5), st.binary(max_size=60))))
+def test_forward_batches_keep_every_message_in_order_within_the_size_limit(
+    items: list[tuple[str, bytes]],
+) -> None:
+    chunks = list(forward_chunks(items, limit=100))
+    assert [item for chunk in chunks for item in chunk] == items
+    assert all(chunks)
+    for chunk in chunks:
+        if len(chunk) > 1:  # a message over the limit may travel alone
+            assert len(encode_forward_batch([(k, b"0" * len(m)) for k, m in chunk])) <= 100
