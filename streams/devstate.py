@@ -9,7 +9,6 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from infra.s3 import CREDENTIALS
 from streams.settings import Settings
 
 FILE_NAME = "dev.json"
@@ -41,6 +40,8 @@ def _alive(pid: int) -> bool:
 def _embedded_keys(state: dict[str, Any]) -> tuple[str, str] | None:
     """The keys of dev's embedded object store; None when dev used an external one."""
     if "s3_credentials" not in state:  # written before dev recorded them: only embedded then
+        from infra.s3 import CREDENTIALS  # here: its HTTP imports cost every command ~70 ms
+
         return CREDENTIALS
     keys = state["s3_credentials"]
     if isinstance(keys, list) and len(keys) == 2:
