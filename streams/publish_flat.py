@@ -16,7 +16,6 @@ goes on to the other lane and then to the models. The hypothesis property of
 
 from __future__ import annotations
 
-import hashlib
 import re
 import types
 import typing
@@ -28,7 +27,7 @@ import msgspec
 from pydantic import AwareDatetime, BaseModel
 
 from schemas.avro import current_schemas
-from schemas.events import EVENT_TYPES, Event, StoryPosted
+from schemas.events import EVENT_TYPES, Event, StoryPosted, derive_event_id
 from schemas.types import check_reaction, to_utc_millis
 from streams.avro_binary import compile_writer, varint
 from streams.codecs import AvroCodec
@@ -132,7 +131,7 @@ class FlatLane:
         self._source.env.update(
             varint=varint,
             L=_LENGTHS,
-            blake2b=hashlib.blake2b,
+            derive_event_id=derive_event_id,
             LOW=_LOW_TIME_BYTES,
             HIGH=_HIGH_TIME_BYTES,
             high=_high_time_bytes,
@@ -213,7 +212,7 @@ class FlatLane:
             pad = "    "
             if field_name == "event_id":  # derived: 32 hex digits, no check needed
                 lines += [
-                    "    if x is None: b = blake2b(line, digest_size=16).hexdigest().encode()",
+                    "    if x is None: b = derive_event_id(line).encode()",
                     "    else:",
                 ]
                 pad = "        "
