@@ -50,10 +50,10 @@ class AvroCodec:
         self._reader = fastavro.parse_schema(current_schemas()[record], _force=True)
         # Compiled once: encoding takes a model's attributes (nested models too) or a dict, and
         # records written with the current schema decode without fastavro's schema walk.
-        self._write = compile_writer(current_schemas()[record])
         self._read = compile_reader(current_schemas()[record])
         self._schema_id: int | None = None
         self._header: bytes | None = None
+        self._encode: Callable[[Any], bytes] | None = None  # compiled with the header
         self._models = _MODELS.get(record, {})
 
     @property
@@ -67,14 +67,16 @@ class AvroCodec:
         """Encode a model of this record type, or an Avro-shaped dict (fields by name; times as
         aware datetimes or milliseconds)."""
         try:
-            return self.header + self._write(model)
+            return (self._encode or self.encoder())(model)
         except (ValueError, TypeError, KeyError, AttributeError, struct.error) as exc:
             raise CodecError(f"{self.record}: cannot encode: {exc!r}") from exc
 
     def encoder(self) -> Callable[[Any], bytes]:
-        """`encode` for the engine's own outputs, with the header compiled in and no error
-        wrapping (an error there is a bug, reported as such): one call less per record."""
-        return compile_writer(current_schemas()[self.record], self.header)
+        """`encode` for the engine's own outputs, without the error wrapping (an error there
+        is a bug, reported as such): the writer with the wire header compiled in."""
+        if self._encode is None:
+            self._encode = compile_writer(current_schemas()[self.record], self.header)
+        return self._encode
 
     @property
     def header(self) -> bytes:

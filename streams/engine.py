@@ -249,7 +249,7 @@ class Engine:
         """Produce (or apply in place) a handler's outputs; counted once per call and topic."""
         ctx.touched = True
         counts: dict[str, int] = defaultdict(int)
-        routes, produce = self._put_routes, self._produce
+        routes, produce, output_partition = self._put_routes, self._produce, self._output_partition
         partitions = self.partitions
         for output in outputs:
             if isinstance(output, Put):
@@ -258,8 +258,7 @@ class Engine:
                     route = self._put_route(type(output.value))
                 encode, topic, name = route
                 key = output.key
-                story = key.split("/", 1)[0]  # "{story}/{viewer}" keys live with their story
-                produce(topic, key.encode(), encode(output.value), partition_for(story, partitions))
+                produce(topic, key.encode(), encode(output.value), output_partition(key))
                 counts[name] += 1
             elif isinstance(output, Forward):
                 local = self._local_forwards.get(output.stage)
@@ -279,7 +278,7 @@ class Engine:
             elif isinstance(output, Tombstone):
                 spec = topic_of_record(output.record)
                 topic = self.output_prefix + spec.name
-                produce(topic, output.key.encode(), None, self._output_partition(output.key))
+                produce(topic, output.key.encode(), None, output_partition(output.key))
                 counts[spec.name] += 1
             else:
                 raise TypeError(f"not an output: {output!r}")
