@@ -171,9 +171,7 @@ def _record_writer(schema: dict[str, Any], named: dict[str, FieldWriter]) -> Fie
         else:
             lines.append(f"    x = d[{name!r}]")
         lines += _inline_writer(field["type"], named, env, f"F{i}", "    ")
-    namespace = dict(env)
-    exec(compile("\n".join(lines), f"<avro writer {schema['name']}>", "exec"), namespace)  # noqa: S102
-    compiled.append(namespace["write"])
+    compiled.append(_generated("write", lines, env, f"<avro writer {schema['name']}>"))
     return compiled[0]
 
 
@@ -181,13 +179,9 @@ def _inline_writer(
     schema: Any, named: dict[str, FieldWriter], env: dict[str, Any], slot: str, pad: str
 ) -> list[str]:
     """Source lines writing the value `x` of `schema` (a call for anything but primitives)."""
-    kind = schema if isinstance(schema, str) else None
-    if isinstance(schema, dict) and isinstance(schema["type"], str):
-        kind = schema["type"]
-        if kind == "long" and schema.get("logicalType") == "timestamp-millis":
-            return [f"{pad}add(varint(x if type(x) is int else millis(x)))"]
-        if kind not in ("string", "long", "int", "enum"):
-            kind = None
+    kind = _inline_kind(schema)
+    if kind == "timestamp":
+        return [f"{pad}add(varint(x if type(x) is int else millis(x)))"]
     if kind == "string":
         return [
             f"{pad}b = x.encode()",
@@ -344,9 +338,7 @@ def _record_reader(schema: dict[str, Any], named: dict[str, FieldReader]) -> Fie
         lines += _inline_reader(field["type"], named, env, f"x{i}", f"F{i}", "    ")
         names.append(f"{field['name']!r}: x{i}")
     lines.append(f"    return {{{', '.join(names)}}}, pos")
-    namespace = dict(env)
-    exec(compile("\n".join(lines), f"<avro reader {schema['name']}>", "exec"), namespace)  # noqa: S102
-    compiled.append(namespace["read"])
+    compiled.append(_generated("read", lines, env, f"<avro reader {schema['name']}>"))
     return compiled[0]
 
 
@@ -354,13 +346,9 @@ def _inline_reader(
     schema: Any, named: dict[str, FieldReader], env: dict[str, Any], var: str, slot: str, pad: str
 ) -> list[str]:
     """Source lines reading a value of `schema` at `pos` into `var` (and advancing `pos`)."""
-    kind = schema if isinstance(schema, str) else None
-    if isinstance(schema, dict) and isinstance(schema["type"], str):
-        kind = schema["type"]
-        if kind == "long" and schema.get("logicalType") == "timestamp-millis":
-            return [f"{pad}{var}, pos = RV(data, pos)", f"{pad}{var} = FM({var})"]
-        if kind not in ("string", "long", "int", "enum"):
-            kind = None
+    kind = _inline_kind(schema)
+    if kind == "timestamp":
+        return [f"{pad}{var}, pos = RV(data, pos)", f"{pad}{var} = FM({var})"]
     if kind == "string":  # a length below 64 is one even byte
         return [
             f"{pad}b = data[pos]",
@@ -449,6 +437,26 @@ def _block_reader(item: FieldReader, pairs: bool) -> FieldReader:
                     out.append(entry)
 
     return read
+
+
+def _inline_kind(schema: Any) -> str | None:
+    """What a generated record function writes or reads inline: "timestamp" (millis),
+    "string", "long", "int" or "enum"; None for anything it calls a function for."""
+    if isinstance(schema, str):
+        return schema if schema in ("string", "long", "int") else None
+    if isinstance(schema, dict) and isinstance(schema["type"], str):
+        kind: str = schema["type"]
+        if kind == "long" and schema.get("logicalType") == "timestamp-millis":
+            return "timestamp"
+        return kind if kind in ("string", "long", "int", "enum") else None
+    return None
+
+
+def _generated(name: str, lines: list[str], env: dict[str, Any], label: str) -> Any:
+    """The function `name` that the source `lines` define, with `env` as its globals."""
+    namespace = dict(env)
+    exec(compile("\n".join(lines), label, "exec"), namespace)  # noqa: S102
+    return namespace[name]
 
 
 def _fullname(schema: Mapping[str, Any]) -> str:
