@@ -1,0 +1,180 @@
+"""CPU a view of the engine's views path, without a broker: where `bench.views` spends its time.
+
+    python -m bench.views_engine [--views 200000 --stories 5000] [--profile]
+
+The same generated input as `bench.views`, Avro-encoded as `publish` does it, is handed to the
+real engine (`build_engine`: handlers, RocksDB stores, changelog, outputs, forwards) as the
+consumer would hand it: batches of up to 20,000 records of one partition. Each batch is
+committed through the engine's own `_commit`, with a producer that counts what it is given
+instead of sending it (so the figure leaves out librdkafka's cost of a produce call: about
+1-2 us, two to three records a view). Times are this thread's CPU (`time.thread_time`).
+
+Baseline, in the same run: the ceiling loop of `bench.views` (decode each record with fastavro
+and count it in a dict), over the same records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import tempfile
+import time
+from collections import defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from bench.views import encode, generate
+from streams.engine import Engine, InRecord, _Assigned
+from streams.partitioning import partition_for
+from streams.settings import Settings
+from streams.store import PartitionStore
+from streams.topics import STORY_VIEWED
+from streams.worker import build_engine
+
+PARTITIONS = 4
+BATCH = 20_000
+
+
+class CountingProducer:
+    """Stands in for confluent-kafka's Producer: counts records per topic, delivers at once."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, int] = defaultdict(int)
+        self._offsets: dict[tuple[str, int], int] = defaultdict(int)
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int = -1,
+        on_delivery: Any = None,
+        **_: Any,
+    ) -> None:
+        self.records[topic] += 1
+        if on_delivery is not None and partition >= 0:
+            offset = self._offsets[topic, partition]
+            self._offsets[topic, partition] += 1
+            on_delivery(None, _Delivered(topic, partition, offset))
+
+    def flush(self, timeout: float = 0) -> int:
+        return 0
+
+    def poll(self, timeout: float = 0) -> int:
+        return 0
+
+
+class _Delivered:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._where = (topic, partition, offset)
+
+    def topic(self) -> str:
+        return self._where[0]
+
+    def partition(self) -> int:
+        return self._where[1]
+
+    def offset(self) -> int:
+        return self._where[2]
+
+
+class _NoCommits:
+    def commit(self, **_: Any) -> None:
+        pass
+
+
+def as_records(encoded: list[tuple[str, bytes, bytes, int]]) -> list[InRecord]:
+    """The encoded events as consumed records, numbered per topic partition."""
+    offsets: dict[tuple[str, int], int] = defaultdict(int)
+    records = []
+    for topic, key, value, timestamp in encoded:
+        partition = partition_for(key.decode(), PARTITIONS)
+        offset = offsets[topic, partition]
+        offsets[topic, partition] += 1
+        records.append(InRecord(topic, partition, offset, key, value, timestamp))
+    return records
+
+
+def engine_over(state_dir: Path) -> tuple[Engine, CountingProducer]:
+    # no broker is contacted: the engine never runs its consumer loop here
+    settings = Settings(
+        partitions=PARTITIONS, data_dir=state_dir, app_id="bench", broker="unused:9092"
+    )
+    engine = build_engine(settings, lambda: datetime.now(UTC), "bench", state_dir=state_dir)
+    producer = CountingProducer()
+    engine._producer = engine._checkpointer = producer  # type: ignore[assignment]
+    engine._consumer = _NoCommits()  # type: ignore[assignment]
+    for partition in range(PARTITIONS):
+        engine._assigned[partition] = _Assigned(PartitionStore(state_dir / f"p{partition}"))
+    return engine, producer
+
+
+def feed(engine: Engine, records: list[InRecord]) -> None:
+    """Batches as the consumer gives them when a partition has a backlog: up to BATCH records
+    of one partition (a fetch returns about a megabyte per partition), partitions in turn."""
+    by_partition: dict[int, list[InRecord]] = defaultdict(list)
+    for record in records:
+        by_partition[record.partition].append(record)
+    for start in range(0, max(len(r) for r in by_partition.values()), BATCH):
+        for partition in sorted(by_partition):
+            batch = by_partition[partition][start : start + BATCH]
+            if batch:
+                contexts = engine._process(batch)
+                engine._commit(contexts, batch)
+
+
+def ceiling(records: list[InRecord]) -> float:
+    """CPU seconds of the ceiling loop: fastavro decode and a count per story in a dict."""
+    schema = fastavro.parse_schema(
+        fastavro.schema.load_schema(str(Path("schemas") / f"{STORY_VIEWED.record}.avsc"))
+    )
+    started = time.thread_time()
+    counts: dict[str, int] = defaultdict(int)
+    for record in records:
+        value = fastavro.schemaless_reader(io.BytesIO(record.value[5:]), schema, None)
+        counts[value["story_id"]] += 1
+    return time.thread_time() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--views", type=int, default=200_000)
+    parser.add_argument("--stories", type=int, default=5_000)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--profile", action="store_true", help="cProfile the views")
+    args = parser.parse_args()
+
+    posts, views = generate(args.stories, args.views, args.users)
+    post_records = as_records(encode(posts))
+    view_records = as_records(encode(views))
+    with tempfile.TemporaryDirectory(prefix="bench-views-engine-") as tmp:
+        engine, producer = engine_over(Path(tmp))
+        feed(engine, post_records)
+        producer.records.clear()
+        profiler = cProfile.Profile() if args.profile else None
+        started = time.thread_time()
+        if profiler is not None:
+            profiler.runcall(feed, engine, view_records)
+        else:
+            feed(engine, view_records)
+        seconds = time.thread_time() - started
+        for assigned in engine._assigned.values():
+            assigned.store.close()
+    base = ceiling(view_records)
+    print(f"{len(view_records):,} views of {args.stories:,} stories, CPU of this thread:")
+    print(f"  engine views path   {seconds / len(view_records) * 1e6:7.1f} us a view")
+    print(f"  ceiling loop        {base / len(view_records) * 1e6:7.1f} us a view  (baseline)")
+    print(f"  ratio               {seconds / base:7.2f}x the ceiling loop's CPU")
+    print(f"  records produced    {dict(producer.records)}")
+    if profiler is not None:
+        stats = pstats.Stats(profiler)
+        stats.strip_dirs().sort_stats("tottime").print_stats(40)
+
+
+if __name__ == "__main__":
+    main()
