@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import fastavro
 from pydantic import BaseModel, ValidationError
@@ -17,6 +17,7 @@ from streams.avro_binary import compile_reader, compile_writer
 from streams.registry import SchemaRegistry
 
 MAGIC = 0
+T = TypeVar("T")
 _HEADER = struct.Struct(">bI")
 
 
@@ -113,6 +114,29 @@ class AvroCodec:
             raise CodecError(f"{self.record}: {len(data) - end} trailing bytes")
         result: dict[str, Any] = value
         return result
+
+    def decoder(self, into: type[T]) -> Callable[[bytes | None], T]:
+        """`decode_dict` into a NamedTuple of some of the record's fields (see
+        `compile_reader`): for the hot paths, a record of the current schema is read straight
+        into the tuple; one of an older schema goes through `decode_dict`."""
+        read = compile_reader(current_schemas()[self.record], into)
+        header, start = self.header, _HEADER.size
+        fields: tuple[str, ...] = into._fields  # type: ignore[attr-defined]
+        record = self.record
+
+        def decode(data: bytes | None) -> T:
+            if data is not None and data.startswith(header):
+                try:
+                    value, end = read(data, start)
+                except Exception as exc:  # EOFError, ValueError, UnicodeDecodeError...
+                    raise CodecError(f"{record}: undecodable Avro: {exc!r}") from exc
+                if end != len(data):
+                    raise CodecError(f"{record}: {len(data) - end} trailing bytes")
+                return value  # type: ignore[no-any-return]
+            resolved = self.decode_dict(data)
+            return tuple.__new__(into, [resolved[f] for f in fields])  # type: ignore[type-var]
+
+        return decode
 
     def to_model(self, value: dict[str, Any]) -> BaseModel:
         """Validate an Avro dict into its pydantic model (events are re-validated)."""

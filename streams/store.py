@@ -30,7 +30,8 @@ class PartitionStore:
         self._db = Rdict(str(path), options)
         self._pending: dict[bytes, bytes | None] = {}
         self._groups: dict[bytes, set[bytes]] = {}  # pending keys by their group prefix
-        self._ungrouped: list[bytes] = []  # pending keys not in _groups yet (see scan)
+        self._ungrouped: list[bytes] = []  # pending keys not sorted out yet (see scan)
+        self._unfiled: dict[int, list[bytes]] = {}  # the rest by first byte, not in _groups yet
         self._decoded: dict[bytes, tuple[Callable[[bytes], Any], Any]] = {}
 
     # -- reads ------------------------------------------------------------------------------
@@ -70,7 +71,7 @@ class PartitionStore:
         """Keys with `prefix` from `start` (inclusive) in key order, buffered writes included."""
         begin = start if start is not None and start > prefix else prefix
         if prefix[-1:] in (b"\x00", b"\x01") and _group(prefix) == prefix:
-            self._group_pending()
+            self._group_pending(prefix[0])
             candidates: Iterable[bytes] = self._groups.get(prefix, ())
         else:
             candidates = list(self._pending)
@@ -90,13 +91,22 @@ class PartitionStore:
             yield key, it.value()
             it.next()
 
-    def _group_pending(self) -> None:
-        """File the keys written since the last scan under their groups (done lazily: scans
-        are rare, writes are the hot path)."""
+    def _group_pending(self, first: int) -> None:
+        """File the keys written since the last scan whose first byte is `first` under their
+        groups (done lazily: scans are rare, writes are the hot path; a key family that is not
+        scanned, like the viewer keys while due indexes are, is never filed)."""
+        unfiled = self._unfiled
+        if self._ungrouped:
+            for key in self._ungrouped:
+                bucket = unfiled.get(key[0])
+                if bucket is None:
+                    unfiled[key[0]] = [key]
+                else:
+                    bucket.append(key)
+            self._ungrouped = []
         groups = self._groups
-        for key in self._ungrouped:
+        for key in unfiled.pop(first, ()):
             groups.setdefault(_group(key), set()).add(key)
-        self._ungrouped = []
 
     # -- writes -----------------------------------------------------------------------------
     def put(self, key: bytes, value: bytes) -> None:
@@ -131,12 +141,14 @@ class PartitionStore:
         self._pending = {}
         self._groups = {}
         self._ungrouped = []
+        self._unfiled = {}
 
     def discard(self) -> None:
         """Drop the buffered writes (a flush that failed will be redone from the inputs)."""
         self._pending = {}
         self._groups = {}
         self._ungrouped = []
+        self._unfiled = {}
         self._decoded = {}
 
     def apply_restored(self, key: bytes, value: bytes | None) -> None:

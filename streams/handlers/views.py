@@ -72,18 +72,15 @@ _IDENTIFIER_BODY = IDENTIFIER_PATTERN.removeprefix("^").removesuffix("$")
 _THREE_IDENTIFIERS = re.compile("/".join([_IDENTIFIER_BODY] * 3))  # "/" is not in one
 
 
-def check_view(value: dict[str, Any]) -> str | None:
-    """The contract's rules for a decoded StoryViewed (the schema already fixed the types)."""
-    ids = f"{value['story_id']}/{value['viewer_id']}/{value['event_id']}"
-    if not _THREE_IDENTIFIERS.fullmatch(ids):  # one match for the three; then which one
-        for field in ("story_id", "viewer_id", "event_id"):
-            if not _IDENTIFIER.fullmatch(value[field]):
-                return f"{field}: must be 1-64 characters of [A-Za-z0-9_-]"
-    if value["type"] != "story_viewed":
-        return f"type: {value['type']!r} is not story_viewed"
-    viewed_at = value["viewed_at"]
-    if viewed_at.utcoffset() != timedelta(0) or viewed_at.microsecond % 1000:
-        return "viewed_at: must be UTC at millisecond precision"
+def check_view(view: views.View) -> str | None:
+    """The contract's rules for a decoded view (the schema fixed the types, its enum the type,
+    and a `timestamp-millis` is read as a UTC time at millisecond precision)."""
+    ids = f"{view.story_id}/{view.viewer_id}/{view.event_id}"
+    if _THREE_IDENTIFIERS.fullmatch(ids):  # one match for the three; then which one
+        return None
+    for field in ("story_id", "viewer_id", "event_id"):
+        if not _IDENTIFIER.fullmatch(getattr(view, field)):
+            return f"{field}: must be 1-64 characters of [A-Za-z0-9_-]"
     return None
 
 
@@ -223,12 +220,12 @@ class ViewsHandler:
             store.apply_restored(order_key_of_index_entry(key, new), b"")
 
     def __init__(self, registry: SchemaRegistry) -> None:
-        self._decoder = Decoder(STORY_VIEWED, registry, fast=(views.View.of, check_view))
+        self._decoder = Decoder(STORY_VIEWED, registry, fast=(views.View, check_view))
 
     def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
         by_story: dict[str, list[views.AnyView]] = defaultdict(list)
-        for _, event in self._decoder.models(pctx, records):
-            by_story[event.story_id].append(event)
+        for view in self._decoder.values(pctx, records):
+            by_story[view.story_id].append(view)
         for story_id, batch in by_story.items():
             apply_view_batch(pctx, story_id, batch)
 
