@@ -5,7 +5,7 @@ disturbs it less than wall time).
 
 Prints, for the bench.publish mix of lines: the general (orjson) lane alone, the flat
 (msgspec) lane alone, and a worker's whole job per block (split, lanes, result pickled as the
-pool sends it), with the garbage collector as publish sets it.
+worker sends it), with the garbage collector as publish sets it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import tempfile
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 
 from bench.publish import generate
@@ -51,7 +50,7 @@ def main() -> None:
 
     def worker() -> None:
         for block in block_list:
-            ForkingPickler.dumps(encode_block_pickled(block, TTL, None))
+            encode_block_pickled(block, TTL, None)  # the bytes a worker sends back
 
     worker()  # warm the time caches
     figures = {

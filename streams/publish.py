@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import io
 import mmap
-import multiprocessing
 import os
 import pickle
 import stat
@@ -31,6 +30,7 @@ from streams.codecs import AvroCodec
 from streams.kafka import producer_config
 from streams.publish_flat import FlatLane
 from streams.publish_lane import PublishLane
+from streams.publish_pool import OrderedPool
 from streams.registry import make_registry
 from streams.topics import route
 
@@ -300,23 +300,27 @@ def publish_stream(
 ) -> PublishSummary:
     """`publish_lines` over a byte stream read in blocks: the main process, which produces,
     never handles single lines; the workers split, number, validate and encode them."""
-    work = partial(encode_block_pickled, story_ttl=story_ttl, registry_url=registry_url)
+    work = partial(_encode_block, story_ttl=story_ttl, registry_url=registry_url)
     if registry_url is None:
         # Built once before the fork, not in every worker (~0.1 s of CPU each). A remote
         # registry's HTTP client must not cross a fork: then each worker builds its own.
         _lanes(registry_url, story_ttl)
-    return _publish(_blocks_of(stream), work, bootstrap, processes, progress, False)
+    if _sliceable(stream):
+        # A worker takes its next slice while its last result waits to be read (a slice
+        # always fits the task pipe; a block of bytes might not).
+        slices = file_blocks(stream.fileno())
+        return _publish(slices, work, bootstrap, processes, progress, False, ahead=2)
+    return _publish(blocks(stream), work, bootstrap, processes, progress, False)
 
 
-def _blocks_of(stream: IO[bytes]) -> Iterator[tuple[int, bytes | FileSlice]]:
-    """A regular file's blocks as slices the workers read themselves (the producing process
-    then only finds line ends: sending the bytes took it ~0.3 s of CPU per 57 MB); any
-    other stream's blocks as bytes."""
+def _sliceable(stream: IO[bytes]) -> bool:
+    """Whether a stream is a regular file read from its start: its blocks then go to the
+    workers as slices they read themselves (the producing process only finds line ends:
+    sending the bytes took it ~0.3 s of CPU per 57 MB); any other stream's as bytes."""
     try:
-        regular = stat.S_ISREG(os.fstat(stream.fileno()).st_mode) and stream.tell() == 0
+        return stat.S_ISREG(os.fstat(stream.fileno()).st_mode) and stream.tell() == 0
     except (OSError, ValueError):  # no file descriptor (an in-memory stream) or no position
-        regular = False
-    return file_blocks(stream.fileno()) if regular else blocks(stream)
+        return False
 
 
 @dataclass(frozen=True)
@@ -374,12 +378,17 @@ def encode_block(block: tuple[int, bytes], story_ttl: timedelta, registry_url: s
 def encode_block_pickled(
     block: tuple[int, bytes | FileSlice], story_ttl: timedelta, registry_url: str | None
 ) -> bytes:
-    """`encode_block`, pickled without a memo: the pool's own pickling memoizes every record
+    """`encode_block`, pickled without a memo: a default pickle memoizes every record
     and its bytes (1.1 us a record on this project's machine, 0.2 us without the memo)."""
+    return _pickled(partial(_encode_block, story_ttl=story_ttl, registry_url=registry_url), block)
+
+
+def _pickled(work: Callable[[Any], Chunk], task: Any) -> bytes:
+    """`work(task)` pickled without a memo (a worker's result)."""
     buffer = io.BytesIO()
     pickler = pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL)
     pickler.fast = True  # no memo: the records hold no cycles and few repeated objects
-    pickler.dump(_encode_block(block, story_ttl, registry_url))
+    pickler.dump(work(task))
     return buffer.getvalue()
 
 
@@ -398,11 +407,12 @@ def _encode_block(
 
 def _publish(
     chunks: Iterator[Any],
-    work: Callable[[Any], Chunk | bytes],
+    work: Callable[[Any], Chunk],
     bootstrap: str,
     processes: int,
     progress: Progress | None,
     stop_on_invalid: bool,
+    ahead: int = 1,
 ) -> PublishSummary:
     summary = PublishSummary()
     # Every record is a few new objects: with the collector's usual thresholds its full
@@ -412,10 +422,10 @@ def _publish(
     gc.freeze()
     thresholds = gc.get_threshold()
     gc.set_threshold(100_000, 50, 1000)
-    pool = multiprocessing.get_context("fork").Pool(processes) if processes > 1 else None
+    pool = OrderedPool(partial(_pickled, work), processes) if processes > 1 else None
     publisher = Publisher(bootstrap, **BULK_PRODUCER)  # after the fork: its threads don't fork
     try:
-        results = pool.imap(work, chunks, chunksize=1) if pool else map(work, chunks)
+        results = pool.imap(chunks, ahead) if pool else map(work, chunks)
         for result in results:
             encoded: Chunk = pickle.loads(result) if isinstance(result, bytes) else result
             records, invalid = encoded
@@ -427,7 +437,7 @@ def _publish(
                 progress.update(publisher.queued)
     finally:
         if pool:
-            pool.terminate()
+            pool.close()
         remaining = publisher.flush()
         gc.set_threshold(*thresholds)
         gc.unfreeze()
