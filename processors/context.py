@@ -7,9 +7,12 @@ as tuples, two outputs of different kinds with equal fields are equal.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
+
+from pydantic import BaseModel
 
 from schemas.records import Record
 from schemas.types import DEFAULT_STORY_TTL
@@ -62,4 +65,41 @@ class Forward(NamedTuple):
     message: Any
 
 
-Output = Put | Tombstone | Forward
+class PutMany(NamedTuple):
+    """Publish many records of one type, each `(key, fields)`, all keyed within the partition of
+    `partition_key` (a story's keys). The fields are the record's, valid as they are: a hot
+    path builds them without a model. `expand` gives the equivalent `Put`s."""
+
+    record: type[Record]
+    partition_key: str
+    items: list[tuple[str, dict[str, Any]]]
+
+
+class ForwardMany(NamedTuple):
+    """Send many internal messages of one type to a stage, each `(key, fields)` (fields as in
+    `PutMany`). `expand` gives the equivalent `Forward`s."""
+
+    stage: str
+    message: type[BaseModel]
+    items: list[tuple[str, dict[str, Any]]]
+
+
+Output = Put | Tombstone | Forward | PutMany | ForwardMany
+
+
+def expand(outputs: Iterable[Output]) -> list[Put | Tombstone | Forward]:
+    """The outputs with each `PutMany` and `ForwardMany` as single outputs, their fields
+    validated into models (strictly: a field that would need converting is an error)."""
+    out: list[Put | Tombstone | Forward] = []
+    for output in outputs:
+        if isinstance(output, PutMany):
+            out += [Put(k, output.record.model_validate(f, strict=True)) for k, f in output.items]
+        elif isinstance(output, ForwardMany):
+            message = output.message
+            out += [
+                Forward(output.stage, k, message.model_validate(f, strict=True))
+                for k, f in output.items
+            ]
+        else:
+            out.append(output)
+    return out

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple, TypeVar
 import datasketches
 from pydantic import BaseModel
 
-from processors.context import Ctx, Forward, Output, Put, Tombstone
+from processors.context import Ctx, ForwardMany, Output, Put, PutMany, Tombstone
 from processors.messages import StorySeen
 from processors.story_info import StoryInfo
 from processors.viewer_list import (
@@ -185,7 +185,8 @@ def apply_views(
     earliest view of a viewer wins (an earlier one arriving late moves the viewer up the
     list). The HLL is deserialized, updated with the new viewers and serialized once.
     Outputs, coalesced per key: a `StoryViewer` and a `StorySeen` to the viewer's tray per new
-    viewer, a `StoryViewer` per moved viewer, one `ViewCount`. A duplicate re-publishes
+    viewer, a `StoryViewer` per moved viewer (together as one `PutMany` and one `ForwardMany`),
+    one `ViewCount`. A duplicate re-publishes
     the current values for its viewer and the count (idempotent on compacted topics), so a
     crash between storing and producing loses nothing.
     """
@@ -218,22 +219,28 @@ def apply_views(
     if not applied and not repeated:
         return ViewsResult(story_id, state, False, (), (), skipped)
 
-    outputs: list[Output] = []
     entries: list[ViewerEntry] = []
     new_viewers: list[str] = []
+    listed: list[tuple[str, dict[str, Any]]] = []  # StoryViewer records
+    seen: list[tuple[str, dict[str, Any]]] = []  # StorySeen messages to the trays
     for viewer_id, at in firsts.items():
         replaces = known_viewers.get(viewer_id)
         entries.append(ViewerEntry(viewer_id, at, replaces))
-        outputs.append(Put(f"{story_id}/{viewer_id}", _viewer(story_id, viewer_id, at)))
+        listed.append((f"{story_id}/{viewer_id}", _viewer(story_id, viewer_id, at)))
         if replaces is None:
             new_viewers.append(viewer_id)
-            outputs.append(Forward("tray", viewer_id, _seen(viewer_id, story_id, at)))
+            seen.append((viewer_id, _seen(viewer_id, story_id, at)))
     for viewer_id in dict.fromkeys(repeated):
         known = known_viewers.get(viewer_id)
         if viewer_id in firsts or known is None:
             continue  # already published above, or its first view is still in this batch
-        outputs.append(Put(f"{story_id}/{viewer_id}", _viewer(story_id, viewer_id, known)))
-        outputs.append(Forward("tray", viewer_id, _seen(viewer_id, story_id, known)))
+        listed.append((f"{story_id}/{viewer_id}", _viewer(story_id, viewer_id, known)))
+        seen.append((viewer_id, _seen(viewer_id, story_id, known)))
+    outputs: list[Output] = []
+    if listed:
+        outputs.append(PutMany(StoryViewer, story_id, listed))
+    if seen:
+        outputs.append(ForwardMany("tray", StorySeen, seen))
     by_viewer: dict[str, list[str]] = {}
     for event_id, viewer_id in applied.items():
         by_viewer.setdefault(viewer_id, []).append(event_id)
@@ -321,10 +328,19 @@ def _story_of(info: StoryInfo | None, views: Sequence[AnyView]) -> str:
     return views[0].story_id if views else ""
 
 
-# The values below come from validated events (UTC, millisecond precision) and are complete,
-# so the models are built without validation. pydantic's own `model_construct` costs as much as
-# validating (2-5 us, several per view); filling the four attributes every pydantic v2 model
-# has costs a fraction. A test checks the result equals the validated model, field for field.
+# The records below are built from validated events (UTC, millisecond precision) as their
+# fields, without a model (see `PutMany`): a test validates each, strictly.
+def _viewer(story_id: str, viewer_id: str, at: datetime) -> dict[str, Any]:
+    return {"story_id": story_id, "viewer_id": viewer_id, "first_viewed_at": at}
+
+
+def _seen(viewer_id: str, story_id: str, at: datetime) -> dict[str, Any]:
+    return {"kind": "story_seen", "user_id": viewer_id, "story_id": story_id, "at": at}
+
+
+# A story's count is one record a batch: built as a model, without validating its fields again
+# (pydantic's `model_construct` costs as much as validating; filling the four attributes every
+# pydantic v2 model has costs a fraction).
 _Model = TypeVar("_Model", bound=BaseModel)
 _new = object.__new__
 _set = object.__setattr__
@@ -337,18 +353,6 @@ def _built(cls: type[_Model], fields: dict[str, Any]) -> _Model:
     _set(model, "__pydantic_extra__", None)
     _set(model, "__pydantic_private__", None)
     return model
-
-
-def _viewer(story_id: str, viewer_id: str, at: datetime) -> StoryViewer:
-    return _built(
-        StoryViewer, {"story_id": story_id, "viewer_id": viewer_id, "first_viewed_at": at}
-    )
-
-
-def _seen(viewer_id: str, story_id: str, at: datetime) -> StorySeen:
-    return _built(
-        StorySeen, {"kind": "story_seen", "user_id": viewer_id, "story_id": story_id, "at": at}
-    )
 
 
 def _count(story_id: str, state: ViewState) -> ViewCount:

@@ -25,7 +25,6 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-import orjson
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -36,7 +35,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from processors.context import Forward, Output, Policy, Put, Tombstone
+from processors.context import Forward, ForwardMany, Output, Policy, Put, PutMany, Tombstone
 from schemas.records import DeadLetter
 from streams.codecs import AvroCodec
 from streams.kafka import producer_config
@@ -191,24 +190,30 @@ class Engine:
         self._forward_encoders: dict[str, Callable[[Any], bytes]] = {}
         self._local_forwards: dict[str, Callable[[PartitionContext, str, Any], None]] = {}
         self._stage_topics: dict[str, str] = {}
-        self._batched_stages: set[str] = set()
-        self._forward_batches: dict[tuple[str, int], list[tuple[str, bytes]]] = defaultdict(list)
+        self._batch_encoders: dict[str, Callable[[list[tuple[str, Any]]], bytes]] = {}
+        self._forward_batches: dict[tuple[str, int], list[tuple[str, Any]]] = defaultdict(list)
 
     # -- configuration ----------------------------------------------------------------------
     def route_stage(
-        self, stage: str, topic: str, encode: Callable[[Any], bytes], batched: bool = False
+        self,
+        stage: str,
+        topic: str,
+        encode: Callable[[Any], bytes],
+        encode_batch: Callable[[list[tuple[str, Any]]], bytes] | None = None,
     ) -> None:
         """Forwards to `stage` are produced to `topic` with `encode`d values.
 
-        `batched`: the forwards of a batch to one partition of the stage travel as one record
-        (`encode_forward_batch`), produced when the batch commits: a stage that takes one
-        message per view or per follower then costs one record per partition and batch, not
-        one per message. Only for stages this engine consumes (`internal_messages` unpacks).
+        With `encode_batch`, the stage is batched: the forwards of a batch to one partition of
+        the stage travel as one record, `encode_batch` of their `(key, message)` pairs in order
+        (at most FORWARD_BATCH_BYTES unless one message is larger), produced when the batch
+        commits: a stage that takes one message per view or per follower then costs one
+        record per partition and batch, not one per message, and the messages are encoded
+        together. Only for stages this engine consumes (`internal_messages` unpacks them).
         """
         self._stage_topics[stage] = topic
         self._forward_encoders[stage] = encode
-        if batched:
-            self._batched_stages.add(stage)
+        if encode_batch is not None:
+            self._batch_encoders[stage] = encode_batch
 
     def route_local(self, stage: str, apply: Callable[[PartitionContext, str, Any], None]) -> None:
         """Forwards to a stage keyed like the current record are applied in place (same
@@ -265,13 +270,13 @@ class Engine:
                 if local is not None:
                     local(ctx, output.key, output.message)
                     continue
-                encode = self._forward_encoders[output.stage]
-                if output.stage in self._batched_stages:
+                if output.stage in self._batch_encoders:
                     key = output.key
-                    destination = (self._stage_topics[output.stage], partition_for(key, partitions))
-                    self._forward_batches[destination].append((key, encode(output.message)))
+                    destination = (output.stage, partition_for(key, partitions))
+                    self._forward_batches[destination].append((key, output.message))
                     continue
                 # The producer's murmur2 partitioner: the same partition as partition_for.
+                encode = self._forward_encoders[output.stage]
                 produce(
                     self._stage_topics[output.stage], output.key.encode(), encode(output.message)
                 )
@@ -280,10 +285,35 @@ class Engine:
                 topic = self.output_prefix + spec.name
                 produce(topic, output.key.encode(), None, output_partition(output.key))
                 counts[spec.name] += 1
+            elif isinstance(output, PutMany):
+                route = routes.get(output.record) or self._put_route(output.record)
+                encode, topic, name = route
+                partition = partition_for(output.partition_key, partitions)
+                for key, fields in output.items:
+                    produce(topic, key.encode(), encode(fields), partition)
+                counts[name] += len(output.items)
+            elif isinstance(output, ForwardMany):
+                self._forward_many(ctx, output)
             else:
                 raise TypeError(f"not an output: {output!r}")
         for name, count in counts.items():
             self.metrics.outputs.inc(name, count)
+
+    def _forward_many(self, ctx: PartitionContext, output: ForwardMany) -> None:
+        stage = output.stage
+        local = self._local_forwards.get(stage)
+        if local is not None:
+            for key, fields in output.items:
+                local(ctx, key, output.message.model_validate(fields))
+            return
+        if stage in self._batch_encoders:
+            batches, partitions = self._forward_batches, self.partitions
+            for item in output.items:
+                batches[stage, partition_for(item[0], partitions)].append(item)
+            return
+        encode, topic = self._forward_encoders[stage], self._stage_topics[stage]
+        for key, fields in output.items:
+            self._produce(topic, key.encode(), encode(fields))
 
     def _put_route(self, record: type) -> tuple[Callable[[Any], bytes], str, str]:
         """How a record type is published: its encoder, topic (prefixed) and topic name."""
@@ -546,9 +576,10 @@ class Engine:
         assert self._producer is not None and self._consumer is not None
         touched = [p for p, c in contexts.items() if c.touched]
         batches, self._forward_batches = self._forward_batches, defaultdict(list)
-        for (topic, partition), items in batches.items():
-            for chunk in forward_chunks(items):
-                self._produce(topic, b"", encode_forward_batch(chunk), partition)
+        for (stage, partition), items in batches.items():
+            topic, encode_batch = self._stage_topics[stage], self._batch_encoders[stage]
+            for value in encoded_batches(items, encode_batch):
+                self._produce(topic, b"", value, partition)
         for partition in touched:
             self._produce_changelog(partition, self._assigned[partition].store.dirty)
         self._flush_producer()  # in a transaction too: each checkpoint then travels alone
@@ -786,28 +817,36 @@ class Engine:
 FORWARD_BATCH_BYTES = 256 * 1024  # well below Kafka's default 1 MB record limit
 
 
-def forward_chunks(
-    items: list[tuple[str, bytes]], limit: int = FORWARD_BATCH_BYTES
-) -> Iterator[list[tuple[str, bytes]]]:
-    """`items` in order, cut into runs whose encoded messages stay within `limit` bytes (a
-    message larger than that travels alone)."""
-    chunk: list[tuple[str, bytes]] = []
-    size = 0
-    for item in items:
-        grown = size + len(item[0]) + len(item[1]) + 8  # brackets, quotes and commas
-        if chunk and grown > limit:
-            yield chunk
-            chunk, grown = [], len(item[0]) + len(item[1]) + 8
-        chunk.append(item)
-        size = grown
-    if chunk:
-        yield chunk
+def encoded_batches(
+    items: list[tuple[str, Any]],
+    encode_batch: Callable[[list[tuple[str, Any]]], bytes],
+    limit: int = FORWARD_BATCH_BYTES,
+) -> Iterator[bytes]:
+    """`items` in order, encoded by `encode_batch` in runs of at most `limit` bytes (a message
+    larger than that travels alone): all at once when they fit, else cut into as many even
+    runs as the whole took limits, each cut again in halves while it is too large."""
+    data = encode_batch(items)
+    if len(data) <= limit or len(items) == 1:
+        yield data
+        return
+    runs = min(len(items), -(-len(data) // limit) + 1)
+    step = -(-len(items) // runs)
+    for start in range(0, len(items), step):
+        yield from _halved(items[start : start + step], encode_batch, limit)
 
 
-def encode_forward_batch(items: list[tuple[str, bytes]]) -> bytes:
-    """Forwards to one stage partition as one record: a JSON array of [key, message] pairs
-    (each message already JSON); a single message is a JSON object, so the two never mix up."""
-    return b"[" + b",".join(b"[" + orjson.dumps(key) + b"," + m + b"]" for key, m in items) + b"]"
+def _halved(
+    items: list[tuple[str, Any]],
+    encode_batch: Callable[[list[tuple[str, Any]]], bytes],
+    limit: int,
+) -> Iterator[bytes]:
+    data = encode_batch(items)
+    if len(data) <= limit or len(items) == 1:
+        yield data
+        return
+    half = len(items) // 2
+    yield from _halved(items[:half], encode_batch, limit)
+    yield from _halved(items[half:], encode_batch, limit)
 
 
 def _last_offsets(records: list[InRecord]) -> dict[tuple[str, int], int]:

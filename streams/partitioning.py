@@ -3,23 +3,26 @@ every producer and the API's request forwarding agree on which partition owns a 
 
 from __future__ import annotations
 
+import struct
 from functools import lru_cache
 
 _M = 0x5BD1E995
 _MASK = 0xFFFFFFFF
+_WORDS = [struct.Struct(f"<{n}I") for n in range(33)]  # keys of up to 128 bytes
 
 
 def murmur2(data: bytes) -> int:
     """Kafka's murmur2 hash (seed 0x9747b28c), as a signed 32-bit integer."""
     length = len(data)
     h = (0x9747B28C ^ length) & _MASK
-    end = length - (length & 3)
-    for i in range(0, end, 4):
-        k = data[i] | (data[i + 1] << 8) | (data[i + 2] << 16) | (data[i + 3] << 24)
-        k = (k * _M) & _MASK
-        k ^= k >> 24
-        k = (k * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
+    words = length >> 2
+    if words:  # the 4-byte little-endian words, unpacked in one call
+        unpack = (_WORDS[words] if words < len(_WORDS) else struct.Struct(f"<{words}I")).unpack
+        for k in unpack(data[: words << 2]):
+            k = (k * _M) & _MASK
+            k ^= k >> 24
+            h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    end = words << 2
     rest = length & 3
     if rest == 3:
         h ^= data[end + 2] << 16

@@ -16,7 +16,7 @@ from processors.context import Policy
 from streams import api as api_module
 from streams.app import create_app
 from streams.engine import Engine
-from streams.handlers.common import encode_message
+from streams.handlers.common import encode_message, encode_message_batch
 from streams.handlers.social import AuthorHandler, TrayHandler
 from streams.handlers.stories import MediaJoinHandler, StoryHandler
 from streams.handlers.views import ReactionsHandler, ViewsHandler, apply_lifecycle
@@ -81,7 +81,9 @@ def build_engine(
         else None,
     )
     for stage in ("story", "media", "author", "tray"):
-        engine.route_stage(stage, stage_topic(settings, stage), encode_message, batched=True)
+        engine.route_stage(
+            stage, stage_topic(settings, stage), encode_message, encode_batch=encode_message_batch
+        )
     # The media service reads this one, one message per record.
     engine.route_stage("objects", stage_topic(settings, "objects"), encode_message)
     engine.route_local("lifecycle", apply_lifecycle)

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from processors.context import Ctx, Output, Policy, Put
+from processors.context import Ctx, Output, Policy, Put, expand
 from processors.messages import StoryLifecycle
 from processors.story_info import Phase, StoryInfo
 from processors.viewer_list import ViewerPage, page_bounds, read_page
@@ -119,7 +119,7 @@ class ViewsStore:
         if result.changed:
             assert result.state is not None
             self.state = ViewState.from_bytes(result.state.to_bytes())
-        outputs = list(result.outputs)
+        outputs = expand(result.outputs)
         for output in outputs:
             if isinstance(output, Put):
                 self.published[(type(output.value).__name__, output.key)] = output.value

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import get_args
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,11 +25,12 @@ from processors.messages import (
 )
 from schemas.events import Rendition
 from streams.codecs import CodecError
-from streams.engine import InRecord, encode_forward_batch, forward_chunks
+from streams.engine import InRecord, encoded_batches
 from streams.handlers.common import (
     InternalMessage,
     decode_message,
     encode_message,
+    encode_message_batch,
     internal_messages,
 )
 from streams.metrics import Metrics
@@ -96,7 +98,7 @@ def _record(value: bytes, offset: int = 7) -> InRecord:
 
 def test_a_batch_of_forwards_gives_each_message_keyed_as_sent_in_order() -> None:
     items = [(f"key-{i}", m) for i, m in enumerate(MESSAGES)]
-    batch = encode_forward_batch([(key, encode_message(m)) for key, m in items])
+    batch = encode_message_batch(items)
     single = _record(encode_message(MESSAGES[0]), offset=8)
     single = single._replace(key=b"solo")
     dead = _Dead()
@@ -123,21 +125,32 @@ def test_a_batch_of_forwards_gives_each_message_keyed_as_sent_in_order() -> None
     ],
 )
 def test_a_batch_with_anything_wrong_is_dead_lettered_whole(value: bytes) -> None:
-    good = encode_forward_batch([("u", encode_message(MESSAGES[6]))])
+    good = encode_message_batch([("u", MESSAGES[6])])
     mixed = good[:-1] + b"," + value[1:]  # the good message, then the bad part
     dead = _Dead()
     assert list(internal_messages(dead, [_record(mixed)])) == []  # type: ignore[arg-type]
     assert len(dead.letters) == 1 and "invalid batch of internal messages" in dead.letters[0][1]
 
 
+def test_a_message_given_as_its_fields_travels_as_the_model_does() -> None:
+    message = MESSAGES[6]
+    as_fields = encode_message_batch([("u", dict(message.__dict__))])
+    assert as_fields == encode_message_batch([("u", message)])
+    assert encode_message(dict(message.__dict__)) == encode_message(message)
+
+
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.tuples(st.text("abc", min_size=1, max_size=5), st.binary(max_size=60))))
+@given(
+    st.lists(st.tuples(st.text("abc", min_size=1, max_size=5), st.text("xyz", max_size=60))),
+    st.integers(30, 200),
+)
 def test_forward_batches_keep_every_message_in_order_within_the_size_limit(
-    items: list[tuple[str, bytes]],
+    items: list[tuple[str, str]], limit: int
 ) -> None:
-    chunks = list(forward_chunks(items, limit=100))
-    assert [item for chunk in chunks for item in chunk] == items
-    assert all(chunks)
-    for chunk in chunks:
-        if len(chunk) > 1:  # a message over the limit may travel alone
-            assert len(encode_forward_batch([(k, b"0" * len(m)) for k, m in chunk])) <= 100
+    records = list(encoded_batches(items, orjson.dumps, limit=limit))
+    decoded = [orjson.loads(record) for record in records]
+    assert [tuple(item) for batch in decoded for item in batch] == items
+    assert all(decoded) or not items
+    for record, batch in zip(records, decoded, strict=True):
+        if len(batch) > 1:  # a message over the limit may travel alone
+            assert len(record) <= limit
