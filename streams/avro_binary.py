@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.types import from_millis, millis
+from schemas.types import EPOCH, from_millis, millis
+
+_MILLI = timedelta(milliseconds=1)
 
 Parts = list[bytes]
 FieldWriter = Callable[[Any, Parts], None]
@@ -343,7 +345,7 @@ def _record_reader(
     `["null", X]` unions of them read inline (the common case takes no call)."""
     compiled: list[FieldReader] = []
     named[_fullname(schema)] = lambda data, pos: compiled[0](data, pos)  # self-reference
-    env: dict[str, Any] = {"RV": read_varint, "RS": _read_string, "FM": from_millis}
+    env: dict[str, Any] = {"RV": read_varint, "RS": _read_string, "EPOCH": EPOCH, "MILLI": _MILLI}
     lines = ["def read(data, pos):", "    n = len(data)"]
     names = []
     variables: dict[str, str] = {}
@@ -370,8 +372,19 @@ def _inline_reader(
 ) -> list[str]:
     """Source lines reading a value of `schema` at `pos` into `var` (and advancing `pos`)."""
     kind = _inline_kind(schema)
-    if kind == "timestamp":
-        return [f"{pad}{var}, pos = RV(data, pos)", f"{pad}{var} = FM({var})"]
+    if kind == "timestamp":  # the varint's loop and from_millis inline: one per record
+        return [
+            f"{pad}b = data[pos]",
+            f"{pad}pos += 1",
+            f"{pad}{var} = b & 127",
+            f"{pad}shift = 7",
+            f"{pad}while b > 127:",
+            f"{pad}    b = data[pos]",
+            f"{pad}    pos += 1",
+            f"{pad}    {var} |= (b & 127) << shift",
+            f"{pad}    shift += 7",
+            f"{pad}{var} = EPOCH + ((({var} >> 1) ^ -({var} & 1)) * MILLI)",
+        ]
     if kind == "string":  # a length below 64 is one even byte
         return [
             f"{pad}b = data[pos]",
@@ -397,7 +410,12 @@ def _inline_reader(
         env[slot] = symbols = list(schema["symbols"])
         named.setdefault(_fullname(schema), _enum_reader(symbols))
         return [
-            f"{pad}{var}, pos = RV(data, pos)",
+            f"{pad}b = data[pos]",
+            f"{pad}if b < 128:",
+            f"{pad}    {var} = (b >> 1) ^ -(b & 1)",
+            f"{pad}    pos += 1",
+            f"{pad}else:",
+            f"{pad}    {var}, pos = RV(data, pos)",
             f"{pad}if not 0 <= {var} < {len(symbols)}:",
             f"{pad}    raise ValueError(f'enum index {{{var}}} out of range')",
             f"{pad}{var} = {slot}[{var}]",

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rocksdict import Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 
 _DELETED = None
 CHECKPOINT_KEY = b"\x00checkpoint"
@@ -26,6 +26,15 @@ class PartitionStore:
         path.mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        # Bloom filters on whole keys, in the memtable and in every table file: most point
+        # lookups on the views path are for keys that do not exist (a viewer's first view),
+        # and a filter answers those without searching (0.7 vs 1.3-2.2 us a missing key in
+        # the memtable, one-off timing; on disk it saves the block reads).
+        options.set_memtable_whole_key_filtering(True)
+        options.set_memtable_prefix_bloom_ratio(0.1)
+        tables = BlockBasedOptions()
+        tables.set_bloom_filter(10, False)
+        options.set_block_based_table_factory(tables)
         self.path = path
         self._db = Rdict(str(path), options)
         self._pending: dict[bytes, bytes | None] = {}
