@@ -11,10 +11,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, 
 
 from schemas.types import DEFAULT_STORY_TTL, MAX_REPLY_CHARS, Identifier, Reaction, UtcDatetime
 
+# Copying a ready hasher costs less than making one from its parameters (~0.2 us a line).
+_EVENT_ID_HASH = hashlib.blake2b(digest_size=16)
+
 
 def derive_event_id(content: bytes) -> str:
     """A deterministic event id from the event's content: re-publishing it is a duplicate."""
-    return hashlib.blake2b(content, digest_size=16).hexdigest()
+    digest = _EVENT_ID_HASH.copy()
+    digest.update(content)
+    return digest.hexdigest()
 
 
 Audience = Literal["followers", "close_friends", "public"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas.events import StoryPosted, StoryReacted, StoryViewed, parse_event
+from schemas.events import StoryPosted, StoryReacted, StoryViewed, derive_event_id, parse_event
 
 T0 = "2026-11-22T10:00:00Z"
 
@@ -120,6 +123,13 @@ def test_event_id_is_derived_from_the_content_when_absent() -> None:
     )
     assert isinstance(first, StoryViewed)
     assert first.event_id == again.event_id != other.event_id
+
+
+@given(st.binary(max_size=2000))
+def test_derived_event_ids_are_the_blake2b_digest_of_the_content(content: bytes) -> None:
+    # Ids already published must stay the same: the rule is blake2b, 16 bytes, in hex.
+    assert derive_event_id(content) == hashlib.blake2b(content, digest_size=16).hexdigest()
+    assert derive_event_id(content) == derive_event_id(content)
 
 
 def test_given_event_id_is_kept() -> None:
