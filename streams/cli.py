@@ -10,7 +10,7 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -328,9 +328,24 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     command = cmd_topics_create if args.command == "topics" else COMMANDS[args.command]
     try:
-        return command(settings, args)
+        code = command(settings, args)
     except KeyboardInterrupt:
         return 130
+    if args.command == "publish":
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> NoReturn:
+    """End the process once its output is flushed, skipping the interpreter's teardown.
+
+    After `publish` that teardown (freeing every module and object of a large heap, and the
+    flushed producer's destroy) took ~0.2 s, some 6% of publishing 500k lines.
+    """
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
