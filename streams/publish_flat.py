@@ -60,6 +60,30 @@ def _high_time_bytes(t: int) -> bytes:
     return high
 
 
+TimeEntry = tuple[int, int | None, bytes, bytes]
+
+
+def _time_entry(second: int) -> TimeEntry:
+    """What a second's times (`second` ms plus 0-999) share in their six-byte varints.
+
+    The varint of t >= 0 is that of 2t: its two low bytes hold 2t's low 14 bits, its four
+    high bytes the rest. For t = second + ms, 2t's low bits are `low + 2 ms` (`low`: those of
+    2 * second) and its rest that of 2 * second, plus one when `low + 2 ms` carries into
+    bit 14. So a time costs small-int arithmetic and two table lookups. A second whose times
+    are not all six-byte varints has no `low` (None): its times are encoded whole.
+    """
+    if not (1 << 34 <= second and second + 999 < 1 << 41):
+        return second, None, b"", b""
+    double = second * 2
+    rest = double >> 14
+    return second, double & 16383, _high_bytes(rest), _high_bytes(rest + 1)
+
+
+def _high_bytes(rest: int) -> bytes:
+    """The four high bytes of a six-byte varint whose value less its low 14 bits is `rest`."""
+    return bytes((rest & 127 | 128, rest >> 7 & 127 | 128, rest >> 14 & 127 | 128, rest >> 21))
+
+
 class _Flat:
     """A model field the flat lane takes: its msgspec type and the checks left to Python."""
 
@@ -127,6 +151,7 @@ class FlatLane:
 
     def __init__(self, registry: SchemaRegistry, story_ttl: timedelta) -> None:
         self._times = _Times()
+        self._time_entries: dict[str, TimeEntry] = {}  # by a time's first 19 characters
         self._source = _Source()
         self._source.env.update(
             varint=varint,
@@ -135,9 +160,9 @@ class FlatLane:
             LOW=_LOW_TIME_BYTES,
             HIGH=_HIGH_TIME_BYTES,
             high=_high_time_bytes,
-            SECONDS=self._times._seconds,
+            TIMES=self._time_entries,
             SUFFIXES=self._times._suffixes,
-            parse_seconds=self._times._parse_seconds,
+            time_entry=self._time_entry,
             parse_suffix=self._times._parse_suffix,
             REACTIONS={},
             is_reaction=_is_reaction,
@@ -257,13 +282,17 @@ class FlatLane:
             times[field] = t = f"t{index}"
             return [
                 f"{pad}s = x[:19]",
-                f"{pad}t = SECONDS.get(s)",
-                f"{pad}if t is None: t = parse_seconds(s)",
+                f"{pad}e = TIMES.get(s)",
+                f"{pad}if e is None: e = time_entry(s)",
                 f"{pad}s = x[19:]",
                 f"{pad}f = SUFFIXES.get(s)",
                 f"{pad}if f is None: f = parse_suffix(s)",
-                f"{pad}{t} = t + f",
-                f"{pad}{var} = {_TIME_VARINT.format(t=t)}",
+                f"{pad}{t} = e[0] + f",
+                f"{pad}low = e[1]",
+                f"{pad}if low is None: {var} = varint({t})",
+                f"{pad}else:",
+                f"{pad}    low += f + f",
+                f"{pad}    {var} = LOW[low] + e[2] if low < 16384 else LOW[low - 16384] + e[3]",
             ]
         if kind == "enum":
             symbols = name({s: varint(i) for i, s in enumerate(avro_type["symbols"])})
@@ -297,6 +326,13 @@ class FlatLane:
         size = "L[len(b)]" if short else "(L[len(b)] if len(b) < 256 else varint(len(b)))"
         out.append(f"{pad}{var} = {size} + b")
         return out
+
+    def _time_entry(self, second: str) -> TimeEntry:
+        """The cached entry of a time's first 19 characters (NOT_MINE if not a UTC second)."""
+        if len(self._time_entries) >= 1 << 16:
+            self._time_entries.clear()
+        entry = self._time_entries[second] = _time_entry(self._times._parse_seconds(second))
+        return entry
 
     def encode_lines(self, lines: list[bytes]) -> list[Encoded | None]:
         """Stripped JSON lines -> (topic, key, Avro value, timestamp ms) or None, in order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import pickle
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -137,6 +137,23 @@ def test_the_flat_lane_writes_times_of_every_size_as_the_models_do() -> None:
     ]
     lines = [json.dumps({**view, "viewed_at": t}).encode() for t in times]
     assert FLAT.encode_lines(lines) == [_model_path(line) for line in lines]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1969, 12, 1), max_value=datetime(2045, 1, 1)),
+    st.sampled_from(["Z", "+00:00"]),
+    st.sampled_from([0, 3, 6]),
+)
+def test_the_flat_lane_writes_any_millisecond_as_the_models_do(
+    at: datetime, zone: str, digits: int
+) -> None:
+    # Times near the carries of the per-second varint parts, and across the six-byte range.
+    text = at.isoformat(timespec={0: "seconds", 3: "milliseconds", 6: "microseconds"}[digits])
+    view = {"type": "story_viewed", "story_id": "s1", "viewer_id": "u1", "viewed_at": text + zone}
+    line = json.dumps(view).encode()
+    (flat,) = FLAT.encode_lines([line])
+    assert flat is not None and flat == _model_path(line)
 
 
 def test_a_block_mixes_the_lanes_in_order_and_its_pickle_holds_the_same() -> None:
