@@ -42,7 +42,12 @@ _SMALL_LENGTHS = [bytes((n,)) for n in range(65)]  # an event id's length byte
 def encode_index_value(first_viewed_at: datetime, event_ids: Iterable[str]) -> bytes:
     """A viewer-index value: the first view's time, then the ids of the viewer's applied views
     (each one length byte and the id; ids are 1-64 ASCII characters)."""
-    parts = [encode_time(first_viewed_at)]
+    return index_value_of(encode_time(first_viewed_at), event_ids)
+
+
+def index_value_of(time: bytes, event_ids: Iterable[str]) -> bytes:
+    """`encode_index_value` with the time already encoded (`encode_time`)."""
+    parts = [time]
     for event_id in event_ids:
         data = event_id.encode()
         parts.append(_SMALL_LENGTHS[len(data)])
@@ -89,11 +94,12 @@ def story_view_prefixes(story_id: str) -> tuple[bytes, bytes, bytes]:
 
 def viewer_order_key(story_id: str, first_viewed_at: datetime, viewer_id: str) -> bytes:
     """The viewer-list key: sorts by (story, first view, viewer)."""
-    return (
-        f"O{story_id}\x00".encode()
-        + _TIME.pack(millis(first_viewed_at) + _BIAS)
-        + viewer_id.encode()
-    )
+    return viewer_order_key_of(story_id, _TIME.pack(millis(first_viewed_at) + _BIAS), viewer_id)
+
+
+def viewer_order_key_of(story_id: str, time: bytes, viewer_id: str) -> bytes:
+    """`viewer_order_key` with the time already encoded (`encode_time`)."""
+    return f"O{story_id}\x00".encode() + time + viewer_id.encode()
 
 
 # f-strings and one encode: these run several times per view, and are 3x faster than bytes

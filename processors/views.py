@@ -18,9 +18,11 @@ from processors.messages import StorySeen
 from processors.story_info import StoryInfo
 from processors.viewer_list import (
     decode_index_value,
-    encode_index_value,
+    encode_time,
+    index_value_of,
     viewer_index_key,
     viewer_order_key,
+    viewer_order_key_of,
 )
 from schemas.events import StoryViewed
 from schemas.records import StoryViewer, ViewCount
@@ -81,38 +83,22 @@ class View(NamedTuple):
 AnyView = View | StoryViewed
 
 
-class ViewerEntry(NamedTuple):
-    """A viewer-list entry to store: new, or moved earlier (`replaces` is the old time)."""
-
-    viewer_id: str
-    first_viewed_at: datetime
-    replaces: datetime | None = None
-
-
-class IndexEntry(NamedTuple):
-    """A viewer-index value to store: the viewer's first view and every applied view's id."""
-
-    viewer_id: str
-    first_viewed_at: datetime
-    event_ids: tuple[str, ...]
-
-
 class ViewsResult(NamedTuple):
     """What applying a batch of one story's views decided.
 
-    Store (in one write batch, see `writes`): `state` when `changed`, the `viewers` list
-    entries and the `index_entries` (which hold the applied views' ids). Produce `outputs`.
-    `skipped` (author's own views, refused events) and `duplicates` are for metrics.
+    Store (in one write batch): `state` when `changed`, and the viewer-list and viewer-index
+    keys of `writes()`. Produce `outputs`. `skipped` (author's own views, refused events) and
+    `duplicates` are for metrics.
     """
 
     story_id: str
     state: ViewState | None
     changed: bool
-    viewers: tuple[ViewerEntry, ...]
+    puts: list[tuple[bytes, bytes]]
     outputs: tuple[Output, ...]
     skipped: int = 0
     duplicates: int = 0
-    index_entries: tuple[IndexEntry, ...] = ()
+    deletes: list[bytes] = []  # noqa: RUF012 - never mutated: a fresh list is passed when used
 
     def writes(self) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
         """The viewer-list and viewer-index keys to put and delete (the state aside).
@@ -120,20 +106,7 @@ class ViewsResult(NamedTuple):
         An applied view's id is kept in its viewer's index entry: a redelivered view is found
         by the same lookup that finds the viewer, with no key (and changelog record) of its own.
         """
-        story_id = self.story_id
-        puts = [
-            (
-                viewer_index_key(story_id, e.viewer_id),
-                encode_index_value(e.first_viewed_at, e.event_ids),
-            )
-            for e in self.index_entries
-        ]
-        deletes = []
-        for entry in self.viewers:
-            puts.append((viewer_order_key(story_id, entry.first_viewed_at, entry.viewer_id), b""))
-            if entry.replaces is not None:
-                deletes.append(viewer_order_key(story_id, entry.replaces, entry.viewer_id))
-        return puts, deletes
+        return self.puts, self.deletes
 
 
 class ViewLookups(NamedTuple):
@@ -186,12 +159,11 @@ def apply_views(
     list). The HLL is deserialized, updated with the new viewers and serialized once.
     Outputs, coalesced per key: a `StoryViewer` and a `StorySeen` to the viewer's tray per new
     viewer, a `StoryViewer` per moved viewer (together as one `PutMany` and one `ForwardMany`),
-    one `ViewCount`. A duplicate re-publishes
-    the current values for its viewer and the count (idempotent on compacted topics), so a
-    crash between storing and producing loses nothing.
+    one `ViewCount`. A duplicate re-publishes the current values for its viewer and the count
+    (idempotent on compacted topics), so a crash between storing and producing loses nothing.
     """
     if info is None or info.phase == "ended":
-        return ViewsResult(_story_of(info, views), state, False, (), (), len(views))
+        return ViewsResult(_story_of(info, views), state, False, [], (), len(views))
     story_id, author_id = info.story_id, info.author_id
     deadline = info.expires_at if info.phase == "live" else None
     skipped = 0
@@ -217,19 +189,24 @@ def apply_views(
         elif at < current:
             firsts[viewer_id] = at
     if not applied and not repeated:
-        return ViewsResult(story_id, state, False, (), (), skipped)
+        return ViewsResult(story_id, state, False, [], (), skipped)
 
-    entries: list[ViewerEntry] = []
+    puts: list[tuple[bytes, bytes]] = []  # viewer-list keys, then viewer-index keys
+    deletes: list[bytes] = []  # list keys of viewers moved up
+    times: dict[str, bytes] = {}  # each new first view's sortable time, encoded once
     new_viewers: list[str] = []
     listed: list[tuple[str, dict[str, Any]]] = []  # StoryViewer records
     seen: list[tuple[str, dict[str, Any]]] = []  # StorySeen messages to the trays
     for viewer_id, at in firsts.items():
         replaces = known_viewers.get(viewer_id)
-        entries.append(ViewerEntry(viewer_id, at, replaces))
+        times[viewer_id] = time = encode_time(at)
+        puts.append((viewer_order_key_of(story_id, time, viewer_id), b""))
         listed.append((f"{story_id}/{viewer_id}", _viewer(story_id, viewer_id, at)))
         if replaces is None:
             new_viewers.append(viewer_id)
             seen.append((viewer_id, _seen(viewer_id, story_id, at)))
+        else:
+            deletes.append(viewer_order_key(story_id, replaces, viewer_id))
     for viewer_id in dict.fromkeys(repeated):
         known = known_viewers.get(viewer_id)
         if viewer_id in firsts or known is None:
@@ -243,16 +220,20 @@ def apply_views(
         outputs.append(ForwardMany("tray", StorySeen, seen))
     by_viewer: dict[str, list[str]] = {}
     for event_id, viewer_id in applied.items():
-        by_viewer.setdefault(viewer_id, []).append(event_id)
+        ids = by_viewer.get(viewer_id)
+        if ids is None:
+            by_viewer[viewer_id] = [event_id]
+        else:
+            ids.append(event_id)
     # The ids sorted: the same views give the same bytes in any delivery order (as a replay).
-    index_entries = tuple(
-        IndexEntry(
-            viewer_id,
-            firsts.get(viewer_id) or known_viewers[viewer_id],
-            tuple(sorted((*stored_events.get(viewer_id, ()), *event_ids))),
-        )
-        for viewer_id, event_ids in by_viewer.items()
-    )
+    for viewer_id, event_ids in by_viewer.items():
+        stored = stored_events.get(viewer_id)
+        if stored:
+            event_ids = [*stored, *event_ids]
+        if len(event_ids) > 1:
+            event_ids.sort()
+        time = times.get(viewer_id) or encode_time(known_viewers[viewer_id])
+        puts.append((viewer_index_key(story_id, viewer_id), index_value_of(time, event_ids)))
     new_state = _counted(state, new_viewers, len(applied), ctx) if applied else state
     if new_state is not None:
         outputs.append(Put(story_id, _count(story_id, new_state)))
@@ -260,11 +241,11 @@ def apply_views(
         story_id,
         new_state,
         new_state is not state,
-        tuple(entries),
+        puts,
         tuple(outputs),
         skipped,
         len(views) - skipped - len(applied),
-        index_entries,
+        deletes,
     )
 
 
