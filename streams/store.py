@@ -50,6 +50,11 @@ class PartitionStore:
         value: bytes | None = self._db.get(key)
         return value
 
+    def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
+        """`get` of each key, in order (one call for a batch of point lookups)."""
+        pending, get = self._pending, self._db.get
+        return [pending[key] if key in pending else get(key) for key in keys]
+
     def get_decoded(self, key: bytes, decode: Callable[[bytes], T]) -> T | None:
         """`decode(get(key))`, cached until the key is written: for immutable values read far
         more often than written (a story's info, read for every batch of its views)."""
@@ -123,6 +128,16 @@ class PartitionStore:
         self._ungrouped.append(key)
         if key in self._decoded:
             del self._decoded[key]
+
+    def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        """`put` of each (key, value), in order."""
+        self._pending.update(items)
+        keys = [key for key, _ in items]
+        self._ungrouped += keys
+        decoded = self._decoded
+        if not decoded.keys().isdisjoint(keys):
+            for key in keys:
+                decoded.pop(key, None)
 
     def delete(self, key: bytes) -> None:
         self._pending[key] = _DELETED

@@ -160,8 +160,8 @@ def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[views.An
         return
     store = pctx.store
     lookups = views.plan_lookups(info, batch)
-    found = {key: store.get(key) for key in lookups.viewer_keys}
-    known, seen, stored = lookups.resolve(found)
+    keys = lookups.viewer_keys
+    known, seen, stored = lookups.resolve(dict(zip(keys, store.get_many(keys), strict=True)))
     state_key = VIEW_STATE + story_id.encode()
     raw = store.get(state_key)
     state = views.ViewState.from_bytes(raw) if raw is not None else None
@@ -173,8 +173,7 @@ def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[views.An
     puts, deletes = result.writes()
     for key in deletes:
         store.delete(key)
-    for key, value in puts:
-        store.put(key, value)
+    store.put_many(puts)
     pctx.emit(result.outputs)
 
 

@@ -17,7 +17,7 @@ keys = st.builds(
     st.binary(max_size=3),
 )
 operations = st.lists(
-    st.tuples(st.booleans(), keys, st.binary(min_size=1, max_size=3), st.booleans())
+    st.tuples(st.booleans(), keys, st.binary(min_size=1, max_size=3), st.booleans(), st.booleans())
 )
 
 
@@ -27,8 +27,11 @@ def test_scan_equals_a_sorted_dict(tmp_path_factory: object, ops: list, prefix: 
     path = Path(tmp_path_factory.mktemp("store"))  # type: ignore[attr-defined]
     store = PartitionStore(path / "p")
     model: dict[bytes, bytes] = {}
-    for is_put, key, value, flush in ops:
-        if is_put:
+    for is_put, key, value, flush, many in ops:
+        if is_put and many:  # a key and its neighbour, in one call
+            store.put_many([(key, value), (key + b"\x02", value)])
+            model[key] = model[key + b"\x02"] = value
+        elif is_put:
             store.put(key, value)
             model[key] = value
         else:
@@ -37,6 +40,8 @@ def test_scan_equals_a_sorted_dict(tmp_path_factory: object, ops: list, prefix: 
         if flush:
             store.flush()
         assert store.get(key) == model.get(key)
+        neighbours = [key, key + b"\x02", b"absent"]
+        assert store.get_many(neighbours) == [model.get(k) for k in neighbours]
         # a scan between writes sees them all (keys are filed under their groups lazily)
         assert list(store.scan(prefix)) == sorted(
             (k, v) for k, v in model.items() if k.startswith(prefix)
@@ -82,5 +87,7 @@ def test_a_decoded_value_is_cached_until_its_key_is_written(tmp_path: Path) -> N
     assert store.get_decoded(b"k", decode) == "one"
     store.apply_restored(b"k", b"two")
     assert store.get_decoded(b"k", decode) == "two"
-    assert decoded == [b"one", b"one", b"two"]
+    store.put_many([(b"j", b"0"), (b"k", b"three")])
+    assert store.get_decoded(b"k", decode) == "three"
+    assert decoded == [b"one", b"one", b"two", b"three"]
     store.close()
