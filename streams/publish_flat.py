@@ -146,6 +146,13 @@ def _string_field(rules: dict[str, Any], reaction: bool) -> _Flat | None:
     return flat
 
 
+def _avro_kind(avro_type: Any) -> str:
+    """An Avro field type's kind (of its non-null branch if it is a union with null)."""
+    if isinstance(avro_type, list):
+        (avro_type,) = [branch for branch in avro_type if branch != "null"] or ["null"]
+    return avro_type if isinstance(avro_type, str) else str(avro_type["type"])
+
+
 class FlatLane:
     """Validates and encodes flat event lines; None for every line it does not vouch for."""
 
@@ -232,7 +239,9 @@ class FlatLane:
                 value = tag if field_name == "type" else value
                 parts.append(name(compile_writer(avro_type)(value)))
                 continue
-            parts.append(f"p{i}")
+            # A string's bytes are a part of their own, after their length: no concatenation.
+            string = _avro_kind(avro_type) == "string"
+            parts += [f"p{i}", f"q{i}"] if string else [f"p{i}"]
             lines.append(f"    x = self.{field_name}")
             pad = "    "
             if field_name == "event_id":  # derived: 32 hex digits, no check needed
@@ -247,7 +256,8 @@ class FlatLane:
             if isinstance(avro_type, list):  # ["null", X]: None is the null branch
                 null = avro_type.index("null")
                 other = avro_type[1 - null]
-                lines += [f"    if x is None: p{i} = {varint(null)!r}", "    else:"]
+                empty = f"; q{i} = b''" if string else ""
+                lines += [f"    if x is None: p{i} = {varint(null)!r}{empty}", "    else:"]
                 lines += self._value_lines(flat, other, f"p{i}", "        ", times, field_name, i)
                 lines.append(f"        p{i} = {varint(1 - null)!r} + p{i}")
             else:
@@ -255,7 +265,8 @@ class FlatLane:
             if field_name == "expires_at":
                 lines.append(f"    p{i} = {_TIME_VARINT.format(t=f't{i}')}")
             if field_name == "event_id":
-                lines.append(f"    p{i} = (L[len(b)] if len(b) < 256 else varint(len(b))) + b")
+                lines.append(f"    p{i} = L[len(b)] if len(b) < 256 else varint(len(b))")
+                lines.append(f"    q{i} = b")
         if model is StoryPosted:
             lines.append(f"    if {times['expires_at']} <= {times['created_at']}: raise NOT_MINE")
         time_var = times[model.time_field]  # type: ignore[attr-defined]
@@ -324,7 +335,7 @@ class FlatLane:
         )
         short = most is not None and most < len(_LENGTHS)
         size = "L[len(b)]" if short else "(L[len(b)] if len(b) < 256 else varint(len(b)))"
-        out.append(f"{pad}{var} = {size} + b")
+        out += [f"{pad}{var} = {size}", f"{pad}q{index} = b"]
         return out
 
     def _time_entry(self, second: str) -> TimeEntry:
