@@ -4,7 +4,7 @@ disturbs it less than wall time).
     python -m bench.publish_cpu [--lines 100000]
 
 Prints, for the bench.publish mix of lines: the general (orjson) lane alone, the flat
-(msgspec) lane alone, and a worker's whole job per block (split, lanes, result pickled as the
+(msgspec) lane alone, and a worker's whole job per block (split, lanes, result packed as the
 worker sends it), with the garbage collector as publish sets it.
 """
 
@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench.publish import generate
-from streams.publish import _lanes, blocks, encode_block_pickled
+from streams.publish import _lanes, blocks, encode_block_packed
 
 TTL = timedelta(hours=24)
 
@@ -50,13 +50,13 @@ def main() -> None:
 
     def worker() -> None:
         for block in block_list:
-            encode_block_pickled(block, TTL, None)  # the bytes a worker sends back
+            encode_block_packed(block, TTL, None)  # the bytes a worker sends back
 
     worker()  # warm the time caches
     figures = {
         "general lane (orjson), per line": lambda: [lane.encode(line) for line in lines],
         "flat lane (msgspec), per line": lambda: flat.encode_lines(lines),
-        "worker job per block (split, lanes, pickles)": worker,
+        "worker job per block (split, lanes, packing)": worker,
     }
     for name, work in figures.items():
         print(f"{name:<48} {best_of(5, work) / len(lines) * 1e6:6.2f} us/line")

@@ -7,10 +7,9 @@ for large inputs; the producer runs in the main process and keeps the input's or
 from __future__ import annotations
 
 import gc
-import io
+import marshal
 import mmap
 import os
-import pickle
 import stat
 import sys
 import time
@@ -375,21 +374,26 @@ def encode_block(block: tuple[int, bytes], story_ttl: timedelta, registry_url: s
     return _encode_block(block, story_ttl, registry_url)
 
 
-def encode_block_pickled(
+def encode_block_packed(
     block: tuple[int, bytes | FileSlice], story_ttl: timedelta, registry_url: str | None
 ) -> bytes:
-    """`encode_block`, pickled without a memo: a default pickle memoizes every record
-    and its bytes (1.1 us a record on this project's machine, 0.2 us without the memo)."""
-    return _pickled(partial(_encode_block, story_ttl=story_ttl, registry_url=registry_url), block)
+    """`encode_block` as the bytes a worker sends back (`unpack` reads them)."""
+    return _packed(partial(_encode_block, story_ttl=story_ttl, registry_url=registry_url), block)
 
 
-def _pickled(work: Callable[[Any], Chunk], task: Any) -> bytes:
-    """`work(task)` pickled without a memo (a worker's result)."""
-    buffer = io.BytesIO()
-    pickler = pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL)
-    pickler.fast = True  # no memo: the records hold no cycles and few repeated objects
-    pickler.dump(work(task))
-    return buffer.getvalue()
+def _packed(work: Callable[[Any], Chunk], task: Any) -> bytes:
+    """`work(task)` in marshal's format: records are tuples of str, bytes and int, and an
+    invalid line goes as a tuple. It writes and reads them in ~190 and ~150 ns a record, a
+    pickle without a memo in ~245 and ~220 ns, and its one copy of a topic's name is read as
+    one string for every record of the block."""
+    records, invalid = work(task)
+    return marshal.dumps((records, [(bad.line, bad.errors) for bad in invalid]), 4)
+
+
+def unpack(packed: bytes) -> Chunk:
+    """The chunk of `_packed`."""
+    records, invalid = marshal.loads(packed)
+    return records, [InvalidLine(line, errors) for line, errors in invalid]
 
 
 def _encode_block(
@@ -422,12 +426,12 @@ def _publish(
     gc.freeze()
     thresholds = gc.get_threshold()
     gc.set_threshold(100_000, 50, 1000)
-    pool = OrderedPool(partial(_pickled, work), processes) if processes > 1 else None
+    pool = OrderedPool(partial(_packed, work), processes) if processes > 1 else None
     publisher = Publisher(bootstrap, **BULK_PRODUCER)  # after the fork: its threads don't fork
     try:
         results = pool.imap(chunks, ahead) if pool else map(work, chunks)
         for result in results:
-            encoded: Chunk = pickle.loads(result) if isinstance(result, bytes) else result
+            encoded: Chunk = unpack(result) if isinstance(result, bytes) else result
             records, invalid = encoded
             summary.invalid.extend(invalid)
             if stop_on_invalid and invalid:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,12 +15,15 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 from schemas.events import EVENT_TYPES, Event
 from streams.publish import (
     Encoder,
+    InvalidLine,
+    _packed,
     blocks,
     encode_block,
-    encode_block_pickled,
+    encode_block_packed,
     encode_chunk,
     file_blocks,
     numbered_lines,
+    unpack,
     validate_line,
 )
 from streams.publish_flat import FlatLane
@@ -156,7 +158,7 @@ def test_the_flat_lane_writes_any_millisecond_as_the_models_do(
     assert flat is not None and flat == _model_path(line)
 
 
-def test_a_block_mixes_the_lanes_in_order_and_its_pickle_holds_the_same() -> None:
+def test_a_block_mixes_the_lanes_in_order_and_its_packed_bytes_hold_the_same() -> None:
     view = {"type": "story_viewed", "story_id": "s1", "viewer_id": "u1"}
     lines = [
         json.dumps({**view, "viewed_at": "2026-11-22T10:00:00Z"}),
@@ -184,7 +186,17 @@ def test_a_block_mixes_the_lanes_in_order_and_its_pickle_holds_the_same() -> Non
         (13, "viewed_at"),
         (14, "extra"),
     ]
-    assert pickle.loads(encode_block_pickled(block, TTL, None)) == (records, invalid)
+    assert unpack(encode_block_packed(block, TTL, None)) == (records, invalid)
+
+
+@given(
+    st.lists(st.tuples(st.text(), st.binary(), st.binary(), st.integers())),
+    st.lists(st.builds(InvalidLine, st.integers(1), st.lists(st.text()).map(tuple))),
+)
+def test_a_workers_packed_result_unpacks_to_the_same_chunk(
+    records: list[tuple[str, bytes, bytes, int]], invalid: list[InvalidLine]
+) -> None:
+    assert unpack(_packed(lambda _: (records, invalid), None)) == (records, invalid)
 
 
 def test_a_chunk_mixes_both_paths_in_order_with_line_numbers() -> None:
