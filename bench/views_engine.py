@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import pstats
 import tempfile
@@ -31,7 +32,7 @@ from typing import Any
 import fastavro
 
 from bench.views import encode, generate
-from streams.engine import Engine, InRecord, _Assigned
+from streams.engine import GC_THRESHOLDS, Engine, InRecord, _Assigned
 from streams.partitioning import partition_for
 from streams.settings import Settings
 from streams.store import PartitionStore
@@ -151,6 +152,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the views")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the fastest is reported")
     args = parser.parse_args()
+    gc.set_threshold(*GC_THRESHOLDS)  # as Engine.run does
 
     posts, views = generate(args.stories, args.views, args.users)
     post_records = as_records(encode(posts))

@@ -13,6 +13,7 @@ no transactions; outputs may repeat (at least once), and are idempotent upserts 
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -46,6 +47,13 @@ from streams.store import CHECKPOINT_KEY, PartitionStore
 from streams.topics import DEAD_LETTERS, topic_of_record
 
 log = logging.getLogger(__name__)
+
+# A batch allocates millions of short-lived objects (records, views, keys), and every 700 of
+# them Python's default collector ran a young collection, and every 7,000 or so a collection
+# that walks the long-lived ones too (caches, the store's pending writes): about a sixth of the
+# views path's CPU (bench.views_engine, alternating runs: 48.0/42.7 vs 41.1/33.5 us a view).
+# While the engine runs, young collections run every 50,000 allocations instead.
+GC_THRESHOLDS = (50_000, 20, 100)
 
 
 class InRecord(NamedTuple):
@@ -424,6 +432,8 @@ class Engine:
             on_lost=self._on_revoke,
         )
         last_housekeeping = 0.0
+        previous_gc = gc.get_threshold()
+        gc.set_threshold(*GC_THRESHOLDS)
         self.running = True
         try:
             while not self._stopping.is_set():
@@ -443,6 +453,7 @@ class Engine:
                     self.metrics.batch_seconds.set(time.monotonic() - started)
         finally:
             self.running = False
+            gc.set_threshold(*previous_gc)
             if self._in_transaction:  # left by a failure: its records must not be seen
                 self._producer.abort_transaction(30)
                 self._in_transaction = False
