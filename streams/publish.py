@@ -165,7 +165,7 @@ def _encode_lines(
     """
     flat, lane, encoder = _lanes(registry_url, story_ttl)
     encoded = flat.encode_lines(contents)
-    if None not in encoded:
+    if all(encoded):  # records are non-empty tuples (`None in` compares each with None)
         return encoded, []  # type: ignore[return-value]  # no None in it
     rest: list[Numbered] = []
     for i, result in enumerate(encoded):

@@ -203,6 +203,7 @@ class FlatLane:
                 tag_field="type",
                 tag=tag,
                 forbid_unknown_fields=True,
+                gc=False,  # scalars only: no cycles, and the collector need not track them
                 kw_only=True,
             )
             struct.encode = self._encoder(model, tag, fields, codec, spec.name, key_field)  # type: ignore[attr-defined]
