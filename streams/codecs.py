@@ -119,7 +119,7 @@ class AvroCodec:
         """`decode_dict` into a NamedTuple of some of the record's fields (see
         `compile_reader`): for the hot paths, a record of the current schema is read straight
         into the tuple; one of an older schema goes through `decode_dict`."""
-        read = compile_reader(current_schemas()[self.record], into)
+        read = compile_reader(current_schemas()[self.record], into)  # type: ignore[arg-type]
         header, start = self.header, _HEADER.size
         fields: tuple[str, ...] = into._fields  # type: ignore[attr-defined]
         record = self.record

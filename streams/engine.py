@@ -871,7 +871,7 @@ def _halved(
 
 def _records_of(messages: list[Message]) -> list[InRecord]:
     """The consumed records of a poll; errors other than end-of-partition are logged."""
-    records = []
+    records: list[InRecord] = []
     append = records.append
     for m in messages:
         error = m.error()

@@ -128,7 +128,7 @@ class Decoder:
         decode = self._fast_decode
         if decode is None:
             decode = self._fast_decode = self._codec.decoder(into)
-        out = []
+        out: list[Any] = []
         append = out.append
         for record in records:
             try:
