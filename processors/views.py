@@ -98,9 +98,9 @@ class ViewsResult(NamedTuple):
     outputs: tuple[Output, ...]
     skipped: int = 0
     duplicates: int = 0
-    deletes: list[bytes] = []  # noqa: RUF012 - never mutated: a fresh list is passed when used
+    deletes: Sequence[bytes] = ()
 
-    def writes(self) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    def writes(self) -> tuple[list[tuple[bytes, bytes]], Sequence[bytes]]:
         """The viewer-list and viewer-index keys to put and delete (the state aside).
 
         An applied view's id is kept in its viewer's index entry: a redelivered view is found
