@@ -312,7 +312,9 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, quick_exit: bool = False) -> int:
+    """Run one command; its exit code. With `quick_exit` (the console script), `publish` ends
+    the process itself once its output is flushed (`_exit_now`)."""
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -331,9 +333,14 @@ def main(argv: list[str] | None = None) -> int:
         code = command(settings, args)
     except KeyboardInterrupt:
         return 130
-    if args.command == "publish":
+    if quick_exit and args.command == "publish":
         _exit_now(code)
     return code
+
+
+def entry() -> int:
+    """The `storystream` console script."""
+    return main(quick_exit=True)
 
 
 def _exit_now(code: int) -> NoReturn:
@@ -349,4 +356,4 @@ def _exit_now(code: int) -> NoReturn:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

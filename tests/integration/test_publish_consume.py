@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from schemas.events import parse_event
 from schemas.types import millis
+from streams.cli import main
 from streams.codecs import AvroCodec
 from streams.partitioning import partition_for
 from streams.publish import Publisher, validate_line
@@ -304,3 +305,21 @@ def test_delivery_failures_are_reported_not_dropped() -> None:
     assert publisher.flush(10) == 0
     assert len(publisher.failed) == 3
     assert "key=b'k1'" in publisher.failed[0]
+
+
+def test_publish_called_in_process_returns_its_exit_code(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # only the console script ends the process itself after publishing (a quick exit)
+    path = tmp_path / "one.jsonl"
+    story = f"inproc-{uuid.uuid4().hex[:8]}"
+    line = {
+        "type": "story_viewed",
+        "story_id": story,
+        "viewer_id": "u1",
+        "viewed_at": "2026-11-22T10:00:00Z",
+    }
+    path.write_text(json.dumps(line) + "\n")
+    code = main(["--broker", settings.bootstrap(), "publish", str(path)])
+    assert code == 0
+    assert "published 1" in capsys.readouterr().out
