@@ -51,15 +51,7 @@ def create_topics(settings: Settings, specs: tuple[TopicSpec, ...] = TOPICS) -> 
                     config=spec.config(retention_ms),
                 )
             )
-    if to_create:
-        for name, future in admin.create_topics(to_create, request_timeout=30).items():
-            try:
-                future.result()
-                results.append(TopicResult(name, True, settings.partitions))
-            except KafkaException as exc:
-                if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
-                    raise
-                results.append(TopicResult(name, False, settings.partitions))
+    results += _create(admin, to_create, settings.partitions)
     order = {spec.name: i for i, spec in enumerate(specs)}
     if settings.output_prefix:
         results.extend(_create_prefixed_outputs(admin, settings, existing, retention_ms))
@@ -81,9 +73,20 @@ def _create_prefixed_outputs(
         for spec in outputs
         if settings.output_prefix + spec.name not in existing
     ]
+    return _create(admin, wanted, settings.partitions)
+
+
+def _create(admin: AdminClient, topics: list[NewTopic], partitions: int) -> list[TopicResult]:
+    """Create `topics`; one that another process created meanwhile (workers of a group start
+    together) counts as existing, not as an error."""
     results = []
-    if wanted:
-        for name, future in admin.create_topics(wanted, request_timeout=30).items():
-            future.result()
-            results.append(TopicResult(name, True, settings.partitions))
+    if topics:
+        for name, future in admin.create_topics(topics, request_timeout=30).items():
+            try:
+                future.result()
+                results.append(TopicResult(name, True, partitions))
+            except KafkaException as exc:
+                if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
+                    raise
+                results.append(TopicResult(name, False, partitions))
     return results

@@ -12,6 +12,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource
 
 from schemas.events import parse_event
 from schemas.types import millis
+from streams.admin import _create_prefixed_outputs
 from streams.cli import main
 from streams.codecs import AvroCodec
 from streams.partitioning import partition_for
@@ -323,3 +324,19 @@ def test_publish_called_in_process_returns_its_exit_code(
     code = main(["--broker", settings.bootstrap(), "publish", str(path)])
     assert code == 0
     assert "published 1" in capsys.readouterr().out
+
+
+def test_workers_starting_together_may_both_create_the_prefixed_outputs(
+    settings: Settings,
+) -> None:
+    # given a group writing under an output prefix whose topics nobody created yet
+    prefixed = settings.model_copy(update={"output_prefix": f"race-{uuid.uuid4().hex[:6]}-"})
+    admin = AdminClient({"bootstrap.servers": settings.bootstrap()})
+    # when one worker lists the topics, another creates them meanwhile, then the first creates
+    listed = admin.list_topics(timeout=10).topics
+    created = _create_prefixed_outputs(admin, prefixed, listed, 3_600_000)
+    raced = _create_prefixed_outputs(admin, prefixed, listed, 3_600_000)
+    # then the second finds them there instead of failing
+    assert created and all(r.created for r in created)
+    assert [r.name for r in raced] == [r.name for r in created]
+    assert not any(r.created for r in raced)
