@@ -398,24 +398,12 @@ def _inline_reader(
             f"{pad}    {var}, pos = RS(data, pos)",
         ]
     if kind in ("long", "int"):
-        return [
-            f"{pad}b = data[pos]",
-            f"{pad}if b < 128:",
-            f"{pad}    {var} = (b >> 1) ^ -(b & 1)",
-            f"{pad}    pos += 1",
-            f"{pad}else:",
-            f"{pad}    {var}, pos = RV(data, pos)",
-        ]
+        return _varint_lines(var, pad)
     if kind == "enum":
         env[slot] = symbols = list(schema["symbols"])
         named.setdefault(_fullname(schema), _enum_reader(symbols))
         return [
-            f"{pad}b = data[pos]",
-            f"{pad}if b < 128:",
-            f"{pad}    {var} = (b >> 1) ^ -(b & 1)",
-            f"{pad}    pos += 1",
-            f"{pad}else:",
-            f"{pad}    {var}, pos = RV(data, pos)",
+            *_varint_lines(var, pad),  # the symbol's index
             f"{pad}if not 0 <= {var} < {len(symbols)}:",
             f"{pad}    raise ValueError(f'enum index {{{var}}} out of range')",
             f"{pad}{var} = {slot}[{var}]",
@@ -435,6 +423,19 @@ def _inline_reader(
         ]
     env[slot] = _reader(schema, named)
     return [f"{pad}{var}, pos = {slot}(data, pos)"]
+
+
+def _varint_lines(var: str, pad: str) -> list[str]:
+    """Source lines reading a long, int or enum index into `var`: a value below 64 in magnitude
+    is one byte, read inline; anything longer goes through read_varint."""
+    return [
+        f"{pad}b = data[pos]",
+        f"{pad}if b < 128:",
+        f"{pad}    {var} = (b >> 1) ^ -(b & 1)",
+        f"{pad}    pos += 1",
+        f"{pad}else:",
+        f"{pad}    {var}, pos = RV(data, pos)",
+    ]
 
 
 def _enum_reader(symbols: list[str]) -> FieldReader:
