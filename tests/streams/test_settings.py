@@ -45,6 +45,15 @@ def test_environment_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "s3cret" not in repr(settings)
 
 
+def test_given_values_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORYSTREAM_PARTITIONS", "7")
+    monkeypatch.setenv("storystream_app_id", "lower-case-name")  # any case, as before
+    monkeypatch.setenv("STORYSTREAM_NOT_A_SETTING", "ignored")
+    assert Settings().partitions == 7
+    assert Settings(partitions=3).partitions == 3
+    assert Settings().app_id == "lower-case-name"
+
+
 def test_invalid_environment_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STORYSTREAM_PARTITIONS", "0")
     with pytest.raises(ValidationError, match="partitions"):
