@@ -9,8 +9,6 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import fastavro
-
 SCHEMA_DIR = Path(__file__).parent
 HISTORY_DIR = SCHEMA_DIR / "history"
 NAMESPACE = "io.storystream"
@@ -38,6 +36,8 @@ class SchemaVersion:
 
 @cache
 def _parse(text: str) -> Any:
+    import fastavro  # imported when first needed: most commands never parse a schema with it
+
     return fastavro.parse_schema(json.loads(text), _force=True)
 
 

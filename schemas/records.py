@@ -13,7 +13,9 @@ StoryStatus = Literal["processing", "active", "highlighted"]
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64")
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="base64", defer_build=True
+    )
     avro_record: ClassVar[str]
 
 

@@ -7,13 +7,12 @@ import struct
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import fastavro
 from pydantic import BaseModel, ValidationError
 
 from schemas.avro import current_schemas
 from schemas.events import EVENT_TYPES, Event
 from schemas.records import RECORD_TYPES, Record
-from streams.avro_binary import compile_reader, compile_writer
+from streams.avro_binary import FieldReader, compile_reader, compile_writer
 from streams.registry import SchemaRegistry
 
 MAGIC = 0
@@ -48,10 +47,11 @@ class AvroCodec:
         self.record = record
         self.subject = subject
         self._registry = registry
-        self._reader = fastavro.parse_schema(current_schemas()[record], _force=True)
-        # Compiled once: encoding takes a model's attributes (nested models too) or a dict, and
-        # records written with the current schema decode without fastavro's schema walk.
-        self._read = compile_reader(current_schemas()[record])
+        self._reader: Any = None  # fastavro's parsed schema, for older writers' records
+        # Compiled when first used (a producer never reads, a reader may never write): encoding
+        # takes a model's attributes (nested models too) or a dict, and records written with
+        # the current schema decode without fastavro's schema walk.
+        self._read: FieldReader | None = None
         self._schema_id: int | None = None
         self._header: bytes | None = None
         self._encode: Callable[[Any], bytes] | None = None  # compiled with the header
@@ -102,18 +102,33 @@ class AvroCodec:
                 raise CodecError(f"{self.record}: unknown schema id {schema_id}") from None
         try:
             if current:
-                value, end = self._read(data, _HEADER.size)
+                read = self._read or self._compile_reader()
+                value, end = read(data, _HEADER.size)
             else:  # an older writer schema: fastavro resolves it to the current one
-                buf = io.BytesIO(data)
-                buf.seek(_HEADER.size)
-                value = fastavro.schemaless_reader(buf, writer, self._reader)
-                end = buf.tell()
+                value, end = self._resolve(data, writer)
         except Exception as exc:  # EOFError, ValueError, UnicodeDecodeError, SchemaResolution...
             raise CodecError(f"{self.record}: undecodable Avro: {exc!r}") from exc
         if end != len(data):
             raise CodecError(f"{self.record}: {len(data) - end} trailing bytes")
         result: dict[str, Any] = value
         return result
+
+    def _compile_reader(self) -> FieldReader:
+        self._read = compile_reader(current_schemas()[self.record])
+        return self._read
+
+    def _resolve(self, data: bytes, writer: Any) -> tuple[dict[str, Any], int]:
+        """A record written with an older schema, read into the current one. fastavro is
+        imported here: only this fallback needs it (its import is ~18 ms of every command's
+        start)."""
+        import fastavro
+
+        if self._reader is None:
+            self._reader = fastavro.parse_schema(current_schemas()[self.record], _force=True)
+        buf = io.BytesIO(data)
+        buf.seek(_HEADER.size)
+        value = fastavro.schemaless_reader(buf, writer, self._reader)
+        return value, buf.tell()  # type: ignore[return-value]  # a record: a dict
 
     def decoder(self, into: type[T]) -> Callable[[bytes | None], T]:
         """`decode_dict` into a NamedTuple of some of the record's fields (see

@@ -6,8 +6,6 @@ import json
 from functools import cache
 from typing import Any, Protocol
 
-import fastavro
-
 from schemas.avro import current_schemas, history, latest
 
 
@@ -28,13 +26,13 @@ class EmbeddedRegistry:
     so ids are the same across restarts, machines and clusters."""
 
     def __init__(self) -> None:
-        self._parsed = {v.schema_id: v.parsed for versions in history().values() for v in versions}
+        self._versions = {v.schema_id: v for versions in history().values() for v in versions}
 
     def id_for(self, record: str, subject: str) -> int:
         return latest(record).schema_id
 
     def writer_schema(self, schema_id: int) -> Any:
-        return self._parsed[schema_id]
+        return self._versions[schema_id].parsed  # parsed when first asked for (then cached)
 
 
 class ConfluentRegistry:
@@ -62,6 +60,8 @@ class ConfluentRegistry:
                 schema = self._client.get_schema(schema_id)
             except Exception as exc:  # the client raises SchemaRegistryError for unknown ids
                 raise KeyError(schema_id) from exc
+            import fastavro  # only for records of other writers' schemas (see AvroCodec)
+
             self._parsed[schema_id] = fastavro.parse_schema(json.loads(schema.schema_str))
         return self._parsed[schema_id]
 
