@@ -43,7 +43,7 @@ def main() -> None:
         generate(path, args.lines)
         with path.open("rb") as stream:
             block_list = list(blocks(stream))
-    lines = [line for _, data in block_list for line in data.split(b"\n") if line]
+    lines = [line for data in block_list for line in data.split(b"\n") if line]
     flat, lane, _ = _lanes(None, TTL)
     gc.freeze()
     gc.set_threshold(100_000, 50, 1000)  # as publish runs

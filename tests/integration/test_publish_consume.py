@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ from streams.admin import _create_prefixed_outputs
 from streams.cli import main
 from streams.codecs import AvroCodec
 from streams.partitioning import partition_for
-from streams.publish import Publisher, validate_line
+from streams.publish import Publisher, publish_stream, validate_line
 from streams.registry import make_registry
 from streams.settings import Settings
 from streams.topics import STORY_STATE, TOPICS
@@ -201,6 +202,32 @@ def test_invalid_lines_are_named_and_not_published(settings: Settings, tmp_path:
 
     again = run("publish", "-", "--skip-invalid", broker=settings.bootstrap(), stdin=stdin)
     assert again.returncode == 0 and "invalid 3" in again.stdout
+
+
+@pytest.mark.parametrize("source", ["file", "pipe"])
+def test_invalid_lines_in_later_blocks_keep_their_line_numbers(
+    settings: Settings, tmp_path: Path, source: str
+) -> None:
+    # Each worker numbers the lines of its own block; publish adds the lines before it.
+    tag = uuid.uuid4().hex[:8]
+    bad_lines = {3, 250, 251, 599}
+    lines = []
+    for number in range(1, 601):
+        view = {
+            "type": "story_viewed",
+            "story_id": f"s-{tag}",
+            "viewer_id": "not ok" if number in bad_lines else f"u{number}",
+            "viewed_at": "2026-11-22T10:00:00Z",
+        }
+        lines.append("" if number % 7 == 0 else json.dumps(view))
+    path = tmp_path / "views.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    with path.open("rb") as stream:
+        piped = io.BufferedReader(io.BytesIO(stream.read())) if source == "pipe" else stream
+        summary = publish_stream(piped, settings.bootstrap(), processes=2, block_bytes=700)
+    assert [bad.line for bad in summary.invalid] == sorted(bad_lines)
+    assert all("viewer_id" in str(bad) for bad in summary.invalid)
+    assert summary.published == sum(1 for line in lines if line) - len(bad_lines)
 
 
 def test_latest_per_key_hides_tombstoned_keys(settings: Settings) -> None:

@@ -22,7 +22,6 @@ from streams.publish import (
     encode_block_packed,
     encode_chunk,
     file_blocks,
-    numbered_lines,
     unpack,
     validate_line,
 )
@@ -177,26 +176,28 @@ def test_a_block_mixes_the_lanes_in_order_and_its_packed_bytes_hold_the_same() -
         ),
         json.dumps({**view, "viewer_id": "u2", "viewed_at": 1795341604}) + "\r",
     ]
-    block = (10, ("\n".join(lines) + "\n").encode())
-    records, invalid = encode_block(block, TTL, None)
+    block = ("\n".join(lines) + "\n").encode()
+    records, invalid, count = encode_block(block, TTL, None)
+    assert count == len(lines)
     expected = [_model_path(line.strip().encode()) for line in lines if line]
     assert records == [r for r in expected if r is not None]
     assert len(records) == 4 and records[1][2][5:9] == b"\x06e-1"  # the given event_id
     assert [(bad.line, bad.errors[0].split(":")[0]) for bad in invalid] == [
-        (13, "viewed_at"),
-        (14, "extra"),
+        (4, "viewed_at"),  # numbered within the block: publish adds the lines before it
+        (5, "extra"),
     ]
-    assert unpack(encode_block_packed(block, TTL, None)) == (records, invalid)
+    assert unpack(encode_block_packed(block, TTL, None)) == (records, invalid, count)
 
 
 @given(
     st.lists(st.tuples(st.text(), st.binary(), st.binary(), st.integers())),
     st.lists(st.builds(InvalidLine, st.integers(1), st.lists(st.text()).map(tuple))),
+    st.integers(0, 1 << 40),
 )
-def test_a_workers_packed_result_unpacks_to_the_same_chunk(
-    records: list[tuple[str, bytes, bytes, int]], invalid: list[InvalidLine]
+def test_a_workers_packed_result_unpacks_to_the_same_block(
+    records: list[tuple[str, bytes, bytes, int]], invalid: list[InvalidLine], lines: int
 ) -> None:
-    assert unpack(_packed(lambda _: (records, invalid), None)) == (records, invalid)
+    assert unpack(_packed(lambda _: (records, invalid, lines), None)) == (records, invalid, lines)
 
 
 def test_a_chunk_mixes_both_paths_in_order_with_line_numbers() -> None:
@@ -215,37 +216,23 @@ def test_a_chunk_mixes_both_paths_in_order_with_line_numbers() -> None:
     assert "viewed_at" in str(invalid[0])
 
 
-def test_blocks_keep_line_numbers_across_block_edges() -> None:
+def test_blocks_are_the_input_cut_at_line_ends() -> None:
     text = b"".join(f'{{"n": {i}}}\n'.encode() if i % 3 else b"\n" for i in range(1, 200)) + b"last"
-    numbered = [
-        (first + i, raw)
-        for first, data in blocks(io.BufferedReader(io.BytesIO(text)), size=37)
-        for i, raw in enumerate(data.split(b"\n"))
-        if raw.strip()
-    ]
-    assert numbered == [(n, raw.strip()) for n, raw in numbered_lines(io.BytesIO(text))]
-    assert numbered[-1] == (200, b"last")
+    cut = list(blocks(io.BufferedReader(io.BytesIO(text)), size=37))
+    assert b"".join(cut) == text
+    assert len(cut) > 10 and all(block.endswith(b"\n") for block in cut[:-1])
+    assert cut[-1].endswith(b"last")
 
 
-def test_file_blocks_are_the_same_lines_with_the_same_numbers(tmp_path: Path) -> None:
+def test_file_blocks_are_the_file_cut_at_line_ends(tmp_path: Path) -> None:
     lines = [f'{{"n": {i}}}' if i % 3 else "" for i in range(1, 200)] + ["x" * 100, "last"]
     path = tmp_path / "lines.jsonl"
     path.write_bytes("\n".join(lines).encode())
     with path.open("rb") as stream:
         sliced = list(file_blocks(stream.fileno(), size=37))
-        numbered = [
-            (first + i, raw)
-            for first, part in sliced
-            for i, raw in enumerate(part.read().split(b"\n"))
-            if raw.strip()
-        ]
-        assert numbered == [
-            (n, raw.strip()) for n, raw in numbered_lines(io.BytesIO(path.read_bytes()))
-        ]
-        assert all(part.read().endswith(b"\n") for _, part in sliced[:-1])
-        assert encode_block(sliced[0], TTL, None) == encode_block(
-            (1, sliced[0][1].read()), TTL, None
-        )
+        assert b"".join(part.read() for part in sliced) == path.read_bytes()
+        assert len(sliced) > 10 and all(part.read().endswith(b"\n") for part in sliced[:-1])
+        assert encode_block(sliced[0], TTL, None) == encode_block(sliced[0].read(), TTL, None)
     (tmp_path / "empty").write_bytes(b"")
     with (tmp_path / "empty").open("rb") as stream:
         assert list(file_blocks(stream.fileno())) == []
