@@ -19,7 +19,7 @@ from tests.integration.workers import (
     latest,
     publish,
     raw_history,
-    raw_latest,
+    raw_latests,
     wait_for,
 )
 
@@ -242,13 +242,9 @@ def test_replay_is_deterministic(settings: Settings, worker: Worker) -> None:
         )
         assert result.returncode == 0, result.stderr
         assert "replayed" in result.stdout
-        views.append(
-            {
-                spec.name: raw_latest(broker, prefix + spec.name)
-                for spec in TOPICS
-                if spec.kind == "output"
-            }
-        )
+        outputs = [spec.name for spec in TOPICS if spec.kind == "output"]
+        read = raw_latests(broker, [prefix + name for name in outputs])
+        views.append({name: read[prefix + name] for name in outputs})
     assert views[0] == views[1]
     state = views[0]["story-state"]
     # Only the highlighted story outlives the replayed day; the others expired in event time.

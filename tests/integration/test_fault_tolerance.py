@@ -21,7 +21,7 @@ from infra.process import free_port
 from streams.admin import create_topics
 from streams.settings import Settings
 from tests.integration.tcp_proxy import TcpProxy
-from tests.integration.workers import SECRET, Worker, latest, publish, raw_latest, wait_for
+from tests.integration.workers import SECRET, Worker, latest, publish, raw_latests, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -153,12 +153,19 @@ def expected_total_views(chunks: list[list[Event]]) -> dict[str, int]:
     return {story: total for story, total in totals.items() if total}
 
 
-def views_of(broker: str, prefix: str, tag: str, topics: tuple[str, ...]) -> dict[str, dict]:
-    """Byte-exact latest-per-key views of `{prefix}{topic}`, only the keys of this test."""
-    return {
-        topic: {k: v for k, v in raw_latest(broker, prefix + topic).items() if tag.encode() in k}
-        for topic in topics
-    }
+def views_of(
+    broker: str, prefixes: tuple[str, ...], tag: str, topics: tuple[str, ...]
+) -> list[dict[str, dict]]:
+    """Byte-exact latest-per-key views of `{prefix}{topic}` for each prefix, only the keys of
+    this test (all topics read together)."""
+    read = raw_latests(broker, [prefix + topic for prefix in prefixes for topic in topics])
+    return [
+        {
+            topic: {k: v for k, v in read[prefix + topic].items() if tag.encode() in k}
+            for topic in topics
+        }
+        for prefix in prefixes
+    ]
 
 
 def wait_equal(
@@ -173,7 +180,7 @@ def wait_equal(
     deadline = time.monotonic() + seconds
     previous: dict[str, dict] | None = None
     while True:
-        left, right = (views_of(broker, p, tag, topics) for p in prefixes)
+        left, right = views_of(broker, prefixes, tag, topics)
         complete = len(left["story-state"]) == stories
         if complete and left == right and left == previous:
             return left, right

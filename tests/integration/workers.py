@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -102,19 +102,32 @@ def raw_history(
     broker: str, topic: str, idle: float = 1.0
 ) -> list[tuple[bytes, bytes | None, int]]:
     """Every record of `topic` as (key, value bytes, timestamp ms), partition by partition."""
+    return raw_histories(broker, [topic], idle)[topic]
+
+
+def raw_histories(
+    broker: str, topics: Iterable[str], idle: float = 1.0
+) -> dict[str, list[tuple[bytes, bytes | None, int]]]:
+    """`raw_history` of several topics, read together: until nothing new came for `idle`
+    seconds from any of them (not their end offsets, which the embedded broker misreports
+    after batched produces)."""
     consumer = Consumer(
         {"bootstrap.servers": broker, "group.id": "tests-raw", "enable.auto.commit": False}
     )
     try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        out: list[tuple[bytes, bytes | None, int]] = []
+        out: dict[str, list[tuple[bytes, bytes | None, int]]] = {topic: [] for topic in topics}
+        assignment = [
+            TopicPartition(topic, partition, OFFSET_BEGINNING)
+            for topic in out
+            for partition in consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ]
+        consumer.assign(assignment)
         last = time.monotonic()
         while time.monotonic() - last < idle:
             for msg in consumer.consume(1000, timeout=0.2):
                 last = time.monotonic()
                 if msg.error() is None:
-                    out.append((msg.key(), msg.value(), msg.timestamp()[1]))
+                    out[msg.topic()].append((msg.key(), msg.value(), msg.timestamp()[1]))
         return out
     finally:
         consumer.close()
@@ -122,7 +135,15 @@ def raw_history(
 
 def raw_latest(broker: str, topic: str) -> dict[bytes, bytes]:
     """The byte-exact compacted view of `topic`: last value per key, tombstoned keys omitted."""
-    view: dict[bytes, bytes | None] = {}
-    for key, value, _ in raw_history(broker, topic):
-        view[key] = value
-    return {k: v for k, v in view.items() if v is not None}
+    return raw_latests(broker, [topic])[topic]
+
+
+def raw_latests(broker: str, topics: Iterable[str]) -> dict[str, dict[bytes, bytes]]:
+    """`raw_latest` of several topics, read together (see `raw_histories`)."""
+    views: dict[str, dict[bytes, bytes]] = {}
+    for topic, history in raw_histories(broker, topics).items():
+        view: dict[bytes, bytes | None] = {}
+        for key, value, _ in history:
+            view[key] = value
+        views[topic] = {k: v for k, v in view.items() if v is not None}
+    return views
