@@ -26,15 +26,10 @@ Audience = Literal["followers", "close_friends", "public"]
 MediaType = Literal["image", "video"]
 
 
-# Every model and adapter builds its validators when first used, not at import: `publish`
-# encodes most lines without them, and building them all took ~30 ms of its start.
-_DEFERRED = ConfigDict(defer_build=True)
-
-
 class Rendition(BaseModel):
     """A ready-to-download rendition of a story's media."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(min_length=1, max_length=64)
     url: str = Field(pattern=r"^https?://")
@@ -46,7 +41,7 @@ class Rendition(BaseModel):
 class Event(BaseModel):
     """Base of every input event: an `event_id`, derived from the content when absent."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
     avro_record: ClassVar[str]
     time_field: ClassVar[str]
 
@@ -216,7 +211,7 @@ InputEvent = Annotated[
     | MediaTranscoded,
     Field(discriminator="type"),
 ]
-EVENT_ADAPTER: TypeAdapter[InputEvent] = TypeAdapter(InputEvent, config=_DEFERRED)
+EVENT_ADAPTER: TypeAdapter[InputEvent] = TypeAdapter(InputEvent)
 EVENT_TYPES: tuple[type[Event], ...] = (
     StoryPosted,
     StoryViewed,
@@ -228,7 +223,7 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     MediaUploaded,
     MediaTranscoded,
 )
-_UTC: TypeAdapter[datetime] = TypeAdapter(UtcDatetime, config=_DEFERRED)
+_UTC: TypeAdapter[datetime] = TypeAdapter(UtcDatetime)
 
 
 def parse_event(data: dict[str, Any], story_ttl: timedelta = DEFAULT_STORY_TTL) -> Event:

@@ -13,9 +13,7 @@ StoryStatus = Literal["processing", "active", "highlighted"]
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", ser_json_bytes="base64", defer_build=True
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64")
     avro_record: ClassVar[str]
 
 

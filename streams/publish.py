@@ -38,8 +38,9 @@ CHUNK_LINES = 2000
 # fewer: the broker spent 0.08-0.12 s of CPU per 50k records less on this project's machine.
 BULK_PRODUCER = {"linger.ms": 100}
 BLOCK_BYTES = 256 * 1024  # about 2,000 lines of events
-# Built when first used: the flat lane takes most lines without the models' validators (their
-# build took ~30 ms of every publish's start).
+# Built when first used: the flat lane takes most lines without it. Only publish uses it, in one
+# thread of each process (pydantic's deferred builds are not thread-safe: the models themselves
+# are built at import, for the workers' threads).
 _DEFERRED = ConfigDict(defer_build=True)
 _CHUNK_ADAPTER: TypeAdapter[list[InputEvent]] = TypeAdapter(list[InputEvent], config=_DEFERRED)
 
