@@ -100,9 +100,10 @@ class AvroCodec:
                 writer = self._registry.writer_schema(schema_id)
             except KeyError:
                 raise CodecError(f"{self.record}: unknown schema id {schema_id}") from None
+        # Compiled outside the try: a schema it cannot compile is a bug, not undecodable bytes.
+        read = (self._read or self._compile_reader()) if current else None
         try:
-            if current:
-                read = self._read or self._compile_reader()
+            if read is not None:
                 value, end = read(data, _HEADER.size)
             else:  # an older writer schema: fastavro resolves it to the current one
                 value, end = self._resolve(data, writer)
