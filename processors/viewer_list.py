@@ -94,7 +94,7 @@ def story_view_prefixes(story_id: str) -> tuple[bytes, bytes, bytes]:
 
 def viewer_order_key(story_id: str, first_viewed_at: datetime, viewer_id: str) -> bytes:
     """The viewer-list key: sorts by (story, first view, viewer)."""
-    return viewer_order_key_of(story_id, _TIME.pack(millis(first_viewed_at) + _BIAS), viewer_id)
+    return viewer_order_key_of(story_id, encode_time(first_viewed_at), viewer_id)
 
 
 def viewer_order_key_of(story_id: str, time: bytes, viewer_id: str) -> bytes:
