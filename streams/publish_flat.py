@@ -31,7 +31,15 @@ from schemas.events import EVENT_TYPES, Event, StoryPosted, derive_event_id
 from schemas.types import check_reaction, to_utc_millis
 from streams.avro_binary import compile_writer, varint
 from streams.codecs import AvroCodec
-from streams.publish_lane import _MILLI, _constraints, _is_reaction, _NotMine, _Source, _Times
+from streams.publish_lane import (
+    _MILLI,
+    _constraints,
+    _is_reaction,
+    _NotMine,
+    _Source,
+    _Times,
+    second_millis,
+)
 from streams.registry import SchemaRegistry
 from streams.topics import EVENT_ROUTES
 
@@ -343,7 +351,7 @@ class FlatLane:
         """The cached entry of a time's first 19 characters (NOT_MINE if not a UTC second)."""
         if len(self._time_entries) >= 1 << 16:
             self._time_entries.clear()
-        entry = self._time_entries[second] = _time_entry(self._times._parse_seconds(second))
+        entry = self._time_entries[second] = _time_entry(second_millis(second))
         return entry
 
     def encode_lines(self, lines: list[bytes]) -> list[Encoded | None]:

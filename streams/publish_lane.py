@@ -59,6 +59,17 @@ _SUFFIX = re.compile(r"(?:\.(\d{1,6}))?(?:Z|\+00:00)")
 _CACHE_LIMIT = 1 << 16
 
 
+def second_millis(text: str) -> int:
+    """`YYYY-MM-DDTHH:MM:SS` in UTC -> epoch millis (NOT_MINE for any other form)."""
+    if not _SECOND.fullmatch(text):
+        raise _NOT_MINE
+    try:
+        at = datetime.fromisoformat(text).replace(tzinfo=UTC)
+    except ValueError:
+        raise _NOT_MINE from None
+    return (at - _EPOCH) // _MILLI
+
+
 class _Times:
     """UTC times in the strict form `YYYY-MM-DDTHH:MM:SS[.ffffff](Z|+00:00)` to epoch millis.
 
@@ -82,15 +93,9 @@ class _Times:
         return seconds + fraction
 
     def _parse_seconds(self, text: str) -> int:
-        if not _SECOND.fullmatch(text):
-            raise _NOT_MINE
-        try:
-            at = datetime.fromisoformat(text).replace(tzinfo=UTC)
-        except ValueError:
-            raise _NOT_MINE from None
         if len(self._seconds) >= _CACHE_LIMIT:
             self._seconds.clear()
-        self._seconds[text] = millis = (at - _EPOCH) // _MILLI
+        self._seconds[text] = millis = second_millis(text)
         return millis
 
     def _parse_suffix(self, text: str) -> int:
