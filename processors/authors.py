@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TypeVar
 
 from processors.context import Ctx, Forward, Output
 from processors.messages import (
@@ -48,6 +50,50 @@ class ActiveStory:
         return ActiveStory, (self.story_id, self.created_at, self.expires_at, self.audience)
 
 
+# Who follows an author, or is on their close-friends list: any set of user ids. In memory a
+# frozenset; in a worker the partition store's keys (a celebrity's followers do not fit in
+# one value, nor would copying them on every follow scale), read through the Set protocol.
+Members = AbstractSet[str]
+_T = TypeVar("_T")
+
+
+class MemberChange(AbstractSet[str]):
+    """`base` with one user added (`present`) or removed, made in O(1) whatever the size of
+    `base`: the processors' change to a set that is not a frozenset (see `_with`), for the
+    wiring to write."""
+
+    __slots__ = ("base", "user", "present", "_size")
+
+    def __init__(self, base: Members, user: str, present: bool) -> None:
+        self.base, self.user, self.present = base, user, present
+        self._size = len(base) + int(present) - int(user in base)
+
+    def __contains__(self, user: object) -> bool:
+        return self.present if user == self.user else user in self.base
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[str]:
+        for user in self.base:
+            if user != self.user:
+                yield user
+        if self.present:
+            yield self.user
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[_T]) -> frozenset[_T]:
+        return frozenset(it)  # what `|`, `&` and `-` build: a plain set
+
+
+def _with(members: Members, user: str, present: bool) -> Members:
+    """`members` with `user` added (`present`) or removed. A frozenset is copied (in memory:
+    small); any other set gets a MemberChange on top."""
+    if isinstance(members, frozenset):
+        return members | {user} if present else members - {user}
+    return MemberChange(members, user, present)
+
+
 @dataclass(frozen=True, slots=True)
 class Author:
     """State of the author stage: who follows, the close-friends list, the active stories.
@@ -58,8 +104,8 @@ class Author:
     """
 
     author_id: str
-    followers: frozenset[str] = frozenset()
-    close_friends: frozenset[str] = frozenset()
+    followers: Members = frozenset()
+    close_friends: Members = frozenset()
     stories: tuple[ActiveStory, ...] = ()
     celebrity: bool = False
 
@@ -100,7 +146,7 @@ def user_followed(
     old = _state(state, event.followee_id)
     if event.follower_id == old.author_id or event.follower_id in old.followers:
         return _settle(old, old, (), ctx)
-    changed = replace(old, followers=old.followers | {event.follower_id})
+    changed = replace(old, followers=_with(old.followers, event.follower_id, True))
     return _settle(old, changed, (event.follower_id,), ctx)
 
 
@@ -112,7 +158,7 @@ def user_unfollowed(
     old = _state(state, event.followee_id)
     if event.follower_id not in old.followers:
         return _settle(old, old, (), ctx)
-    changed = replace(old, followers=old.followers - {event.follower_id})
+    changed = replace(old, followers=_with(old.followers, event.follower_id, False))
     return _settle(old, changed, (event.follower_id,), ctx)
 
 
@@ -124,7 +170,7 @@ def close_friend_added(
     old = _state(state, event.user_id)
     if event.friend_id == old.author_id or event.friend_id in old.close_friends:
         return _settle(old, old, (), ctx)
-    changed = replace(old, close_friends=old.close_friends | {event.friend_id})
+    changed = replace(old, close_friends=_with(old.close_friends, event.friend_id, True))
     return _settle(old, changed, (event.friend_id,), ctx)
 
 
@@ -136,7 +182,7 @@ def close_friend_removed(
     old = _state(state, event.user_id)
     if event.friend_id not in old.close_friends:
         return _settle(old, old, (), ctx)
-    changed = replace(old, close_friends=old.close_friends - {event.friend_id})
+    changed = replace(old, close_friends=_with(old.close_friends, event.friend_id, False))
     return _settle(old, changed, (event.friend_id,), ctx)
 
 
@@ -250,7 +296,7 @@ def _story_changes(
     both versions is computed from the same followers and close friends.
     """
     outputs: list[Output] = []
-    reach = _reach(author, after) if after is not None else frozenset()
+    reach: Members = _reach(author, after) if after is not None else frozenset()
     if after is not None and after != before and after.expires_at > now:
         for viewer in sorted(reach):
             outputs.append(Forward(TRAY_STAGE, viewer, _added(viewer, author.author_id, after)))
@@ -260,10 +306,11 @@ def _story_changes(
     return outputs
 
 
-def _reach(author: Author, story: ActiveStory) -> frozenset[str]:
+def _reach(author: Author, story: ActiveStory) -> Members:
     """Whose trays the story belongs in (see in_tray)."""
-    if story.audience == "close_friends":
-        return author.followers & author.close_friends
+    if story.audience == "close_friends":  # the list is the smaller set: it is the one walked
+        followers = author.followers
+        return frozenset(user for user in author.close_friends if user in followers)
     return author.followers
 
 

@@ -7,6 +7,7 @@ partition answers from its local state; any other worker forwards the request th
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,9 +23,11 @@ from processors.authors import ActiveStory, Author
 from processors.trays import read_tray
 from processors.viewer_list import page_bounds, read_page
 from schemas.records import ReactionCounts, StoryState
+from schemas.types import IDENTIFIER_PATTERN
 from streams.auth import TokenError, issue_token, verify_token
 from streams.engine import Engine
-from streams.handlers.social import AUTHORS, TRAYS
+from streams.handlers.follow_graph import author_seen_by
+from streams.handlers.social import TRAYS
 from streams.handlers.stories import story_view
 from streams.handlers.views import reaction_state, view_state
 from streams.members import Members
@@ -36,6 +39,7 @@ log = logging.getLogger(__name__)
 FORWARDED = "X-Storystream-Forwarded"
 INTERNAL_SUBJECT = "storystream-worker"
 _AUTHOR = TypeAdapter(Author)
+_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -96,14 +100,20 @@ class Api:
             body = await answer.read()
             return Raw(body, answer.status, answer.content_type or "application/json")
 
-    async def fetch_author(self, request: Request, author_id: str) -> Author | None:
+    async def fetch_author(self, request: Request, author_id: str, viewer_id: str) -> Author | None:
+        """The author as `viewer_id` may see them (see `author_seen_by`): a celebrity's
+        followers stay where they are stored."""
         store = self.local_store(author_id)
         if store is not None:
-            return AUTHORS.get_committed(store, author_id)
-        answer = await self._internal(request, f"/internal/authors/{author_id}")
+            return author_seen_by(store.get_committed, author_id, viewer_id)
+        answer = await self._internal(
+            request, f"/internal/authors/{author_id}", {"viewer": viewer_id}
+        )
         return None if answer is None else _AUTHOR.validate_json(answer)
 
-    async def _internal(self, request: Request, path: str) -> bytes | None:
+    async def _internal(
+        self, request: Request, path: str, query: dict[str, str] | None = None
+    ) -> bytes | None:
         partition = partition_for(path.rsplit("/", 1)[-1], self.settings.partitions)
         owner = self.members.owner(partition)
         if owner is None:
@@ -111,7 +121,8 @@ class Api:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         headers = {FORWARDED: "1", "Authorization": f"Bearer {self._internal_token}"}
-        async with self._session.get(owner.url.rstrip("/") + path, headers=headers) as answer:
+        url = owner.url.rstrip("/") + path
+        async with self._session.get(url, headers=headers, params=query) as answer:
             if answer.status == 404:
                 return None
             if answer.status != 200:
@@ -138,7 +149,7 @@ class Api:
             raise HttpError(404, f"story {story_id} not found")
         if caller == state.author_id or state.audience == "public":
             return state
-        author = await self.fetch_author(request, state.author_id)
+        author = await self.fetch_author(request, state.author_id, caller)
         story = ActiveStory(state.story_id, state.created_at, state.expires_at, state.audience)
         if author is None or not author_rules.may_see(author, story, caller):
             raise HttpError(404, f"story {story_id} not found")
@@ -190,14 +201,16 @@ def install(app: faust.App, api: Api) -> None:
             if state is None
             else [
                 a
-                for a in [await api.fetch_author(request, c) for c in sorted(state.celebrities)]
+                for a in [
+                    await api.fetch_author(request, c, user_id) for c in sorted(state.celebrities)
+                ]
                 if a
             ]
         )
         return read_tray(state, user_id, celebrities, api.clock()).model_dump(mode="json")
 
     async def author_stories(request: Request, caller: str, author_id: str) -> Any:
-        author = await api.fetch_author(request, author_id)
+        author = await api.fetch_author(request, author_id, caller)
         if author is None:
             return {"stories": []}
         stories = []
@@ -271,9 +284,12 @@ def install(app: faust.App, api: Api) -> None:
 
     async def internal_author(request: Request, caller: str, author_id: str) -> Any:
         _internal_only(caller)
+        viewer_id = request.query.get("viewer", "")
+        if not _IDENTIFIER.fullmatch(viewer_id):
+            raise HttpError(400, "viewer: must be 1-64 characters of [A-Za-z0-9_-]")
         store = api.local_store(author_id)
         assert store is not None
-        author = AUTHORS.get_committed(store, author_id)
+        author = author_seen_by(store.get_committed, author_id, viewer_id)
         if author is None:
             raise HttpError(404, "unknown author")
         return Raw(_AUTHOR.dump_json(author))

@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from processors import authors, trays
-from processors.authors import Author
 from processors.trays import TrayState
 from streams.engine import InRecord, PartitionContext
-from streams.handlers.common import Decoder, Table, apply_by_key, internal_messages
+from streams.handlers.common import Decoder, Table, apply_by_key, ctx_of, internal_messages
+from streams.handlers.follow_graph import absorb, empty_author, load_author, save_author
 from streams.registry import SchemaRegistry
 from streams.topics import USER_FOLLOWS
 
-AUTHORS: Table[Author] = Table("author")
 TRAYS: Table[TrayState] = Table("tray", TrayState)
+
+
+def apply_authors(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]]) -> None:
+    """Each author's inputs, in order, on one read and one write of its state (as
+    `apply_by_key` does for a table), its sets read and written key by key (`follow_graph`).
+    An author is written and its outputs emitted together, after its last input."""
+    store = pctx.store
+    by_author: dict[str, list[tuple[InRecord, Any]]] = defaultdict(list)
+    for record, item in decoded:
+        by_author[record.key.decode() if record.key else ""].append((record, item))
+    for author_id, items in by_author.items():
+        state = load_author(store, author_id) or empty_author(store, author_id)
+        outputs: list[Any] = []
+        for record, item in items:
+            changed, emitted = authors.handle(state, item, ctx_of(pctx, record))
+            state = absorb(state, changed)
+            outputs.extend(emitted)
+        save_author(store, state)
+        pctx.emit(outputs)
 
 
 class AuthorHandler:
@@ -28,7 +48,7 @@ class AuthorHandler:
             decoded = self._decoder.models(pctx, records)
         else:
             decoded = internal_messages(pctx, records)
-        apply_by_key(pctx, AUTHORS, decoded, authors.handle)
+        apply_authors(pctx, decoded)
 
     def tick(self, pctx: PartitionContext) -> None:
         pass

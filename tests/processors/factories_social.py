@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from processors.context import Ctx, Policy
 from processors.messages import (
@@ -101,3 +103,13 @@ def removed(user: str, author: str, story_id: str) -> TrayStoryRemoved:
 
 def celebrity(user: str, author: str, *, following: bool = True) -> CelebrityFollowChanged:
     return CelebrityFollowChanged(user_id=user, author_id=author, following=following)
+
+
+def cut(messages: Sequence[Any], sizes: Sequence[int]) -> list[list[Any]]:
+    """`messages` in batches of `sizes` (some maybe empty), the rest in a last batch."""
+    batches, rest = [], list(messages)
+    for size in sizes:
+        batches.append(rest[:size])
+        rest = rest[size:]
+    batches.append(rest)
+    return batches

@@ -16,12 +16,12 @@ from processors import authors
 from processors.authors import Author
 from processors.context import Ctx
 from streams.engine import InRecord, PartitionContext
-from streams.handlers.common import apply_by_key
-from streams.handlers.social import AUTHORS
+from streams.handlers.common import Table, apply_by_key
 from streams.store import PartitionStore
-from tests.processors.factories_social import T0, closed, ctx, followed, opened, unfollowed
+from tests.processors.factories_social import T0, closed, ctx, cut, followed, opened, unfollowed
 
 AUTHOR_IDS = ("ann", "bob")
+AUTHORS: Table[Author] = Table("author")  # pickled, sets and all (a table like any other)
 
 
 class _Engine:
@@ -80,11 +80,7 @@ def _run(batches: list[list[Any]]) -> tuple[dict[str, Author | None], dict[str, 
 def test_batched_application_equals_one_message_at_a_time(
     messages: list[Any], cuts: list[int]
 ) -> None:
-    batches, rest = [], list(messages)
-    for size in cuts:
-        batches.append(rest[:size])
-        rest = rest[size:]
-    batches.append(rest)
+    batches = cut(messages, cuts)
     assert _run(batches) == _one_at_a_time(messages)
 
 
