@@ -3,7 +3,6 @@ per story per batch, outputs coalesced per key."""
 
 from __future__ import annotations
 
-import pickle
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from processors.viewer_list import (
 from schemas.events import StoryReacted, StoryViewed
 from schemas.types import IDENTIFIER_PATTERN
 from streams.engine import InRecord, PartitionContext
+from streams.handlers import parking
 from streams.handlers.common import Decoder, ctx_of
 from streams.handlers.due import DueIndex
 from streams.registry import SchemaRegistry
@@ -84,7 +84,6 @@ def check_view(view: views.View) -> str | None:
     return None
 
 
-PARKED = b"parked\x01"
 PARK_DUE = DueIndex("parkdue")
 PARK_WINDOW = timedelta(seconds=30)
 MAX_PARKED = 10_000
@@ -95,26 +94,21 @@ def _park(pctx: PartitionContext, story_id: str, events: Sequence[Any]) -> None:
     (topics are fetched independently). They are applied when it arrives, or dropped after
     PARK_WINDOW (then they were for an unknown story)."""
     store = pctx.store
-    key = PARKED + story_id.encode()
-    raw = store.get(key)
-    deadline, parked = pickle.loads(raw) if raw else (pctx.now + PARK_WINDOW, [])  # noqa: S301
-    room = MAX_PARKED - len(parked)
-    if room < len(events):
-        pctx.engine.metrics.rejected.inc("unknown-story-overflow", len(events) - max(room, 0))
-    parked = [*parked, *events[: max(room, 0)]]
-    store.put(key, pickle.dumps((deadline, parked)))
-    if raw is None:
-        PARK_DUE.move(store, story_id, None, deadline)
+    new_deadline, overflow = parking.hold(
+        store, story_id, events, pctx.now + PARK_WINDOW, MAX_PARKED
+    )
+    if overflow:
+        pctx.engine.metrics.rejected.inc("unknown-story-overflow", overflow)
+    if new_deadline is not None:
+        PARK_DUE.move(store, story_id, None, new_deadline)
 
 
 def _unpark(pctx: PartitionContext, story_id: str) -> None:
     store = pctx.store
-    key = PARKED + story_id.encode()
-    raw = store.get(key)
-    if raw is None:
+    released = parking.release(store, story_id)
+    if released is None:
         return
-    deadline, parked = pickle.loads(raw)  # noqa: S301
-    store.delete(key)
+    deadline, parked = released
     PARK_DUE.move(store, story_id, deadline, None)
     seen = [e for e in parked if isinstance(e, (views.View, StoryViewed))]
     reacted = [e for e in parked if isinstance(e, StoryReacted)]
@@ -127,15 +121,15 @@ def _unpark(pctx: PartitionContext, story_id: str) -> None:
 def _drop_expired_parking(pctx: PartitionContext) -> None:
     store = pctx.store
     for story_id in PARK_DUE.due(store, pctx.now):
-        raw = store.get(PARKED + story_id.encode())
-        if raw is None:
+        current = parking.held(store, story_id)
+        if current is None:
             continue
-        deadline, parked = pickle.loads(raw)  # noqa: S301
+        deadline, count, chunks = current
         if deadline > pctx.now:
             continue
-        store.delete(PARKED + story_id.encode())
+        parking.drop(store, story_id, chunks)
         PARK_DUE.move(store, story_id, deadline, None)
-        pctx.engine.metrics.rejected.inc("unknown-story", len(parked))
+        pctx.engine.metrics.rejected.inc("unknown-story", count)
 
 
 def _accepting(
