@@ -16,7 +16,7 @@ from schemas.types import from_millis, millis
 # story id ends it: no story's prefix is a prefix of another's.
 ORDER_TAG = b"O"  # O story NUL time viewer -> b""         (the list, in first-view order)
 INDEX_TAG = b"I"  # I story NUL viewer      -> time, events (first view; the viewer's applied views)
-EVENT_TAG = b"E"  # E story NUL event_id    -> b""         (older layout: applied views; purged)
+EVENT_TAG = b"E"  # E story NUL event_id    -> b""         (applied views past the index entry's)
 _SEP = b"\x00"
 # Millis offset by 2**63 and packed big-endian unsigned: byte order is time order, negatives
 # (before 1970) included.
@@ -80,6 +80,11 @@ def viewer_order_prefix(story_id: str) -> bytes:
 def viewer_index_prefix(story_id: str) -> bytes:
     """The prefix of every viewer-index key of the story (scan it to list the viewer ids)."""
     return _prefix(INDEX_TAG, story_id)
+
+
+def view_event_key(story_id: str, event_id: str) -> bytes:
+    """The key marking an applied view whose id is not in its viewer's index entry."""
+    return f"E{story_id}\x00{event_id}".encode()  # EVENT_TAG, story, NUL, event
 
 
 def view_event_prefix(story_id: str) -> bytes:

@@ -20,6 +20,7 @@ from processors.viewer_list import (
     decode_index_value,
     encode_time,
     index_value_of,
+    view_event_key,
     viewer_index_key,
     viewer_order_key,
     viewer_order_key_of,
@@ -32,6 +33,11 @@ from schemas.records import StoryViewer, ViewCount
 # ViewCount and sits in every story's state), and update/serialize cost the same.
 HLL_TYPE = datasketches.tgt_hll_type.HLL_4
 _STATE_HEADER = struct.Struct(">QQQ")
+# A viewer's index entry keeps the ids of their applied views up to this many (the smallest);
+# the others are keys of their own (EVENT_TAG), so the entry stays small (~2 KiB) however many
+# times one viewer views a story. The keys are looked up only for a viewer whose entry is full.
+# (Lowering it leaves such keys unread for entries that were full: do not.)
+INLINE_EVENT_IDS = 32
 _LITTLE_ENDIAN = sys.byteorder == "little"
 assert array("I").itemsize == 4, "HLL coupons are 4-byte ints"
 
@@ -104,7 +110,8 @@ class ViewsResult(NamedTuple):
         """The viewer-list and viewer-index keys to put and delete (the state aside).
 
         An applied view's id is kept in its viewer's index entry: a redelivered view is found
-        by the same lookup that finds the viewer, with no key (and changelog record) of its own.
+        by the same lookup that finds the viewer, with no key (and changelog record) of its own
+        (past INLINE_EVENT_IDS of one viewer, the other ids get keys: see `overflow_lookups`).
         """
         return self.puts, self.deletes
 
@@ -129,6 +136,24 @@ class ViewLookups(NamedTuple):
         return known, seen, stored
 
 
+def overflow_lookups(
+    story_id: str,
+    views: Sequence[AnyView],
+    stored_events: Mapping[str, tuple[str, ...]],
+    seen_event_ids: AbstractSet[str],
+    inline: int = INLINE_EVENT_IDS,
+) -> dict[bytes, str]:
+    """The applied-view keys to fetch after `ViewLookups.resolve`: for each view not found
+    applied yet whose viewer's index entry is full (its other ids are keys of their own).
+    The ids of the keys found are applied views: add them to `seen_event_ids`."""
+    keys: dict[bytes, str] = {}
+    for view in views:
+        ids = stored_events.get(view.viewer_id)
+        if ids is not None and len(ids) >= inline and view.event_id not in seen_event_ids:
+            keys[view_event_key(story_id, view.event_id)] = view.event_id
+    return keys
+
+
 def plan_lookups(info: StoryInfo, views: Sequence[AnyView]) -> ViewLookups:
     """The viewer-index keys a batch of `views` needs fetched (author excluded)."""
     story_id, author_id = info.story_id, info.author_id
@@ -148,12 +173,14 @@ def apply_views(
     seen_event_ids: AbstractSet[str],
     stored_events: Mapping[str, tuple[str, ...]],
     ctx: Ctx,
+    inline: int = INLINE_EVENT_IDS,
 ) -> ViewsResult:
     """Apply a batch of views of `info`'s story (pre-fetched lookups in, writes and outputs out).
 
     `known_viewers` maps each of the batch's viewers already in the list to their stored
     first view; `seen_event_ids` holds the batch's event ids already applied and
-    `stored_events` the applied ids of each known viewer (see `ViewLookups.resolve`). The
+    `stored_events` the ids in each known viewer's index entry (see `ViewLookups.resolve`
+    and `overflow_lookups`); an entry keeps the `inline` smallest of a viewer's ids. The
     author's own views and refused events are skipped; an event id is counted once; the
     earliest view of a viewer wins (an earlier one arriving late moves the viewer up the
     list). The HLL is deserialized, updated with the new viewers and serialized once.
@@ -191,7 +218,7 @@ def apply_views(
     if not applied and not repeated:
         return ViewsResult(story_id, state, False, [], (), skipped)
 
-    puts: list[tuple[bytes, bytes]] = []  # viewer-list keys, then viewer-index keys
+    puts: list[tuple[bytes, bytes]] = []  # viewer-list keys, then index (and applied-view) keys
     deletes: list[bytes] = []  # list keys of viewers moved up
     times: dict[str, bytes] = {}  # each new first view's sortable time, encoded once
     new_viewers: list[str] = []
@@ -232,6 +259,9 @@ def apply_views(
             event_ids = [*stored, *event_ids]
         if len(event_ids) > 1:
             event_ids.sort()
+        if len(event_ids) > inline:  # the entry keeps the smallest; the others get keys
+            puts += [(view_event_key(story_id, event_id), b"") for event_id in event_ids[inline:]]
+            event_ids = event_ids[:inline]
         time = times.get(viewer_id) or encode_time(known_viewers[viewer_id])
         puts.append((viewer_index_key(story_id, viewer_id), index_value_of(time, event_ids)))
     new_state = _counted(state, new_viewers, len(applied), ctx) if applied else state

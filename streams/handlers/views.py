@@ -156,6 +156,10 @@ def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[views.An
     lookups = views.plan_lookups(info, batch)
     keys = lookups.viewer_keys
     known, seen, stored = lookups.resolve(dict(zip(keys, store.get_many(keys), strict=True)))
+    more = views.overflow_lookups(story_id, batch, stored, seen)
+    if more:  # a viewer with many views: their other ids are keys
+        found = zip(more.values(), store.get_many(more), strict=True)
+        seen.update(event_id for event_id, value in found if value is not None)
     state_key = VIEW_STATE + story_id.encode()
     raw = store.get(state_key)
     state = views.ViewState.from_bytes(raw) if raw is not None else None

@@ -11,7 +11,14 @@ from processors.context import Ctx, Output, Policy, Put, expand
 from processors.messages import StoryLifecycle
 from processors.story_info import Phase, StoryInfo
 from processors.viewer_list import ViewerPage, page_bounds, read_page
-from processors.views import AnyView, ViewState, apply_views, plan_lookups
+from processors.views import (
+    INLINE_EVENT_IDS,
+    AnyView,
+    ViewState,
+    apply_views,
+    overflow_lookups,
+    plan_lookups,
+)
 from schemas.events import StoryReacted, StoryViewed
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
@@ -94,8 +101,9 @@ class ViewsStore:
     `published` is the compacted view of every output topic (last value per key).
     """
 
-    def __init__(self, story: StoryInfo | None = None) -> None:
+    def __init__(self, story: StoryInfo | None = None, inline: int = INLINE_EVENT_IDS) -> None:
         self.info = story if story is not None else info()
+        self.inline = inline  # event ids an index entry keeps
         self.state: ViewState | None = None
         self.kv: dict[bytes, bytes] = {}
         self._sorted: list[bytes] = []
@@ -107,7 +115,11 @@ class ViewsStore:
         lookups = plan_lookups(self.info, views)
         found = {key: self.kv.get(key) for key in lookups.viewer_keys}
         known, seen, stored = lookups.resolve(found)
-        result = apply_views(self.state, self.info, views, known, seen, stored, context or ctx())
+        more = overflow_lookups(self.info.story_id, views, stored, seen, self.inline)
+        seen.update(event_id for key, event_id in more.items() if key in self.kv)
+        result = apply_views(
+            self.state, self.info, views, known, seen, stored, context or ctx(), self.inline
+        )
         puts, deletes = result.writes()
         for key in deletes:
             del self.kv[key]

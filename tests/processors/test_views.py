@@ -27,7 +27,14 @@ from processors.viewer_list import (
     viewer_of_index_key,
     viewer_order_key,
 )
-from processors.views import View, ViewState, apply_views, view_count, viewer_tombstones
+from processors.views import (
+    INLINE_EVENT_IDS,
+    View,
+    ViewState,
+    apply_views,
+    view_count,
+    viewer_tombstones,
+)
 from schemas.records import StoryViewer, ViewCount
 from tests.processors.factories_views import (
     AUTHOR,
@@ -277,6 +284,26 @@ def test_index_values_hold_the_first_view_and_the_applied_event_ids() -> None:
     # the list key implied by an entry ignores the event ids
     key = viewer_index_key("s", "u")
     assert order_key_of_index_entry(key, value) == viewer_order_key("s", at(7), "u")
+
+
+def test_a_viewer_viewing_thousands_of_times_keeps_a_small_index_entry() -> None:
+    # given one viewer's 3,000 views of a story, in batches of 250
+    store = ViewsStore()
+    views = [viewed("u1", i % 600, event_id=f"{i:064d}") for i in range(3_000)]
+    for start in range(0, 3_000, 250):
+        store.apply(views[start : start + 250])
+    # then the index entry keeps the smallest INLINE_EVENT_IDS ids (~2 KiB, not ~195 KiB) and
+    # every other applied view is a key of its own
+    entry = store.kv[viewer_index_key(STORY, "u1")]
+    assert len(entry) < 8 + INLINE_EVENT_IDS * 65 + 1
+    assert decode_index_value(entry)[1] == tuple(f"{i:064d}" for i in range(INLINE_EVENT_IDS))
+    event_keys = [key for key in store.kv if key.startswith(story_view_prefixes(STORY)[2])]
+    assert len(event_keys) == 3_000 - INLINE_EVENT_IDS
+    assert store.state is not None and store.state.total_views == 3_000
+    # and redelivering them all counts nothing twice
+    kv = dict(store.kv)
+    store.apply(views[::-1])
+    assert store.state.total_views == 3_000 and store.kv == kv
 
 
 @settings(max_examples=60, deadline=None)

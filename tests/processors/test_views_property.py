@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.context import Put
+from processors.views import INLINE_EVENT_IDS
 from schemas.events import StoryViewed
 from schemas.records import StoryViewer, ViewCount
 from tests.processors.factories_views import AUTHOR, STORY, ViewsStore, info, viewed
@@ -47,6 +48,8 @@ def brute_force(views: list[StoryViewed]) -> tuple[int, list[tuple[str, datetime
 
 
 cuts = st.lists(st.integers(0, 80), max_size=8)
+# Event ids an index entry keeps: the default, and few (a viewer's other ids get keys).
+inlines = st.sampled_from((INLINE_EVENT_IDS, 1, 3))
 
 
 def summary(store: ViewsStore) -> tuple[object, ...]:
@@ -63,9 +66,11 @@ def summary(store: ViewsStore) -> tuple[object, ...]:
     return store.viewer_list(), counters, sketch, published
 
 
-@given(histories(), cuts)
-def test_incremental_equals_brute_force(views: list[StoryViewed], batch_cuts: list[int]) -> None:
-    store = ViewsStore()
+@given(histories(), cuts, inlines)
+def test_incremental_equals_brute_force(
+    views: list[StoryViewed], batch_cuts: list[int], inline: int
+) -> None:
+    store = ViewsStore(inline=inline)
     store.apply_in_batches(views, batch_cuts)
     total, first_views = brute_force(views)
     assert store.viewer_list(limit=4) == first_views
@@ -88,23 +93,23 @@ def test_incremental_equals_brute_force(views: list[StoryViewed], batch_cuts: li
     assert sketch.get_lower_bound(3) <= len(first_views) <= sketch.get_upper_bound(3)
 
 
-@given(histories(), cuts)
+@given(histories(), cuts, inlines)
 def test_batching_does_not_change_the_result(
-    views: list[StoryViewed], batch_cuts: list[int]
+    views: list[StoryViewed], batch_cuts: list[int], inline: int
 ) -> None:
-    whole, split = ViewsStore(), ViewsStore()
+    whole, split = ViewsStore(inline=inline), ViewsStore(inline=inline)
     whole.apply(views)
     split.apply_in_batches(views, batch_cuts)
     assert summary(split) == summary(whole)
     assert split.kv == whole.kv
 
 
-@given(histories(), cuts, st.data())
+@given(histories(), cuts, inlines, st.data())
 def test_redelivering_any_prefix_changes_nothing(
-    views: list[StoryViewed], batch_cuts: list[int], data: st.DataObject
+    views: list[StoryViewed], batch_cuts: list[int], inline: int, data: st.DataObject
 ) -> None:
     # given the history applied
-    store = ViewsStore()
+    store = ViewsStore(inline=inline)
     store.apply_in_batches(views, batch_cuts)
     state, kv, published = store.state, dict(store.kv), dict(store.published)
     # when any prefix is redelivered, in any batches
@@ -138,12 +143,14 @@ def test_unique_count_is_within_three_standard_errors(distinct: int, batch: int,
     assert state.viewers == distinct and state.total_views == distinct + distinct // 3
 
 
-@given(histories(), st.randoms(use_true_random=False))
-def test_delivery_order_does_not_change_the_state(views: list[StoryViewed], rng: Random) -> None:
+@given(histories(), inlines, st.randoms(use_true_random=False))
+def test_delivery_order_does_not_change_the_state(
+    views: list[StoryViewed], inline: int, rng: Random
+) -> None:
     # given the same views delivered in two orders (as a replay after a crash may)
     shuffled = list(views)
     rng.shuffle(shuffled)
-    first, second = ViewsStore(), ViewsStore()
+    first, second = ViewsStore(inline=inline), ViewsStore(inline=inline)
     first.apply(views)
     second.apply(shuffled)
     # then the state, its sketch bytes included, and the stored keys are the same

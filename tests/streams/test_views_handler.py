@@ -1,0 +1,48 @@
+"""The views wiring on a real partition store: a viewer's applied views past their index entry's
+are keys of their own, found again when redelivered, in later batches and after a flush."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from processors.viewer_list import decode_index_value, story_view_prefixes, viewer_index_key
+from processors.views import INLINE_EVENT_IDS, View
+from streams.engine import PartitionContext
+from streams.handlers.views import INFO, apply_view_batch, view_state
+from streams.metrics import Counter
+from streams.store import PartitionStore
+from tests.processors.factories_views import STORY, at, ctx, info, viewed
+
+
+class _Engine:
+    def __init__(self) -> None:
+        self.policy = ctx().policy
+        self.metrics = SimpleNamespace(rejected=Counter("rejected", "", "reason"))
+        self.emitted: list[Any] = []
+
+    def emit(self, _: PartitionContext, outputs: Iterable[Any]) -> None:
+        self.emitted.extend(outputs)
+
+
+def test_a_viewers_many_views_count_once_each_through_the_store(tmp_path: Path) -> None:
+    store = PartitionStore(tmp_path / "p0")
+    store.put(INFO + STORY.encode(), info().to_bytes())
+    pctx = PartitionContext(_Engine(), 0, store, at(10))  # type: ignore[arg-type]
+    views = [View.of(viewed("u1", i % 60, event_id=f"e{i:04d}").__dict__) for i in range(100)]
+    for start in range(0, 100, 7):
+        apply_view_batch(pctx, STORY, views[start : start + 7])
+        if start % 2:
+            store.flush()
+    for start in range(0, 100, 9):  # all of them again, in other batches
+        apply_view_batch(pctx, STORY, views[start : start + 9])
+    store.flush()
+    state = view_state(store, STORY)
+    assert state is not None and (state.total_views, state.viewers) == (100, 1)
+    entry = store.get(viewer_index_key(STORY, "u1"))
+    assert entry is not None and len(decode_index_value(entry)[1]) == INLINE_EVENT_IDS
+    keys = list(store.scan(story_view_prefixes(STORY)[2]))
+    assert len(keys) == 100 - INLINE_EVENT_IDS
+    store.close()
