@@ -125,6 +125,7 @@ class PartitionContext:
 class _Assigned:
     store: PartitionStore
     applied: dict[str, int] = field(default_factory=dict)  # input topic -> last applied offset
+    caught_up: bool = True  # False: a standby turn stopped at a checkpoint before the end
 
 
 class Engine:
@@ -726,7 +727,10 @@ class Engine:
 
         The same restore as on assignment, into the same local RocksDB, which is closed again
         at once: when the partition is assigned later, only the changelog records written
-        since are replayed. One partition per turn, so a batch waits for one short catch-up.
+        since are replayed. One partition per turn, and a turn stops at the first checkpoint
+        after STANDBY_TURN_SECONDS, so a batch never waits long: a cold replica (the whole
+        changelog to replay) is caught up over as many turns as it takes, and the next
+        partition's turn comes after that.
         """
         if self._standby_interval is None or time.monotonic() < self._standby_due:
             return
@@ -734,13 +738,17 @@ class Engine:
         if not others:
             return
         partition = others[self._standby_turn % len(others)]
-        self._standby_turn += 1
         self._standby_due = time.monotonic() + self._standby_interval / len(others)
-        self._restore(partition, standby=True).store.close()
-        self.metrics.standby_caught_up.inc(str(partition))
+        standby = self._restore(partition, standby_turn=STANDBY_TURN_SECONDS)
+        standby.store.close()
+        if standby.caught_up:
+            self._standby_turn += 1
+            self.metrics.standby_caught_up.inc(str(partition))
 
-    def _restore(self, partition: int, standby: bool = False) -> _Assigned:
-        """Local RocksDB caught up from the changelog up to its last checkpoint."""
+    def _restore(self, partition: int, standby_turn: float | None = None) -> _Assigned:
+        """Local RocksDB caught up from the changelog up to its last checkpoint; for a
+        standby (`standby_turn` seconds), to the first checkpoint after that long."""
+        standby = standby_turn is not None
         path = self._state_dir / f"p{partition}"
         store = PartitionStore(path)
         restorer = Consumer(
@@ -768,7 +776,8 @@ class Engine:
                     store.close()
                     PartitionStore.destroy(path)
                     store = PartitionStore(path)
-            restored = self._replay(restorer, store, partition, start, high, standby)
+            deadline = None if standby_turn is None else time.monotonic() + standby_turn
+            restored, caught_up = self._replay(restorer, store, partition, start, high, deadline)
             if restored is not None:
                 applied = restored[0]
                 store.flush(
@@ -776,7 +785,7 @@ class Engine:
                 )
             if not standby:
                 self.metrics.restored.inc(str(partition))
-            return _Assigned(store, {k: int(v) for k, v in applied.items()})
+            return _Assigned(store, {k: int(v) for k, v in applied.items()}, caught_up)
         finally:
             restorer.close()
 
@@ -787,16 +796,22 @@ class Engine:
         partition: int,
         start: int,
         high: int,
-        standby: bool = False,
-    ) -> tuple[dict[str, int], int] | None:
+        deadline: float | None = None,
+    ) -> tuple[tuple[dict[str, int], int] | None, bool]:
         """Apply changelog records up to the last checkpoint before `high`; records after it
-        belong to a batch that never completed and are redone from the inputs instead."""
+        belong to a batch that never completed and are redone from the inputs instead.
+
+        With a `deadline` (a standby's turn), stop at the first checkpoint after it. Returns
+        the last checkpoint applied (applied offsets, its changelog offset), if any, and
+        whether the replay went to the end."""
+        standby = deadline is not None
         if high <= 0 or (start != OFFSET_BEGINNING and start >= high):
-            return None
+            return None, True
         restorer.assign([TopicPartition(self._changelog, partition, start)])
         pending: list[tuple[bytes, bytes | None]] = []
         last: tuple[dict[str, int], int] | None = None
         count = 0
+        stopped = False
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < 10.0:
             messages = restorer.consume(10_000, timeout=1.0)
@@ -818,6 +833,10 @@ class Engine:
                         self.metrics.restored_records.inc(str(partition), len(pending))
                     pending = []
                     last = (json.loads(msg.value())["applied"], msg.offset())
+                    if deadline is not None and time.monotonic() >= deadline:
+                        stopped = msg.offset() < high - 1
+                        done = True
+                        break
                 else:
                     pending.append((msg.key(), msg.value()))
                 if msg.offset() >= high - 1:
@@ -831,10 +850,11 @@ class Engine:
             count,
             " (standby)" if standby else "",
         )
-        return last
+        return last, not stopped
 
 
 FORWARD_BATCH_BYTES = 256 * 1024  # well below Kafka's default 1 MB record limit
+STANDBY_TURN_SECONDS = 0.2  # a standby catch-up's share of the engine thread per turn
 
 
 def encoded_batches(

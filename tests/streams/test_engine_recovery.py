@@ -239,3 +239,70 @@ def test_a_standby_replica_leaves_only_the_changelog_tail_to_replay(
         first.stop()
         if second is not None:
             second.stop()
+
+
+def test_a_cold_standby_is_caught_up_a_checkpoint_at_a_time(app: Settings, tmp_path: Path) -> None:
+    """A standby turn stops at the first checkpoint after its time (here: none at all), so a
+    replica with the whole changelog to replay never holds the engine thread long; the turns
+    resume where the last one stopped and end with the state a full restore gives."""
+    tag = uuid.uuid4().hex[:6]
+    story = f"cold-{tag}"
+    partition = partition_for(story, app.partitions)
+    now = datetime.now(UTC).replace(microsecond=0)
+    running = Running(app, tmp_path / "owner")
+    try:
+        running.wait(lambda: running.engine.store(partition) is not None)
+        _publish(
+            app,
+            [
+                {
+                    "type": "story_posted",
+                    "story_id": story,
+                    "author_id": f"a-{tag}",
+                    "created_at": _iso(now),
+                }
+            ],
+        )
+        for round_ in range(4):  # one batch (and checkpoint) at a time
+            _publish(
+                app,
+                [
+                    {
+                        "type": "story_viewed",
+                        "story_id": story,
+                        "viewer_id": f"v{round_}-{i}",
+                        "viewed_at": _iso(now + timedelta(seconds=1)),
+                    }
+                    for i in range(5)
+                ],
+            )
+            running.wait(
+                lambda n=round_: (
+                    running.engine.metrics.processed.value("story-viewed") >= 5 * (n + 1)
+                )
+            )
+            time.sleep(0.3)  # committed: the next round is a batch of its own
+    finally:
+        running.stop()
+
+    cold = build_engine(app, lambda: datetime.now(UTC), "cold", state_dir=tmp_path / "cold")
+    turns = 0
+    while True:
+        turns += 1
+        standby = cold._restore(partition, standby_turn=0.0)
+        standby.store.close()
+        if standby.caught_up:
+            break
+        assert turns < 100
+    assert turns >= 4  # a checkpoint a turn: the post's batch and the four rounds'
+    full = build_engine(app, lambda: datetime.now(UTC), "full", state_dir=tmp_path / "full")
+    restored = full._restore(partition)
+    caught_up = cold._restore(partition)  # nothing left to replay
+    try:
+        for assigned in (restored, caught_up):
+            state = view_state(assigned.store, story)
+            assert state is not None and state.total_views == 20
+        assert caught_up.applied == restored.applied
+    finally:
+        restored.store.close()
+        caught_up.store.close()
