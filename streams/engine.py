@@ -81,7 +81,8 @@ _timestamp = itemgetter(5)  # InRecord.timestamp, as a C-level sort key
 class Handler(Protocol):
     """A stage's wiring: decodes its topics' records and applies its processors."""
 
-    topics: tuple[str, ...]
+    @property
+    def topics(self) -> tuple[str, ...]: ...
 
     def handle(self, ctx: PartitionContext, records: Sequence[InRecord]) -> None: ...
 

@@ -20,6 +20,7 @@ from connectors.media_jobs import apply_objects_change, process_upload
 from connectors.object_store import ObjectStore, ObjectStoreError, S3ObjectStore
 from connectors.transcoder import Transcoder
 from processors.media import PUBLIC_PREFIXES, MediaLimits
+from schemas.events import MediaUploaded
 from schemas.records import DeadLetter
 from streams.codecs import AvroCodec, CodecError
 from streams.handlers.common import decode_message
@@ -142,6 +143,8 @@ class MediaService:
         try:
             if msg.topic() == MEDIA_UPLOADED.name:  # type: ignore[attr-defined]
                 event = self._uploaded.decode(msg.value())  # type: ignore[attr-defined]
+                if not isinstance(event, MediaUploaded):  # the topic's record is one
+                    raise CodecError(f"not a media upload: {type(event).__name__}")
                 result = process_upload(
                     store, event, workdir, datetime.now(UTC), transcoder=transcoder, limits=limits
                 )

@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
+from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
@@ -66,8 +67,8 @@ class Members:
                 self._announcements[worker_id] = Announcement(
                     worker_id,
                     str(value["url"]),
-                    frozenset(value["partitions"]),  # type: ignore[arg-type]
-                    float(value["at"]),  # type: ignore[arg-type]
+                    frozenset(cast(list[int], value["partitions"])),
+                    float(cast(float, value["at"])),
                 )
 
     def owner(self, partition: int) -> Announcement | None:

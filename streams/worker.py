@@ -15,7 +15,7 @@ import faust
 from processors.context import Policy
 from streams import api as api_module
 from streams.app import create_app
-from streams.engine import Engine
+from streams.engine import Engine, Handler
 from streams.handlers.common import encode_message, encode_message_batch
 from streams.handlers.social import AuthorHandler, TrayHandler
 from streams.handlers.stories import MediaJoinHandler, StoryHandler
@@ -53,7 +53,7 @@ def build_engine(
 ) -> Engine:
     """The engine with every stage wired to its topics."""
     registry = make_registry(settings.schema_registry_url)
-    handlers = [
+    handlers: list[Handler] = [
         StoryHandler(registry, stage_topic(settings, "story")),
         MediaJoinHandler(registry, stage_topic(settings, "media")),
         ViewsHandler(registry),
