@@ -6,6 +6,7 @@ partition answers from its local state; any other worker forwards the request th
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -196,29 +197,19 @@ def install(app: faust.App, api: Api) -> None:
         store = api.local_store(user_id)
         assert store is not None
         state = TRAYS.get_committed(store, user_id)
-        celebrities = (
-            []
-            if state is None
-            else [
-                a
-                for a in [
-                    await api.fetch_author(request, c, user_id) for c in sorted(state.celebrities)
-                ]
-                if a
-            ]
-        )
+        followed = sorted(state.celebrities) if state is not None else []
+        # Their owners are asked all at once, not one after another.
+        fetched = await asyncio.gather(*(api.fetch_author(request, c, user_id) for c in followed))
+        celebrities = [author for author in fetched if author is not None]
         return read_tray(state, user_id, celebrities, api.clock()).model_dump(mode="json")
 
     async def author_stories(request: Request, caller: str, author_id: str) -> Any:
         author = await api.fetch_author(request, author_id, caller)
         if author is None:
             return {"stories": []}
-        stories = []
-        for story in author_rules.visible_stories(author, caller, api.clock()):
-            state = await _story_json(request, story.story_id)
-            if state is not None:
-                stories.append(state)
-        return {"stories": stories}
+        visible = author_rules.visible_stories(author, caller, api.clock())
+        states = await asyncio.gather(*(_story_json(request, s.story_id) for s in visible))
+        return {"stories": [state for state in states if state is not None]}
 
     async def _story_json(request: Request, story_id: str) -> Any:
         store = api.local_store(story_id)
