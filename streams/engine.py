@@ -39,7 +39,7 @@ from confluent_kafka import (
 from processors.context import Forward, ForwardMany, Output, Policy, Put, PutMany, Tombstone
 from schemas.records import DeadLetter
 from streams.codecs import AvroCodec
-from streams.kafka import producer_config
+from streams.kafka import CHANGELOG_DELETE_RETENTION_MS, producer_config
 from streams.metrics import Metrics
 from streams.partitioning import partition_for
 from streams.registry import SchemaRegistry
@@ -622,11 +622,8 @@ class Engine:
                 on_delivery=self._checkpointed,
             )
             self._flush_checkpoint()
-            local = {
-                "applied": applied,
-                "changelog_offset": self._checkpoint_offsets.get(partition, -1),
-            }
-            self._assigned[partition].store.flush(json.dumps(local).encode())
+            offset = self._checkpoint_offsets.get(partition, -1)
+            self._assigned[partition].store.flush(_local_checkpoint(applied, offset))
         if records:
             offsets = _last_offsets(records)
             try:
@@ -665,11 +662,9 @@ class Engine:
             errors, self._errors = self._errors, []
             raise RuntimeError(f"transaction committed with failed deliveries: {errors[:3]}")
         for partition in touched:
-            local = {
-                "applied": self._assigned[partition].applied,
-                "changelog_offset": self._checkpoint_offsets.get(partition, -1),
-            }
-            self._assigned[partition].store.flush(json.dumps(local).encode())
+            assigned = self._assigned[partition]
+            offset = self._checkpoint_offsets.get(partition, -1)
+            assigned.store.flush(_local_checkpoint(assigned.applied, offset))
 
     def _flush_checkpoint(self) -> None:
         """Wait for the checkpoint's acknowledgement for as long as the broker is away
@@ -770,10 +765,10 @@ class Engine:
             if local is not None:
                 state = json.loads(local)
                 position = state.get("changelog_offset", -1)
-                if low <= position < high:
+                if low <= position < high and not _outlived_tombstones(state):
                     start = position + 1
                     applied = state["applied"]
-                else:  # from another broker's lifetime, or compacted away: rebuild
+                else:  # another broker's lifetime, compacted away, or too old: rebuild
                     store.close()
                     PartitionStore.destroy(path)
                     store = PartitionStore(path)
@@ -781,9 +776,7 @@ class Engine:
             restored, caught_up = self._replay(restorer, store, partition, start, high, deadline)
             if restored is not None:
                 applied = restored[0]
-                store.flush(
-                    json.dumps({"applied": applied, "changelog_offset": restored[1]}).encode()
-                )
+                store.flush(_local_checkpoint(applied, restored[1]))
             if not standby:
                 self.metrics.restored.inc(str(partition))
             return _Assigned(store, {k: int(v) for k, v in applied.items()}, caught_up)
@@ -852,6 +845,28 @@ class Engine:
             " (standby)" if standby else "",
         )
         return last, not stopped
+
+
+# Local state may replay the changelog's tail only while the tombstones written since its
+# checkpoint are certainly still there: compaction may drop a tombstone once it is
+# delete.retention.ms old. An hour's margin for the clocks of workers and brokers.
+LOCAL_STATE_MAX_AGE_MS = CHANGELOG_DELETE_RETENTION_MS - 3_600_000
+
+
+def _local_checkpoint(applied: dict[str, int], changelog_offset: int) -> bytes:
+    """What local RocksDB records with its state: the input offsets it reflects, the
+    changelog offset it matches, and when (wall clock, ms)."""
+    written_at = int(time.time() * 1000)
+    state = {"applied": applied, "changelog_offset": changelog_offset, "written_at": written_at}
+    return json.dumps(state).encode()
+
+
+def _outlived_tombstones(local: dict[str, Any]) -> bool:
+    """Whether local state is too old to replay the changelog's tail onto: a key deleted
+    since may have lost its tombstone to compaction, and would live on locally. (A
+    checkpoint written before the time was recorded counts as recent, as it did.)"""
+    written_at = local.get("written_at")
+    return written_at is not None and time.time() * 1000 - written_at > LOCAL_STATE_MAX_AGE_MS
 
 
 FORWARD_BATCH_BYTES = 256 * 1024  # well below Kafka's default 1 MB record limit

@@ -7,6 +7,7 @@ import logging
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from streams.kafka import CHANGELOG_DELETE_RETENTION_MS
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,13 @@ def create_internal_topics(settings: Settings) -> None:
         for stage in STAGES
     ]
     compacted = {"cleanup.policy": "compact", "retention.ms": "-1"}
+    tombstones = str(CHANGELOG_DELETE_RETENTION_MS)
     wanted.append(
         NewTopic(
             changelog_topic(settings),
             settings.partitions,
             settings.replication_factor,
-            config=compacted,
+            config={**compacted, "delete.retention.ms": tombstones},
         )
     )
     wanted.append(

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# How long compaction keeps a tombstone on the changelog (set when it is created; Kafka's
+# default). The engine's local state must not be older than that to replay onto (engine.py).
+CHANGELOG_DELETE_RETENTION_MS = 86_400_000
+
 
 def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     """An idempotent producer: acks=all, ordered retries, batched for throughput.

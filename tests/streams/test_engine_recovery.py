@@ -21,6 +21,7 @@ from streams.internal_topics import create_internal_topics
 from streams.partitioning import partition_for
 from streams.publish import publish_lines
 from streams.settings import Settings
+from streams.store import PartitionStore
 from streams.worker import build_engine
 
 pytestmark = pytest.mark.integration
@@ -306,3 +307,63 @@ def test_a_cold_standby_is_caught_up_a_checkpoint_at_a_time(app: Settings, tmp_p
     finally:
         restored.store.close()
         caught_up.store.close()
+
+
+@pytest.mark.parametrize("age_hours", [1, 30])
+def test_local_state_older_than_the_changelogs_tombstones_is_rebuilt(
+    app: Settings, tmp_path: Path, age_hours: int
+) -> None:
+    """Compaction may drop a tombstone a day (delete.retention.ms) after it was written: local
+    state older than that cannot replay the changelog's tail (a key deleted since would live
+    on), so it is rebuilt from the whole changelog; recent local state replays the tail."""
+    tag = uuid.uuid4().hex[:6]
+    story = f"old-{tag}"
+    partition = partition_for(story, app.partitions)
+    now = datetime.now(UTC).replace(microsecond=0)
+    _publish(
+        app,
+        [
+            {
+                "type": "story_posted",
+                "story_id": story,
+                "author_id": f"a-{tag}",
+                "created_at": _iso(now),
+            }
+        ],
+    )
+    _publish(
+        app,
+        [
+            {
+                "type": "story_viewed",
+                "story_id": story,
+                "viewer_id": f"v{i}",
+                "viewed_at": _iso(now),
+            }
+            for i in range(3)
+        ],
+    )
+    running = Running(app, tmp_path / "state")
+    try:
+        running.wait(lambda: running.engine.metrics.processed.value("story-viewed") >= 3)
+        time.sleep(0.5)  # committed
+    finally:
+        running.stop()
+    # given local state holding a key the changelog no longer has (its tombstone compacted
+    # away), written `age_hours` ago
+    local = PartitionStore(tmp_path / "state" / f"p{partition}")
+    checkpoint = json.loads(local.checkpoint or b"{}")
+    checkpoint["written_at"] = int(time.time() * 1000) - age_hours * 3_600_000
+    local.put(b"zz-deleted-since", b"x")
+    local.flush(json.dumps(checkpoint).encode())
+    local.close()
+    # when the partition is restored
+    engine = build_engine(app, lambda: datetime.now(UTC), "w", state_dir=tmp_path / "state")
+    assigned = engine._restore(partition)
+    try:
+        # then stale local state was rebuilt, recent one kept, and the views are all there
+        assert (assigned.store.get(b"zz-deleted-since") is None) == (age_hours > 23)
+        state = view_state(assigned.store, story)
+        assert state is not None and state.total_views == 3
+    finally:
+        assigned.store.close()
