@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Annotated, Any, Generic, Protocol, TypeVar
@@ -174,12 +175,19 @@ def _unbatched(record: InRecord) -> list[tuple[InRecord, Any]]:
         raise CodecError(f"invalid batch of internal messages: {exc}") from exc
 
 
+# A value larger than this is stored compressed: a tray of a user following thousands of
+# active authors is over a megabyte of JSON (more than a changelog record takes by default)
+# and compresses about twentyfold, in ~4 ms a megabyte (decoding its JSON takes ~50 ms).
+COMPRESS_ABOVE = 64 * 1024
+_COMPRESSED = b"\x00"  # neither JSON nor a pickle starts with a NUL byte
+
+
 class Table(Generic[T]):
     """State values under one key prefix of the partition store.
 
     With a type, values are stored as JSON through a pydantic TypeAdapter (several times
-    faster than pickling frozen dataclasses, and readable); without one, pickled (for values
-    made of large built-in collections, such as follower sets, where pickle is faster).
+    faster than pickling frozen dataclasses, and readable); without one, pickled. Values over
+    COMPRESS_ABOVE bytes are stored zlib-compressed after a NUL byte.
     """
 
     def __init__(self, name: str, kind: type[T] | None = None) -> None:
@@ -191,10 +199,16 @@ class Table(Generic[T]):
 
     def encode(self, value: T) -> bytes:
         if self._adapter is not None:
-            return self._adapter.dump_json(value)
-        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+            data = self._adapter.dump_json(value)
+        else:
+            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        if len(data) > COMPRESS_ABOVE:
+            return _COMPRESSED + zlib.compress(data, 1)
+        return data
 
     def decode(self, data: bytes) -> T:
+        if data[:1] == _COMPRESSED:
+            data = zlib.decompress(data[1:])
         if self._adapter is not None:
             return self._adapter.validate_json(data)
         value: T = pickle.loads(data)  # noqa: S301 - our own state
