@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import socket
 import subprocess
@@ -16,6 +17,11 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
+    # A process group of its own: Ctrl-C in a terminal signals the whole foreground group,
+    # and a broker or worker stopping at once with its parent left the parent's orderly stop
+    # (workers first, then the broker) waiting ~15 s on a broker already gone. The parent
+    # stops its children; if it dies, the kernel's SIGTERM below does.
+    os.setpgid(0, 0)
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
