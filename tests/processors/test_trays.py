@@ -129,6 +129,17 @@ def test_seen_ids_are_forgotten_once_they_cannot_matter() -> None:
     assert state.seen_ids == frozenset()
 
 
+def test_a_view_of_a_story_outside_the_tray_publishes_nothing_and_keeps_what_matters() -> None:
+    state = given([added("bob", "ann", "s1")])
+    # a story that is not in the tray: no new tray, the id remembered
+    state, outputs = handle(state, seen("bob", "elsewhere", 1), ctx(1))
+    assert outputs == [] and state.seen_ids == {"elsewhere"}
+    # a view so old that its story has expired by now: nothing to remember
+    too_old = -((TTL + GRACE).total_seconds() / 60 + 1)
+    state, outputs = handle(state, seen("bob", "long-gone", too_old), ctx(1))
+    assert outputs == [] and state.seen_ids == {"elsewhere"}
+
+
 def test_an_expired_story_is_not_added_and_expired_ones_are_dropped() -> None:
     empty, outputs = handle(None, added("bob", "ann", "gone", ttl=timedelta(minutes=5)), ctx(5))
     assert outputs == [] and empty.stories == ()
