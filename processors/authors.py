@@ -57,7 +57,17 @@ Members = AbstractSet[str]
 _T = TypeVar("_T")
 
 
-class MemberChange(AbstractSet[str]):
+class MemberSet(AbstractSet[str]):
+    """A set of user ids that is not a frozenset; `|`, `&` and `-` on it build frozensets."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _from_iterable(cls, it: Iterable[_T]) -> frozenset[_T]:
+        return frozenset(it)
+
+
+class MemberChange(MemberSet):
     """`base` with one user added (`present`) or removed, made in O(1) whatever the size of
     `base`: the processors' change to a set that is not a frozenset (see `_with`), for the
     wiring to write."""
@@ -80,10 +90,6 @@ class MemberChange(AbstractSet[str]):
                 yield user
         if self.present:
             yield self.user
-
-    @classmethod
-    def _from_iterable(cls, it: Iterable[_T]) -> frozenset[_T]:
-        return frozenset(it)  # what `|`, `&` and `-` build: a plain set
 
 
 def _with(members: Members, user: str, present: bool) -> Members:

@@ -238,6 +238,14 @@ class _Keyed(Protocol):
 S = TypeVar("S", bound=_Keyed)
 
 
+def by_key(decoded: Iterable[tuple[InRecord, Any]]) -> dict[str, list[tuple[InRecord, Any]]]:
+    """Decoded records grouped by their record's key, in order (keys in first-seen order)."""
+    grouped: dict[str, list[tuple[InRecord, Any]]] = defaultdict(list)
+    for record, item in decoded:
+        grouped[record.key.decode() if record.key else ""].append((record, item))
+    return grouped
+
+
 def apply_by_key(
     pctx: PartitionContext,
     table: Table[S],
@@ -251,10 +259,7 @@ def apply_by_key(
     per message is what keeps an expiry burst from stalling the stage. Keys are applied one
     at a time, state written and outputs emitted together, so a failure leaves whole keys.
     """
-    by_key: dict[str, list[tuple[InRecord, Any]]] = defaultdict(list)
-    for record, item in decoded:
-        by_key[record.key.decode() if record.key else ""].append((record, item))
-    for key, items in by_key.items():
+    for key, items in by_key(decoded).items():
         state = table.get(pctx.store, key)
         outputs: list[Any] = []
         for record, item in items:

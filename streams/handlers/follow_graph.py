@@ -20,17 +20,14 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Iterable, Iterator
-from collections.abc import Set as AbstractSet
-from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any
 
-from processors.authors import Author, MemberChange, Members
+from processors.authors import ActiveStory, Author, MemberChange, Members, MemberSet
 from streams.store import PartitionStore
 
 CORE_PREFIX = b"author\x01"
 FOLLOWER_TAG = b"F"
 CLOSE_FRIEND_TAG = b"C"
-_T = TypeVar("_T")
 _SEP = b"\x00"  # identifiers have no NUL: no author's prefix is a prefix of another's
 
 
@@ -44,7 +41,7 @@ def member_prefix(tag: bytes, author_id: str) -> bytes:
     return tag + author_id.encode() + _SEP
 
 
-class StoredMembers(AbstractSet[str]):
+class StoredMembers(MemberSet):
     """One author's followers (or close friends): the store's keys under `prefix`, with the
     changes of the batch under way on top until `write()` puts them in the store."""
 
@@ -77,10 +74,6 @@ class StoredMembers(AbstractSet[str]):
             if present:
                 yield user
 
-    @classmethod
-    def _from_iterable(cls, it: Iterable[_T]) -> frozenset[_T]:
-        return frozenset(it)
-
     def absorb(self, members: Members) -> StoredMembers:
         """Take on the change a processor made to this set (`members` is this set, or a
         MemberChange on top of it) and stand for the result."""
@@ -88,8 +81,7 @@ class StoredMembers(AbstractSet[str]):
             return self
         if not (isinstance(members, MemberChange) and members.base is self):
             raise TypeError(f"not a change of this set: {type(members).__name__}")
-        if (members.user in self) != members.present:
-            self._count += 1 if members.present else -1
+        self._count = len(members)  # the change knew whether its user was in this set
         self._changes[members.user] = members.present
         return self
 
@@ -124,14 +116,26 @@ def load_author(store: PartitionStore, author_id: str) -> Author | None:
     if raw is None:
         return None
     value = pickle.loads(raw)  # noqa: S301 - our own state
-    if isinstance(value, Author):  # the older layout: both sets in the value
-        author = empty_author(store, author_id)
-        pairs = [(author.followers, value.followers), (author.close_friends, value.close_friends)]
-        for stored, users in pairs:
-            assert isinstance(stored, StoredMembers)
-            stored.add_all(sorted(users))
-        return replace(author, stories=value.stories, celebrity=value.celebrity)
-    stories, celebrity, follower_count, close_friend_count = value
+    if not isinstance(value, Author):
+        stories, celebrity, follower_count, close_friend_count = value
+        return _stored(store, author_id, follower_count, close_friend_count, stories, celebrity)
+    # The older layout: both sets in the value, to be written as keys.
+    followers = StoredMembers(store, member_prefix(FOLLOWER_TAG, author_id), 0)
+    close_friends = StoredMembers(store, member_prefix(CLOSE_FRIEND_TAG, author_id), 0)
+    followers.add_all(sorted(value.followers))
+    close_friends.add_all(sorted(value.close_friends))
+    return Author(author_id, followers, close_friends, value.stories, value.celebrity)
+
+
+def _stored(
+    store: PartitionStore,
+    author_id: str,
+    follower_count: int = 0,
+    close_friend_count: int = 0,
+    stories: tuple[ActiveStory, ...] = (),
+    celebrity: bool = False,
+) -> Author:
+    """An author whose sets are the store's keys (of the sizes given)."""
     return Author(
         author_id,
         StoredMembers(store, member_prefix(FOLLOWER_TAG, author_id), follower_count),
@@ -157,11 +161,7 @@ def absorb(state: Author, changed: Author) -> Author:
 
 def empty_author(store: PartitionStore, author_id: str) -> Author:
     """A new author's state, with (empty) stored sets."""
-    return Author(
-        author_id,
-        StoredMembers(store, member_prefix(FOLLOWER_TAG, author_id), 0),
-        StoredMembers(store, member_prefix(CLOSE_FRIEND_TAG, author_id), 0),
-    )
+    return _stored(store, author_id)
 
 
 def save_author(store: PartitionStore, author: Author) -> None:

@@ -36,6 +36,11 @@ def _dumps(value: Any) -> bytes:
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _chunk(store: PartitionStore, story_id: str, n: int) -> list[Any]:
+    raw = store.get(_chunk_key(story_id, n))
+    return [] if raw is None else pickle.loads(raw)  # noqa: S301 - our own state
+
+
 def held(store: PartitionStore, story_id: str) -> tuple[datetime, int, int] | None:
     """(deadline, events held, chunks) of a story's held events, or None."""
     raw = store.get(_key(story_id))
@@ -56,11 +61,10 @@ def _append(store: PartitionStore, story_id: str, chunks: int, events: Sequence[
     the number of chunks."""
     rest = list(events)
     if chunks and rest:
-        key = _chunk_key(story_id, chunks - 1)
-        last: list[Any] = pickle.loads(store.get(key) or _dumps([]))  # noqa: S301
+        last = _chunk(store, story_id, chunks - 1)
         room = CHUNK_EVENTS - len(last)
         if room > 0:
-            store.put(key, _dumps(last + rest[:room]))
+            store.put(_chunk_key(story_id, chunks - 1), _dumps(last + rest[:room]))
             rest = rest[room:]
     while rest:
         store.put(_chunk_key(story_id, chunks), _dumps(rest[:CHUNK_EVENTS]))
@@ -76,11 +80,10 @@ def hold(
     yet. Returns that deadline if the story was not held yet (None otherwise), and how many
     events did not fit."""
     current = held(store, story_id)
-    _, count, chunks = current if current is not None else (deadline, 0, 0)
+    kept_until, count, chunks = current if current is not None else (deadline, 0, 0)
     taken = list(events[: max(limit - count, 0)])
     if taken or current is None:
         chunks = _append(store, story_id, chunks, taken)
-        kept_until = deadline if current is None else current[0]
         store.put(_key(story_id), _dumps((kept_until, count + len(taken), chunks)))
     return (deadline if current is None else None), len(events) - len(taken)
 
@@ -94,7 +97,7 @@ def release(store: PartitionStore, story_id: str) -> tuple[datetime, list[Any]] 
     deadline, _, chunks = current
     events: list[Any] = []
     for n in range(chunks):
-        events += pickle.loads(store.get(_chunk_key(story_id, n)) or _dumps([]))  # noqa: S301
+        events += _chunk(store, story_id, n)
     drop(store, story_id, chunks)
     return deadline, events
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from processors import authors, trays
 from processors.trays import TrayState
 from streams.engine import InRecord, PartitionContext
-from streams.handlers.common import Decoder, Table, apply_by_key, ctx_of, internal_messages
+from streams.handlers.common import (
+    Decoder,
+    Table,
+    apply_by_key,
+    by_key,
+    ctx_of,
+    internal_messages,
+)
 from streams.handlers.follow_graph import absorb, empty_author, load_author, save_author
 from streams.registry import SchemaRegistry
 from streams.topics import USER_FOLLOWS
@@ -22,10 +28,7 @@ def apply_authors(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]
     `apply_by_key` does for a table), its sets read and written key by key (`follow_graph`).
     An author is written and its outputs emitted together, after its last input."""
     store = pctx.store
-    by_author: dict[str, list[tuple[InRecord, Any]]] = defaultdict(list)
-    for record, item in decoded:
-        by_author[record.key.decode() if record.key else ""].append((record, item))
-    for author_id, items in by_author.items():
+    for author_id, items in by_key(decoded).items():
         state = load_author(store, author_id) or empty_author(store, author_id)
         outputs: list[Any] = []
         for record, item in items:
