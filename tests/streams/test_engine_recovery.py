@@ -31,6 +31,14 @@ def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
+def _posted(story: str, author: str, at: datetime) -> dict[str, object]:
+    return {"type": "story_posted", "story_id": story, "author_id": author, "created_at": _iso(at)}
+
+
+def _viewed(story: str, viewer: str, at: datetime) -> dict[str, object]:
+    return {"type": "story_viewed", "story_id": story, "viewer_id": viewer, "viewed_at": _iso(at)}
+
+
 def _publish(settings: Settings, events: list[dict[str, object]]) -> None:
     lines = iter([(i + 1, json.dumps(e).encode()) for i, e in enumerate(events)])
     assert publish_lines(lines, settings.bootstrap()).published == len(events)
@@ -71,24 +79,9 @@ def test_restart_restores_state_without_double_counting(
     now = datetime.now(UTC).replace(microsecond=0)
     _publish(
         app,
-        [
-            {
-                "type": "story_posted",
-                "story_id": story,
-                "author_id": f"a-{tag}",
-                "created_at": _iso(now),
-            }
-        ],
+        [_posted(story, f"a-{tag}", now)],
     )
-    views = [
-        {
-            "type": "story_viewed",
-            "story_id": story,
-            "viewer_id": f"v{i % 30}",
-            "viewed_at": _iso(now + timedelta(seconds=i)),
-        }
-        for i in range(60)
-    ]
+    views = [_viewed(story, f"v{i % 30}", now + timedelta(seconds=i)) for i in range(60)]
     _publish(app, views[:40])
     partition = partition_for(story, app.partitions)
 
@@ -131,27 +124,12 @@ def test_views_before_their_post_are_held_then_applied(app: Settings, tmp_path: 
         running.wait(lambda: running.engine.store(partition) is not None)
         _publish(
             app,
-            [
-                {
-                    "type": "story_viewed",
-                    "story_id": story,
-                    "viewer_id": f"v{i}",
-                    "viewed_at": _iso(now + timedelta(seconds=1)),
-                }
-                for i in range(5)
-            ],
+            [_viewed(story, f"v{i}", now + timedelta(seconds=1)) for i in range(5)],
         )
         running.wait(lambda: running.engine.metrics.processed.value("story-viewed") >= 5)
         _publish(
             app,
-            [
-                {
-                    "type": "story_posted",
-                    "story_id": story,
-                    "author_id": f"a-{tag}",
-                    "created_at": _iso(now),
-                }
-            ],
+            [_posted(story, f"a-{tag}", now)],
         )
 
         def total() -> int:
@@ -202,23 +180,8 @@ def test_a_standby_replica_leaves_only_the_changelog_tail_to_replay(
         )
         events: list[dict[str, object]] = []
         for story in stories.values():
-            events.append(
-                {
-                    "type": "story_posted",
-                    "story_id": story,
-                    "author_id": f"a-{tag}",
-                    "created_at": _iso(now),
-                }
-            )
-            events += [
-                {
-                    "type": "story_viewed",
-                    "story_id": story,
-                    "viewer_id": f"v{i}",
-                    "viewed_at": _iso(now + timedelta(seconds=1)),
-                }
-                for i in range(20)
-            ]
+            events.append(_posted(story, f"a-{tag}", now))
+            events += [_viewed(story, f"v{i}", now + timedelta(seconds=1)) for i in range(20)]
         _publish(settings, events)
         taken_over = sorted(first.engine.assigned_partitions)
         first.wait(lambda: all(total(first.engine, p) == 20 for p in taken_over))
@@ -255,27 +218,12 @@ def test_a_cold_standby_is_caught_up_a_checkpoint_at_a_time(app: Settings, tmp_p
         running.wait(lambda: running.engine.store(partition) is not None)
         _publish(
             app,
-            [
-                {
-                    "type": "story_posted",
-                    "story_id": story,
-                    "author_id": f"a-{tag}",
-                    "created_at": _iso(now),
-                }
-            ],
+            [_posted(story, f"a-{tag}", now)],
         )
         for round_ in range(4):  # one batch (and checkpoint) at a time
             _publish(
                 app,
-                [
-                    {
-                        "type": "story_viewed",
-                        "story_id": story,
-                        "viewer_id": f"v{round_}-{i}",
-                        "viewed_at": _iso(now + timedelta(seconds=1)),
-                    }
-                    for i in range(5)
-                ],
+                [_viewed(story, f"v{round_}-{i}", now + timedelta(seconds=1)) for i in range(5)],
             )
             running.wait(
                 lambda n=round_: (
@@ -322,26 +270,11 @@ def test_local_state_older_than_the_changelogs_tombstones_is_rebuilt(
     now = datetime.now(UTC).replace(microsecond=0)
     _publish(
         app,
-        [
-            {
-                "type": "story_posted",
-                "story_id": story,
-                "author_id": f"a-{tag}",
-                "created_at": _iso(now),
-            }
-        ],
+        [_posted(story, f"a-{tag}", now)],
     )
     _publish(
         app,
-        [
-            {
-                "type": "story_viewed",
-                "story_id": story,
-                "viewer_id": f"v{i}",
-                "viewed_at": _iso(now),
-            }
-            for i in range(3)
-        ],
+        [_viewed(story, f"v{i}", now) for i in range(3)],
     )
     running = Running(app, tmp_path / "state")
     try:
