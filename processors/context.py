@@ -8,7 +8,7 @@ as tuples, two outputs of different kinds with equal fields are equal.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -28,16 +28,16 @@ class Policy:
     hll_lg_k: int = 12
 
 
-@dataclass(frozen=True)
-class Ctx:
+class Ctx(NamedTuple):
     """Time and identity handed to a processor: it never reads a clock or makes an id itself.
 
     `now` is the clock (wall clock live, the input watermark in replay); `topic`, `partition`
     and `offset` locate the record being processed (for dead letters and de-duplication).
+    A NamedTuple, as the outputs are: one is made per message.
     """
 
     now: datetime
-    policy: Policy = field(default_factory=Policy)
+    policy: Policy = Policy()
     topic: str = ""
     partition: int = -1
     offset: int = -1

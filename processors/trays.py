@@ -21,12 +21,13 @@ from schemas.types import millis
 
 @dataclass(frozen=True, slots=True)
 class TrayStory:
-    """A fanned-out story in the tray."""
+    """A fanned-out story in the tray; `seen` once the owner has viewed it."""
 
     author_id: str
     story_id: str
     created_at: datetime
     expires_at: datetime
+    seen: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +45,16 @@ _Item = TypeVar("_Item", TrayStory, SeenStory)
 class TrayState:
     """State of the tray stage.
 
-    `stories` and `seen` are sorted by story_id. A seen id is kept until its story expires
-    when the story is (or was) in the tray, else until the view time + TTL + grace: not
-    dropped when the story merely leaves the tray, so an unfollow and re-follow (or a
-    close-friend toggle) does not make a viewed story unseen again. `celebrities` are the
-    followed authors merged on read. `published` is the last non-empty Tray put on the
-    topic (None: nothing, or a tombstone): outputs are the difference from it.
+    `stories` and `seen` are sorted by story_id. `seen` marks the stories the owner viewed:
+    a mark is kept until its story expires when the story is (or was) in the tray, else
+    until the view time + TTL + grace: not dropped when the story merely leaves the tray, so
+    an unfollow and re-follow (or a close-friend toggle) does not make a viewed story unseen
+    again. A tray story carries its own `seen` flag, so `seen` need only hold the marks of
+    the stories a message names: a user who viewed thousands of stories is not read and
+    rewritten whole on each view (the wiring keeps the marks as keys of their own and hands
+    in those of a batch's stories). `celebrities` are the followed authors merged on read.
+    `published` is the last non-empty Tray put on the topic (None: nothing, or a
+    tombstone): outputs are the difference from it.
     """
 
     user_id: str
@@ -60,7 +65,7 @@ class TrayState:
 
     @property
     def seen_ids(self) -> frozenset[str]:
-        """Ids of the stories the owner has viewed (as far as they still matter)."""
+        """Ids of the marked stories (as far as they still matter, and were handed in)."""
         return frozenset(s.story_id for s in self.seen)
 
     @property
@@ -75,15 +80,21 @@ def tray_story_added(
     """A story the owner may see joins the tray (ignored when already expired)."""
     old = _state(state, message.user_id, ctx.now)
     if message.expires_at <= ctx.now:
-        return _publish(old, ctx)
-    story = TrayStory(message.author_id, message.story_id, message.created_at, message.expires_at)
+        return _publish(old, ctx, _stories(state))
+    current = _seen(old, message.story_id)
+    story = TrayStory(
+        message.author_id,
+        message.story_id,
+        message.created_at,
+        message.expires_at,
+        seen=current is not None,
+    )
     stories = _without(old.stories, story.story_id) + (story,)
     seen = old.seen
-    current = _seen(old, story.story_id)
     if current is not None and current.keep_until != story.expires_at:
         seen = _without(seen, story.story_id) + (SeenStory(story.story_id, story.expires_at),)
     changed = replace(old, stories=_by_id(stories), seen=_by_id(seen))
-    return _publish(changed, ctx)
+    return _publish(changed, ctx, _stories(state))
 
 
 def tray_story_removed(
@@ -92,7 +103,7 @@ def tray_story_removed(
     """A story leaves the tray (expiry, delete, unfollow, audience)."""
     old = _state(state, message.user_id, ctx.now)
     changed = replace(old, stories=_without(old.stories, message.story_id))
-    return _publish(changed, ctx)
+    return _publish(changed, ctx, _stories(state))
 
 
 def story_seen(
@@ -109,7 +120,11 @@ def story_seen(
     else:
         keep_until = _seen_horizon(message.at, ctx.policy)
     seen = _without(old.seen, message.story_id) + (SeenStory(message.story_id, keep_until),)
-    return _publish(replace(old, seen=_by_id(seen)), ctx)
+    changed = replace(old, seen=_by_id(seen))
+    if story is not None and not story.seen:
+        flagged = replace(story, seen=True)
+        changed = replace(changed, stories=tuple(flagged if s is story else s for s in old.stories))
+    return _publish(changed, ctx, _stories(state))
 
 
 def celebrity_follow_changed(
@@ -121,7 +136,7 @@ def celebrity_follow_changed(
         celebrities = old.celebrities | {message.author_id}
     else:
         celebrities = old.celebrities - {message.author_id}
-    return _publish(replace(old, celebrities=celebrities), ctx)
+    return _publish(replace(old, celebrities=celebrities), ctx, _stories(state))
 
 
 TrayInput = TrayStoryAdded | TrayStoryRemoved | StorySeen | CelebrityFollowChanged
@@ -143,7 +158,6 @@ def handle(state: TrayState | None, message: TrayInput, ctx: Ctx) -> tuple[TrayS
 
 def render_tray(state: TrayState, now: datetime) -> Tray:
     """The fanned-out part of the tray as published: unexpired stories, ordered for display."""
-    seen = state.seen_ids
     by_author: dict[str, list[TrayStory]] = {}
     for story in state.stories:
         if story.expires_at > now:
@@ -156,7 +170,7 @@ def render_tray(state: TrayState, now: datetime) -> Tray:
                 author_id=author_id,
                 story_ids=tuple(s.story_id for s in stories),
                 latest_story_at=stories[-1].created_at,
-                has_unseen=any(s.story_id not in seen for s in stories),
+                has_unseen=not all(s.seen for s in stories),
             )
         )
     return Tray(user_id=state.user_id, entries=order_entries(entries))
@@ -195,7 +209,8 @@ def read_tray(
 ) -> Tray:
     """The tray as the API serves it: fanned-out stories plus celebrities merged on read.
 
-    `authors` are the states of `state.celebrities` (missing ones may be left out).
+    `authors` are the states of `state.celebrities` (missing ones may be left out); `state`
+    must hold the marks of their stories.
     """
     if state is None:
         return Tray(user_id=user_id, entries=())
@@ -247,9 +262,23 @@ def _by_id(items: tuple[_Item, ...]) -> tuple[_Item, ...]:
     return tuple(sorted(items, key=lambda item: item.story_id))
 
 
-def _publish(changed: TrayState, ctx: Ctx) -> tuple[TrayState, list[Output]]:
-    """Drop what expired by `ctx.now`; publish the tray if it differs from the last one."""
+def _stories(state: TrayState | None) -> tuple[TrayStory, ...]:
+    return state.stories if state is not None else ()
+
+
+def _publish(
+    changed: TrayState, ctx: Ctx, before: tuple[TrayStory, ...]
+) -> tuple[TrayState, list[Output]]:
+    """Drop what expired by `ctx.now`; publish the tray if it differs from the last one.
+
+    `before` are the stories of the state as given: `published` was rendered from them
+    (every change of the stories comes through here), so when they are still the same no
+    rendering is needed. That is the common case, a view of a story outside the tray, and
+    it keeps the cost of such a message from growing with the tray.
+    """
     changed = _expire(changed, ctx.now)
+    if changed.stories == before:
+        return changed, []
     tray = render_tray(changed, ctx.now)
     if tray.entries:
         if tray == changed.published:
