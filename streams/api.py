@@ -28,8 +28,8 @@ from schemas.types import IDENTIFIER_PATTERN
 from streams.auth import TokenError, issue_token, verify_token
 from streams.engine import Engine
 from streams.handlers.follow_graph import author_seen_by
-from streams.handlers.social import TRAYS
 from streams.handlers.stories import story_view
+from streams.handlers.tray_store import read_tray_state, with_read_marks
 from streams.handlers.views import reaction_state, view_state
 from streams.members import Members
 from streams.partitioning import partition_for
@@ -196,11 +196,14 @@ def install(app: faust.App, api: Api) -> None:
             raise HttpError(403, "a tray is readable only by its owner")
         store = api.local_store(user_id)
         assert store is not None
-        state = TRAYS.get_committed(store, user_id)
+        state = read_tray_state(store.get_committed, user_id)
         followed = sorted(state.celebrities) if state is not None else []
         # Their owners are asked all at once, not one after another.
         fetched = await asyncio.gather(*(api.fetch_author(request, c, user_id) for c in followed))
         celebrities = [author for author in fetched if author is not None]
+        if state is not None and celebrities:  # the owner's marks of their stories
+            named = (story.story_id for author in celebrities for story in author.stories)
+            state = with_read_marks(store.get_committed, state, named)
         return read_tray(state, user_id, celebrities, api.clock()).model_dump(mode="json")
 
     async def author_stories(request: Request, caller: str, author_id: str) -> Any:

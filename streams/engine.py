@@ -928,4 +928,7 @@ def _any_of(predicates: list[Callable[[bytes], bool]]) -> Callable[[bytes], bool
     """One predicate true when any of `predicates` is (None for none: nothing to ask)."""
     if len(predicates) < 2:
         return predicates[0] if predicates else None
+    if len(predicates) == 2:  # the usual case, asked of every changed key: no generator
+        first, second = predicates
+        return lambda key: first(key) or second(key)
     return lambda key: any(predicate(key) for predicate in predicates)

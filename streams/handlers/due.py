@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from processors.expiry import bucket_of
+from schemas.types import millis
 from streams.store import PartitionStore
 
 _WIDTH_DIGITS = 15
@@ -18,9 +19,17 @@ class DueIndex:
     def __init__(self, name: str, width: timedelta = timedelta(seconds=1)) -> None:
         self.prefix = name.encode() + b"\x01"
         self.width = width
+        self._width_ms = width // timedelta(milliseconds=1)
+        if self._width_ms <= 0:
+            raise ValueError("bucket width must be at least one millisecond")
 
-    def _key(self, due: datetime, key: str) -> bytes:
-        bucket = bucket_of(due, self.width)
+    def key(self, due: datetime, key: str) -> bytes:
+        """The index entry of `key` due at `due`."""
+        return self.key_at(millis(due), key)
+
+    def key_at(self, due_ms: int, key: str) -> bytes:
+        """The index entry of `key` due at `due_ms` (epoch milliseconds)."""
+        bucket = due_ms // self._width_ms * self._width_ms
         return self.prefix + str(bucket).zfill(_WIDTH_DIGITS).encode() + b"\x00" + key.encode()
 
     def move(
@@ -30,21 +39,34 @@ class DueIndex:
         if old == new:
             return
         if old is not None:
-            store.delete(self._key(old, key))
+            store.delete(self.key(old, key))
         if new is not None:
-            store.put(self._key(new, key), b"")
+            store.put(self.key(new, key), b"")
 
     def due(self, store: PartitionStore, now: datetime) -> list[str]:
-        """Keys whose bucket starts at or before `now` (the caller re-checks the exact time).
+        """Keys whose bucket starts at or before `now` (the caller re-checks the exact time)."""
+        return [key for _, key in self.due_entries(store, now)]
+
+    def due_entries(
+        self,
+        store: PartitionStore,
+        now: datetime,
+        limit: int | None = None,
+        committed: bool = False,
+    ) -> list[tuple[bytes, str]]:
+        """(index entry, key) of the keys due by `now`, oldest first, at most `limit`;
+        `committed`: only those already in RocksDB (not the batch's writes, which need not be
+        sorted then: an index whose new entries are never due yet takes them next time).
 
         Reads the due buckets and stops at the first later one: the cost follows what is due,
         not the size of the index (a day of stories waits in it).
         """
-        limit = str(bucket_of(now, self.width)).zfill(_WIDTH_DIGITS).encode()
-        keys = []
-        for raw, _ in store.scan(self.prefix):
+        last = str(bucket_of(now, self.width)).zfill(_WIDTH_DIGITS).encode()
+        entries: list[tuple[bytes, str]] = []
+        scan = store.scan_committed if committed else store.scan
+        for raw, _ in scan(self.prefix):
             bucket, _, key = raw[len(self.prefix) :].partition(b"\x00")
-            if bucket > limit:
+            if bucket > last or len(entries) == limit:
                 break
-            keys.append(key.decode())
-        return keys
+            entries.append((raw, key.decode()))
+        return entries

@@ -6,26 +6,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from processors import authors, trays
-from processors.trays import TrayState
 from streams.engine import InRecord, PartitionContext
-from streams.handlers.common import (
-    Decoder,
-    Table,
-    apply_by_key,
-    by_key,
-    ctx_of,
-    internal_messages,
-)
+from streams.handlers import tray_store
+from streams.handlers.common import Decoder, by_key, ctx_of, internal_messages
 from streams.handlers.follow_graph import absorb, empty_author, load_author, save_author
 from streams.registry import SchemaRegistry
 from streams.topics import USER_FOLLOWS
 
-TRAYS: Table[TrayState] = Table("tray", TrayState)
-
 
 def apply_authors(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]]) -> None:
-    """Each author's inputs, in order, on one read and one write of its state (as
-    `apply_by_key` does for a table), its sets read and written key by key (`follow_graph`).
+    """Each author's inputs, in order, on one read and one write of its state, its sets read
+    and written key by key (`follow_graph`).
     An author is written and its outputs emitted together, after its last input."""
     store = pctx.store
     for author_id, items in by_key(decoded).items():
@@ -57,14 +48,33 @@ class AuthorHandler:
         pass
 
 
+def apply_trays(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]]) -> None:
+    """Each user's messages, in order, on one read of the tray and of the marks of the
+    stories they name (`tray_store`); written together with the outputs, after the last."""
+    store = pctx.store
+    for user_id, items in by_key(decoded).items():
+        named = (getattr(message, "story_id", None) for _, message in items)
+        loaded = tray_store.load_tray(store, user_id, (s for s in named if s is not None))
+        state = loaded.state
+        outputs: list[Any] = []
+        for record, message in items:
+            state, emitted = trays.handle(state, message, ctx_of(pctx, record))
+            outputs.extend(emitted)
+        tray_store.save_tray(store, loaded, state)
+        pctx.emit(outputs)
+
+
 class TrayHandler:
     """Tray messages from the author and views stages, keyed by the tray's owner."""
+
+    derived = staticmethod(tray_store.is_derived)
+    rebuild = staticmethod(tray_store.rebuild)
 
     def __init__(self, internal_topic: str) -> None:
         self.topics = (internal_topic,)
 
     def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
-        apply_by_key(pctx, TRAYS, internal_messages(pctx, records), trays.handle)
+        apply_trays(pctx, internal_messages(pctx, records))
 
     def tick(self, pctx: PartitionContext) -> None:
-        pass
+        tray_store.sweep(pctx.store, pctx.now)

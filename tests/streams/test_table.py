@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from processors.trays import SeenStory, TrayState, TrayStory, render_tray
 from streams.handlers.common import COMPRESS_ABOVE, Table
-from streams.handlers.social import TRAYS
+from streams.handlers.tray_store import TRAYS
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 

@@ -1,0 +1,244 @@
+"""The tray stage's state in the store: one value per user, one key per seen mark. Applied in
+batches through the store, with time passing and the sweep deleting old marks, the processors
+give what they give on whole in-memory states; a view outside the tray writes one small key
+whatever the user has seen; older values still load; the marks' index is rebuilt on restore."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from processors import trays
+from processors.context import Ctx, Policy
+from processors.trays import SeenStory, TrayState, TrayStory
+from streams.engine import InRecord, PartitionContext
+from streams.handlers.social import TrayHandler, apply_trays
+from streams.handlers.tray_store import (
+    MARK_TAG,
+    SEEN_DUE,
+    TRAYS,
+    is_derived,
+    mark_key,
+    read_tray_state,
+    sweep,
+    with_read_marks,
+)
+from streams.store import PartitionStore
+from tests.processors.factories_social import added, at, celebrity, removed, seen
+
+USERS = ("u1", "u2")
+STORIES = ("s1", "s2", "s3", "s4")
+# Short lifetimes, so that stories and marks expire within a run and the sweep has work.
+POLICY = Policy(story_ttl=timedelta(minutes=60), expiry_grace=timedelta(minutes=10))
+
+
+class _Engine:
+    """What a handler reaches through its PartitionContext: the policy and emit."""
+
+    policy = POLICY
+
+    def __init__(self) -> None:
+        self.emitted: list[Any] = []
+
+    def emit(self, _: PartitionContext, outputs: Iterable[Any]) -> None:
+        self.emitted.extend(outputs)
+
+
+def _message(kind: str, user: str, story: str, ttl: int, minute: float) -> Any:
+    author = "ann" if story in ("s1", "s2") else "cid"
+    if kind == "added":
+        return added(user, author, story, minute, ttl=timedelta(minutes=ttl))
+    if kind == "removed":
+        return removed(user, author, story)
+    if kind == "seen":  # a view a little before it reaches the stage
+        return seen(user, story, minute - ttl / 10)
+    return celebrity(user, "zed", following=ttl % 2 == 0)
+
+
+_message_args = st.tuples(
+    st.sampled_from(("added", "removed", "seen", "seen", "celebrity")),
+    st.sampled_from(USERS),
+    st.sampled_from(STORIES),
+    st.integers(5, 90),
+)
+_steps = st.lists(
+    st.tuples(st.lists(_message_args, max_size=6), st.integers(0, 40)), min_size=1, max_size=12
+)
+
+
+def _batches(steps: list[tuple[list[Any], int]]) -> list[tuple[float, list[Any]]]:
+    minute = 0.0
+    batches = []
+    for args, advance in steps:
+        minute += advance
+        batches.append((minute, [_message(*a, minute) for a in args]))
+    return batches
+
+
+def _records(messages: list[Any], offsets: Iterator[int]) -> list[tuple[InRecord, Any]]:
+    return [(InRecord("t", 0, next(offsets), m.user_id.encode(), None, 0), m) for m in messages]
+
+
+def _stored_marks(store: PartitionStore, user: str) -> dict[str, datetime]:
+    prefix = MARK_TAG + user.encode() + b"\x00"
+    state = read_tray_state(store.get, user) or TrayState(user)
+    ids = [key[len(prefix) :].decode() for key, _ in store.scan(prefix)]
+    return {m.story_id: m.keep_until for m in with_read_marks(store.get, state, ids).seen}
+
+
+def _run_stored(tmp: Path, batches: list[tuple[float, list[Any]]]) -> tuple[Any, ...]:
+    engine = _Engine()
+    store = PartitionStore(tmp / "p0")
+    try:
+        offsets = iter(range(10_000))
+        for i, (minute, messages) in enumerate(batches):
+            pctx = PartitionContext(engine, 0, store, at(minute))  # type: ignore[arg-type]
+            apply_trays(pctx, _records(messages, offsets))
+            if i % 2:
+                sweep(store, at(minute))
+                store.flush()  # some batches read what earlier ones left in RocksDB
+        end = at(batches[-1][0])
+        sweep(store, end)
+        cores = {u: TRAYS.get(store, u) for u in USERS}
+        marks = {u: _stored_marks(store, u) for u in USERS}
+        due = {raw for raw, _ in SEEN_DUE.due_entries(store, end + timedelta(days=365))}
+    finally:
+        store.close()
+    return engine.emitted, cores, marks, due
+
+
+def _one_at_a_time(batches: list[tuple[float, list[Any]]]) -> tuple[Any, ...]:
+    """The reference: the processor once per message on whole in-memory states."""
+    states: dict[str, TrayState | None] = dict.fromkeys(USERS)
+    emitted: list[Any] = []
+    for minute, messages in batches:
+        for m in messages:
+            states[m.user_id], outputs = trays.handle(
+                states[m.user_id], m, Ctx(now=at(minute), policy=POLICY)
+            )
+            emitted += outputs
+    return emitted, states
+
+
+@settings(max_examples=80, deadline=None)
+@given(_steps)
+def test_stored_marks_give_what_whole_states_give(
+    tmp_path_factory: Any, steps: list[tuple[list[Any], int]]
+) -> None:
+    batches = _batches(steps)
+    emitted, cores, marks, due = _run_stored(tmp_path_factory.mktemp("trays"), batches)
+    expected, states = _one_at_a_time(batches)
+    assert _by_user(emitted) == _by_user(expected)
+    end = at(batches[-1][0])
+    for user in USERS:
+        state = states[user]
+        live = {s.story_id: s.keep_until for s in state.seen} if state else {}
+        # what the sweep left: the marks still in force at the end, as the reference has them
+        assert marks[user] == {s: t for s, t in live.items() if t > end}
+        # the value: the reference's state but for the marks (flags and all)
+        core = replace(state, seen=()) if state is not None else None
+        assert cores[user] == (None if core is None or core.is_empty else core)
+    # every mark has its index entry, at its time, and there is no other entry
+    assert due == {
+        SEEN_DUE.key(until, f"{user}\0{story}")
+        for user in USERS
+        for story, until in marks[user].items()
+    }
+
+
+def _by_user(outputs: list[Any]) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    for output in outputs:
+        grouped[output.key].append(output)
+    return dict(grouped)
+
+
+def _apply(store: PartitionStore, engine: _Engine, minute: float, messages: list[Any]) -> None:
+    pctx = PartitionContext(engine, 0, store, at(minute))  # type: ignore[arg-type]
+    apply_trays(pctx, _records(messages, iter(range(10_000))))
+
+
+def test_a_view_outside_the_tray_writes_one_mark_whatever_was_seen_before(tmp_path: Path) -> None:
+    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
+    _apply(store, engine, 0, [added("bob", "ann", "s1")])
+    _apply(store, engine, 1, [seen("bob", f"other-{i}", 1) for i in range(2_000)])
+    store.flush()
+    tray_value = store.get(TRAYS.key("bob"))
+    assert tray_value is not None and len(tray_value) < 500  # no marks in it
+    _apply(store, engine, 2, [seen("bob", "one-more", 2)])
+    written = {k for k, v in store._pending.items() if v is not None}
+    until = at(2) + POLICY.story_ttl + POLICY.expiry_grace
+    assert written == {mark_key("bob", "one-more"), SEEN_DUE.key(until, "bob\0one-more")}
+    store.close()
+
+
+def test_a_seen_story_joining_the_tray_is_not_unseen(tmp_path: Path) -> None:
+    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
+    _apply(store, engine, 0, [seen("bob", "s1", 0)])
+    store.flush()
+    _apply(store, engine, 1, [added("bob", "ann", "s1", 1)])
+    (put,) = engine.emitted
+    assert [e.has_unseen for e in put.value.entries] == [False]
+    # the mark now lasts as long as the story
+    assert _stored_marks(store, "bob") == {"s1": at(1) + trays_ttl()}
+    store.close()
+
+
+def trays_ttl() -> timedelta:
+    return timedelta(hours=24)  # added()'s default ttl
+
+
+def test_a_value_of_the_older_layout_loads_and_its_marks_become_keys(tmp_path: Path) -> None:
+    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
+    story = TrayStory("ann", "s1", at(0), at(0) + trays_ttl())
+    old = TrayState("bob", (story,), (SeenStory("s1", story.expires_at), SeenStory("x", at(50))))
+    store.put(TRAYS.key("bob"), TRAYS.encode(old))
+    store.flush()
+    # a reader already sees the story as seen
+    read = read_tray_state(store.get, "bob")
+    assert read is not None and [s.seen for s in read.stories] == [True]
+    _apply(store, engine, 1, [celebrity("bob", "zed")])
+    core = TRAYS.get(store, "bob")
+    assert core is not None and core.seen == () and core.stories == (replace(story, seen=True),)
+    assert _stored_marks(store, "bob") == {"s1": story.expires_at, "x": at(50)}
+    store.close()
+
+
+def test_the_sweep_deletes_marks_once_their_time_has_passed(tmp_path: Path) -> None:
+    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
+    _apply(store, engine, 0, [seen("bob", "s1", 0), seen("ann", "s2", 30)])
+    store.flush()  # the sweep reads committed entries (the batch's own are not due yet)
+    first, second = at(0) + timedelta(minutes=70), at(30) + timedelta(minutes=70)
+    assert sweep(store, first - timedelta(seconds=1)) == 0
+    assert sweep(store, first) == 1
+    assert _stored_marks(store, "bob") == {} and _stored_marks(store, "ann") == {"s2": second}
+    assert sweep(store, second) == 1
+    assert SEEN_DUE.due_entries(store, second + timedelta(days=1)) == []
+    store.close()
+
+
+def test_the_marks_index_is_derived_and_rebuilt_on_restore(tmp_path: Path) -> None:
+    live, engine = PartitionStore(tmp_path / "live"), _Engine()
+    _apply(live, engine, 0, [added("bob", "ann", "s1"), seen("bob", "s1", 0), seen("bob", "x", 0)])
+    _apply(live, engine, 5, [seen("bob", "y", 5)])
+    changed = dict(live._pending)
+    live.flush()
+    assert any(is_derived(k) for k in changed)
+    restored = PartitionStore(tmp_path / "restored")
+    for key, value in changed.items():  # what the changelog carries: the keys not derived
+        if not is_derived(key):
+            TrayHandler.rebuild(restored, key, restored.get_committed(key), value)
+            restored.apply_restored(key, value)
+    restored.flush()
+    far = at(0) + timedelta(days=30)
+    assert SEEN_DUE.due_entries(restored, far) == SEEN_DUE.due_entries(live, far)
+    assert len(SEEN_DUE.due_entries(live, far)) == 3
+    live.close()
+    restored.close()
