@@ -23,10 +23,10 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from processors.trays import SeenStory, TrayState
-from schemas.types import millis
+from schemas.types import from_millis, millis
 from streams.handlers.common import Table
 from streams.handlers.due import DueIndex
 from streams.store import PartitionStore
@@ -45,7 +45,7 @@ def mark_key(user_id: str, story_id: str) -> bytes:
 
 
 def _until(value: bytes) -> datetime:
-    return datetime.fromtimestamp(_MILLIS.unpack(value)[0] / 1000, UTC)
+    return from_millis(_MILLIS.unpack(value)[0])
 
 
 def _due_name(user_id: str, story_id: str) -> str:
