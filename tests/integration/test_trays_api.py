@@ -164,6 +164,24 @@ def test_scenario_through_topics_and_api(app_env: dict[str, str], workers: list[
         status, viewers = worker.get(f"/stories/{s1}/viewers", alice)
         assert [v["viewer_id"] for v in viewers["viewers"]] == [carol]
 
+    # bob views the celebrity's story: merged on read, it shows as seen (bob's mark for it)
+    publish(
+        app_env["STORYSTREAM_BROKER"],
+        [{"type": "story_viewed", "story_id": c1, "viewer_id": bob, "viewed_at": t(-1)}],
+    )
+
+    def celebrity_seen() -> list[Any] | None:
+        status, tray = workers[0].get(f"/users/{bob}/tray", bob)
+        entries = tray["entries"] if status == 200 else []
+        return (
+            entries
+            if any(e["author_id"] == star and not e["has_unseen"] for e in entries)
+            else None
+        )
+
+    entries = wait_for(celebrity_seen, 60, "the celebrity's story seen in bob's tray")
+    assert entries == [expected_bob[1], {**expected_bob[0], "has_unseen": False}]  # unseen first
+
 
 def test_requests_need_a_valid_token(workers: list[Worker]) -> None:
     for worker in workers:
