@@ -60,7 +60,7 @@ def apply_trays(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]])
         for record, message in items:
             state, emitted = trays.handle(state, message, ctx_of(pctx, record))
             outputs.extend(emitted)
-        tray_store.save_tray(store, loaded, state)
+        tray_store.save_tray(store, user_id, loaded, state)
         pctx.emit(outputs)
 
 

@@ -7,7 +7,8 @@ decode and rewrite ~70 KB of JSON (~7 ms a view). Here a view of a story outside
 writes one small key, and the value is rewritten only when the tray itself changes.
 
     tray<0x01>{user_id}               -> JSON TrayState without marks (each tray story
-                                         carries its own seen flag)
+                                         carries its own seen flag; the published tray
+                                         as a digest)
     S{user_id}<NUL>{story_id}         -> keep_until, epoch millis (8 bytes, big-endian)
     seendue<0x01>{bucket}<NUL>{user_id}<NUL>{story_id} -> b""
                                          the marks by the time they may go (derived from
@@ -15,17 +16,21 @@ writes one small key, and the value is rewritten only when the tray itself chang
 
 A batch loads the marks of the stories its messages name and writes back those that changed;
 `sweep` deletes marks whose time has passed. Values written before this layout (marks inside
-the tray's value) still load: their marks are written as keys at the user's next change.
+the tray's value, the published tray whole) still load: they are rewritten, their marks as
+keys, at the user's next change.
 """
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from processors.trays import SeenStory, TrayState
+from pydantic import ValidationError
+
+from processors.trays import SeenStory, TrayState, TrayStory, tray_digest
+from schemas.records import Tray
 from schemas.types import from_millis, millis
 from streams.handlers.common import Table
 from streams.handlers.due import DueIndex
@@ -53,21 +58,50 @@ def _due_name(user_id: str, story_id: str) -> str:
 
 
 class LoadedTray:
-    """A user's tray as a batch found it: the stored value and the marks handed in."""
+    """A user's tray as a batch found it: the stored value (marks aside: None for no value,
+    or one to rewrite), the marks read, and the state to apply messages to."""
 
-    def __init__(self, user_id: str, core: TrayState | None, marks: tuple[SeenStory, ...]):
-        self.user_id = user_id
-        self.core = core  # as stored, marks aside (None: no value)
-        self.marks = marks  # as stored (empty for a value in the older layout: all rewritten)
-        self.state = _with_marks(core, user_id, marks)
+    def __init__(
+        self, core: TrayState | None, marks: tuple[SeenStory, ...], state: TrayState | None
+    ) -> None:
+        self.core = core
+        self.marks = marks
+        self.state = state
 
-    def upgraded_from(self, stored: TrayState) -> LoadedTray:
-        """A value in the older layout: its marks move out to keys, its stories get flags."""
-        seen = stored.seen_ids
-        stories = tuple(replace(s, seen=s.story_id in seen) for s in stored.stories)
-        self.core = None  # the value is rewritten
-        self.state = replace(stored, stories=stories)
-        return self
+
+@dataclass(frozen=True, slots=True)
+class _OlderTrayState:
+    """A value written before the layout of this module: marks inside, the published tray
+    whole (TrayState keeps its digest)."""
+
+    user_id: str
+    stories: tuple[TrayStory, ...] = ()
+    seen: tuple[SeenStory, ...] = ()
+    celebrities: frozenset[str] = frozenset()
+    published: Tray | None = None
+
+
+_OLDER: Table[_OlderTrayState] = Table("tray", _OlderTrayState)
+
+
+def _decode(data: bytes) -> tuple[TrayState, bool]:
+    """A stored value, and whether it is of the older layout (then it carries all its marks,
+    and its stories get their flags from them)."""
+    try:
+        state = TRAYS.decode(data)
+    except ValidationError:
+        older = _OLDER.decode(data)
+        published = tray_digest(older.published) if older.published is not None else None
+        state = TrayState(older.user_id, older.stories, older.seen, older.celebrities, published)
+        return _flagged(state), True
+    if state.seen:
+        return _flagged(state), True
+    return state, False
+
+
+def _flagged(state: TrayState) -> TrayState:
+    seen = state.seen_ids
+    return replace(state, stories=tuple(replace(s, seen=s.story_id in seen) for s in state.stories))
 
 
 def _with_marks(
@@ -87,22 +121,21 @@ def _decoded_marks(
 
 def load_tray(store: PartitionStore, user_id: str, story_ids: Iterable[str]) -> LoadedTray:
     """The tray of `user_id` with the marks of `story_ids` (the stories a batch names)."""
-    stored = TRAYS.get(store, user_id)
-    if stored is not None and stored.seen:
-        return LoadedTray(user_id, stored, ()).upgraded_from(stored)
+    data = store.get(TRAYS.key(user_id))
+    stored, older = _decode(data) if data is not None else (None, False)
+    if older:  # rewritten, its marks as keys, at the end of the batch
+        return LoadedTray(None, (), stored)
     ids = sorted(set(story_ids))
     values = store.get_many([mark_key(user_id, s) for s in ids]) if ids else []
-    return LoadedTray(user_id, stored, _decoded_marks(ids, values))
+    marks = _decoded_marks(ids, values)
+    return LoadedTray(stored, marks, _with_marks(stored, user_id, marks))
 
 
 def read_tray_state(get: _GET, user_id: str) -> TrayState | None:
     """The tray of `user_id` for a reader on another thread (`get`: committed reads), without
     marks (but those of a value in the older layout)."""
     data = get(TRAYS.key(user_id))
-    stored = None if data is None else TRAYS.decode(data)
-    if stored is not None and stored.seen:
-        return LoadedTray(user_id, stored, ()).upgraded_from(stored).state
-    return stored
+    return _decode(data)[0] if data is not None else None
 
 
 def with_read_marks(get: _GET, state: TrayState, story_ids: Iterable[str]) -> TrayState:
@@ -114,10 +147,11 @@ def with_read_marks(get: _GET, state: TrayState, story_ids: Iterable[str]) -> Tr
     return replace(state, seen=marks)
 
 
-def save_tray(store: PartitionStore, loaded: LoadedTray, state: TrayState | None) -> None:
+def save_tray(
+    store: PartitionStore, user_id: str, loaded: LoadedTray, state: TrayState | None
+) -> None:
     """Write what changed since `loaded`: the marks, then the value (marks aside). Marks the
     processors let go (their time passed) are left to `sweep`."""
-    user_id = loaded.user_id
     before = {m.story_id: m.keep_until for m in loaded.marks}
     after = {m.story_id: m.keep_until for m in state.seen} if state is not None else {}
     for story_id, until in after.items():

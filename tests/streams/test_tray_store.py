@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -198,17 +199,42 @@ def trays_ttl() -> timedelta:
 def test_a_value_of_the_older_layout_loads_and_its_marks_become_keys(tmp_path: Path) -> None:
     store, engine = PartitionStore(tmp_path / "p0"), _Engine()
     story = TrayStory("ann", "s1", at(0), at(0) + trays_ttl())
-    old = TrayState("bob", (story,), (SeenStory("s1", story.expires_at), SeenStory("x", at(50))))
-    store.put(TRAYS.key("bob"), TRAYS.encode(old))
+    unseen = TrayStory("cid", "s2", at(0), at(0) + trays_ttl())
+    marks = (SeenStory("s1", story.expires_at), SeenStory("x", at(50)))
+    whole = TrayState("bob", (story, unseen), marks)
+    published = trays.render_tray(
+        replace(whole, stories=(replace(story, seen=True), unseen)), at(0)
+    )
+    # as it was stored: marks inside, no flags, the published tray whole
+    older = {
+        "user_id": "bob",
+        "stories": [_older_story(story), _older_story(unseen)],
+        "seen": [{"story_id": m.story_id, "keep_until": m.keep_until.isoformat()} for m in marks],
+        "celebrities": [],
+        "published": published.model_dump(mode="json"),
+    }
+    store.put(TRAYS.key("bob"), orjson.dumps(older))
     store.flush()
-    # a reader already sees the story as seen
+    # a reader already sees the first story as seen
     read = read_tray_state(store.get, "bob")
-    assert read is not None and [s.seen for s in read.stories] == [True]
+    assert read is not None and [s.seen for s in read.stories] == [True, False]
     _apply(store, engine, 1, [celebrity("bob", "zed")])
+    assert engine.emitted == []  # the same tray: not published again
     core = TRAYS.get(store, "bob")
-    assert core is not None and core.seen == () and core.stories == (replace(story, seen=True),)
+    assert core is not None and core.seen == ()
+    assert core.stories == (replace(story, seen=True), unseen)
+    assert core.published == trays.tray_digest(published)
     assert _stored_marks(store, "bob") == {"s1": story.expires_at, "x": at(50)}
     store.close()
+
+
+def _older_story(story: TrayStory) -> dict[str, str]:
+    return {
+        "author_id": story.author_id,
+        "story_id": story.story_id,
+        "created_at": story.created_at.isoformat(),
+        "expires_at": story.expires_at.isoformat(),
+    }
 
 
 def test_the_sweep_deletes_marks_once_their_time_has_passed(tmp_path: Path) -> None:
