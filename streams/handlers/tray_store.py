@@ -199,10 +199,7 @@ def rebuild(store: PartitionStore, key: bytes, old: bytes | None, new: bytes | N
         return
     user, _, story = key[1:].partition(_SEP)
     name = _due_name(user.decode(), story.decode())
-    for value, put in ((old, False), (new, True)):
-        if value is not None:
-            due_key = SEEN_DUE.key(_until(value), name)
-            if put:
-                store.apply_restored(due_key, b"")
-            else:
-                store.apply_restored(due_key, None)
+    if old is not None:
+        store.apply_restored(SEEN_DUE.key(_until(old), name), None)
+    if new is not None:
+        store.apply_restored(SEEN_DUE.key(_until(new), name), b"")

@@ -252,19 +252,23 @@ def test_the_sweep_deletes_marks_once_their_time_has_passed(tmp_path: Path) -> N
 
 def test_the_marks_index_is_derived_and_rebuilt_on_restore(tmp_path: Path) -> None:
     live, engine = PartitionStore(tmp_path / "live"), _Engine()
-    _apply(live, engine, 0, [added("bob", "ann", "s1"), seen("bob", "s1", 0), seen("bob", "x", 0)])
-    _apply(live, engine, 5, [seen("bob", "y", 5)])
-    changed = dict(live._pending)
-    live.flush()
-    assert any(is_derived(k) for k in changed)
     restored = PartitionStore(tmp_path / "restored")
-    for key, value in changed.items():  # what the changelog carries: the keys not derived
-        if not is_derived(key):
-            TrayHandler.rebuild(restored, key, restored.get_committed(key), value)
-            restored.apply_restored(key, value)
-    restored.flush()
+    batches = [
+        (0, [added("bob", "ann", "s1"), seen("bob", "s1", 0), seen("bob", "x", 0)]),
+        (5, [seen("bob", "y", 5), added("bob", "cid", "x", 5)]),  # x's mark moves later
+    ]
+    for minute, messages in batches:
+        _apply(live, engine, minute, messages)
+        changed = dict(live._pending)
+        live.flush()
+        assert any(is_derived(k) for k in changed)
+        for key, value in changed.items():  # what the changelog carries: keys not derived
+            if not is_derived(key):
+                TrayHandler.rebuild(restored, key, restored.get_committed(key), value)
+                restored.apply_restored(key, value)
     far = at(0) + timedelta(days=30)
-    assert SEEN_DUE.due_entries(restored, far) == SEEN_DUE.due_entries(live, far)
-    assert len(SEEN_DUE.due_entries(live, far)) == 3
+    entries = SEEN_DUE.due_entries(live, far)
+    assert SEEN_DUE.due_entries(restored, far) == entries
+    assert [name for _, name in entries] == ["bob\0y", "bob\0s1", "bob\0x"]  # by time
     live.close()
     restored.close()
