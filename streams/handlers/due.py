@@ -9,7 +9,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from processors.expiry import bucket_of
-from schemas.types import millis
 from streams.store import PartitionStore
 
 _WIDTH_DIGITS = 15
@@ -19,17 +18,10 @@ class DueIndex:
     def __init__(self, name: str, width: timedelta = timedelta(seconds=1)) -> None:
         self.prefix = name.encode() + b"\x01"
         self.width = width
-        self._width_ms = width // timedelta(milliseconds=1)
-        if self._width_ms <= 0:
-            raise ValueError("bucket width must be at least one millisecond")
 
     def key(self, due: datetime, key: str) -> bytes:
         """The index entry of `key` due at `due`."""
-        return self.key_at(millis(due), key)
-
-    def key_at(self, due_ms: int, key: str) -> bytes:
-        """The index entry of `key` due at `due_ms` (epoch milliseconds)."""
-        bucket = due_ms // self._width_ms * self._width_ms
+        bucket = bucket_of(due, self.width)
         return self.prefix + str(bucket).zfill(_WIDTH_DIGITS).encode() + b"\x00" + key.encode()
 
     def move(

@@ -26,6 +26,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from pydantic import ValidationError
 
@@ -57,16 +58,13 @@ def _due_name(user_id: str, story_id: str) -> str:
     return f"{user_id}\0{story_id}"
 
 
-class LoadedTray:
+class LoadedTray(NamedTuple):
     """A user's tray as a batch found it: the stored value (marks aside: None for no value,
     or one to rewrite), the marks read, and the state to apply messages to."""
 
-    def __init__(
-        self, core: TrayState | None, marks: tuple[SeenStory, ...], state: TrayState | None
-    ) -> None:
-        self.core = core
-        self.marks = marks
-        self.state = state
+    core: TrayState | None
+    marks: tuple[SeenStory, ...]
+    state: TrayState | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +110,13 @@ def _with_marks(
     return replace(core or TrayState(user_id), seen=marks)
 
 
-def _decoded_marks(
-    story_ids: Iterable[str], values: Iterable[bytes | None]
+def _read_marks(
+    get_many: Callable[[list[bytes]], list[bytes | None]], user_id: str, story_ids: Iterable[str]
 ) -> tuple[SeenStory, ...]:
-    found = [SeenStory(s, _until(v)) for s, v in zip(story_ids, values, strict=True) if v]
-    return tuple(sorted(found, key=lambda m: m.story_id))
+    """The marks of `user_id` for `story_ids`, in story_id order."""
+    ids = sorted(set(story_ids))
+    values = get_many([mark_key(user_id, s) for s in ids]) if ids else []
+    return tuple(SeenStory(s, _until(v)) for s, v in zip(ids, values, strict=True) if v)
 
 
 def load_tray(store: PartitionStore, user_id: str, story_ids: Iterable[str]) -> LoadedTray:
@@ -125,9 +125,7 @@ def load_tray(store: PartitionStore, user_id: str, story_ids: Iterable[str]) -> 
     stored, older = _decode(data) if data is not None else (None, False)
     if older:  # rewritten, its marks as keys, at the end of the batch
         return LoadedTray(None, (), stored)
-    ids = sorted(set(story_ids))
-    values = store.get_many([mark_key(user_id, s) for s in ids]) if ids else []
-    marks = _decoded_marks(ids, values)
+    marks = _read_marks(store.get_many, user_id, story_ids)
     return LoadedTray(stored, marks, _with_marks(stored, user_id, marks))
 
 
@@ -142,8 +140,7 @@ def with_read_marks(get: _GET, state: TrayState, story_ids: Iterable[str]) -> Tr
     """`state` (from `read_tray_state`) with the marks of `story_ids`."""
     if state.seen:  # the older layout: all of them, already
         return state
-    ids = sorted(set(story_ids))
-    marks = _decoded_marks(ids, [get(mark_key(state.user_id, s)) for s in ids])
+    marks = _read_marks(lambda keys: [get(key) for key in keys], state.user_id, story_ids)
     return replace(state, seen=marks)
 
 
@@ -157,11 +154,8 @@ def save_tray(
     for story_id, until in after.items():
         old = before.get(story_id)
         if old != until:
-            name, until_ms = _due_name(user_id, story_id), millis(until)
-            store.put(mark_key(user_id, story_id), _MILLIS.pack(until_ms))
-            if old is not None:
-                store.delete(SEEN_DUE.key(old, name))
-            store.put(SEEN_DUE.key_at(until_ms, name), b"")
+            store.put(mark_key(user_id, story_id), _MILLIS.pack(millis(until)))
+            SEEN_DUE.move(store, _due_name(user_id, story_id), old, until)
     core = None
     if state is not None and (state.stories or state.celebrities or state.published):
         core = replace(state, seen=()) if state.seen else state
@@ -180,10 +174,11 @@ def sweep(store: PartitionStore, now: datetime) -> int:
         user_id, _, story_id = name.partition("\0")
         key = mark_key(user_id, story_id)
         value = store.get(key)
-        if value is not None and _until(value) <= now:
+        until = _until(value) if value is not None else None
+        if until is not None and until <= now:
             store.delete(key)
             gone += 1
-        elif value is not None and SEEN_DUE.key(_until(value), name) == entry:
+        elif until is not None and SEEN_DUE.key(until, name) == entry:
             continue  # due later in this bucket
         store.delete(entry)  # the mark's entry, or one left behind
     return gone

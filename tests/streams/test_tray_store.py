@@ -32,7 +32,7 @@ from streams.handlers.tray_store import (
     with_read_marks,
 )
 from streams.store import PartitionStore
-from tests.processors.factories_social import added, at, celebrity, removed, seen
+from tests.processors.factories_social import TTL, added, at, celebrity, removed, seen
 
 USERS = ("u1", "u2")
 STORIES = ("s1", "s2", "s3", "s4")
@@ -188,18 +188,14 @@ def test_a_seen_story_joining_the_tray_is_not_unseen(tmp_path: Path) -> None:
     (put,) = engine.emitted
     assert [e.has_unseen for e in put.value.entries] == [False]
     # the mark now lasts as long as the story
-    assert _stored_marks(store, "bob") == {"s1": at(1) + trays_ttl()}
+    assert _stored_marks(store, "bob") == {"s1": at(1) + TTL}
     store.close()
-
-
-def trays_ttl() -> timedelta:
-    return timedelta(hours=24)  # added()'s default ttl
 
 
 def test_a_value_of_the_older_layout_loads_and_its_marks_become_keys(tmp_path: Path) -> None:
     store, engine = PartitionStore(tmp_path / "p0"), _Engine()
-    story = TrayStory("ann", "s1", at(0), at(0) + trays_ttl())
-    unseen = TrayStory("cid", "s2", at(0), at(0) + trays_ttl())
+    story = TrayStory("ann", "s1", at(0), at(0) + TTL)
+    unseen = TrayStory("cid", "s2", at(0), at(0) + TTL)
     marks = (SeenStory("s1", story.expires_at), SeenStory("x", at(50)))
     whole = TrayState("bob", (story, unseen), marks)
     published = trays.render_tray(
