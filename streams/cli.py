@@ -163,10 +163,10 @@ def _open_input(name: str) -> IO[bytes]:
 
 
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.publish import Progress, publish_stream
+    from streams.publish import Progress, default_processes, publish_stream
 
     bootstrap = _need_broker(settings)
-    processes = args.processes or (os.cpu_count() or 1) + 1
+    processes = args.processes or default_processes()
     with _open_input(args.file) as stream:
         summary = publish_stream(
             stream,

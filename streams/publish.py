@@ -44,6 +44,12 @@ BLOCK_BYTES = 256 * 1024  # about 2,000 lines of events
 _DEFERRED = ConfigDict(defer_build=True)
 _CHUNK_ADAPTER: TypeAdapter[list[InputEvent]] = TypeAdapter(list[InputEvent], config=_DEFERRED)
 
+
+def default_processes() -> int:
+    """Validation and encoding processes when not told: the cores, plus one."""
+    return (os.cpu_count() or 1) + 1
+
+
 Numbered = tuple[int, bytes]
 Encoded = tuple[str, bytes, bytes, int]  # topic, key, value, timestamp (ms)
 
