@@ -28,7 +28,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Event-sourced stream processing for ephemeral stories.",
     )
     parser.add_argument("--broker", help=f"Kafka bootstrap servers {_env('BROKER')}")
-    parser.add_argument("--data-dir", help=f"local state directory {_env('DATA_DIR')}")
+    data_dir_help = f"local state directory {_env('DATA_DIR')}"
+    parser.add_argument("--data-dir", help=data_dir_help)
     parser.add_argument("--partitions", type=int, help=f"partitions per topic {_env('PARTITIONS')}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -113,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
 
     token = sub.add_parser("token", help="print a signed API token for a user")
     token.add_argument("user_id")
+    for command in sub.choices.values():  # also after the command (`dev --data-dir DIR`)
+        command.add_argument("--data-dir", default=argparse.SUPPRESS, help=data_dir_help)
     return parser
 
 

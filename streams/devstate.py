@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,8 @@ def _embedded_keys(state: dict[str, Any]) -> tuple[str, str] | None:
 
 def resolve(settings: Settings) -> Settings:
     """Fill in what a running `storystream dev` started, for what is unset: its broker, and
-    (when the broker is unset or is dev's) its S3 endpoint and the embedded store's keys."""
+    (when the broker is unset or is dev's) its S3 endpoint, the embedded store's keys and its
+    story TTL (so `publish` and `post` default `expires_at` as dev's workers expire)."""
     path = settings.data_dir / FILE_NAME
     try:
         state = json.loads(path.read_text())
@@ -64,6 +66,9 @@ def resolve(settings: Settings) -> Settings:
         update["broker"] = state.get("broker")
     elif settings.broker != state.get("broker"):
         return settings  # another system: dev's object store is not its store
+    ttl = state.get("story_ttl_seconds")
+    if "story_ttl" not in settings.model_fields_set and isinstance(ttl, int | float) and ttl > 0:
+        update["story_ttl"] = timedelta(seconds=ttl)
     if not settings.s3_endpoint_url and state.get("s3_endpoint_url"):
         update["s3_endpoint_url"] = state["s3_endpoint_url"]
     endpoint = update.get("s3_endpoint_url", settings.s3_endpoint_url)

@@ -83,3 +83,53 @@ def test_dev_refuses_exactly_once_on_the_embedded_broker(tmp_path: Path) -> None
     assert result.returncode != 0
     assert "exactly_once needs a Kafka broker with transactions" in result.stderr
     assert not (tmp_path / "broker.log").exists()  # nothing was started
+
+
+def _running_dev(data_dir: Path, **state: object) -> None:
+    """A dev.json as a running `storystream dev` writes it (this process stands in for it)."""
+    import json
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "dev.json").write_text(json.dumps({"pid": os.getpid(), **state}))
+
+
+def _without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("STORYSTREAM_"):
+            monkeypatch.delenv(name)
+
+
+def test_commands_take_a_running_devs_broker_and_ttl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.cli import _parser, build_settings
+
+    _without_environment(monkeypatch)
+    _running_dev(tmp_path, broker="127.0.0.1:19092", story_ttl_seconds=120.0)
+    settings = build_settings(_parser().parse_args(["publish", "-", "--data-dir", str(tmp_path)]))
+    assert settings.broker == "127.0.0.1:19092"
+    assert settings.story_ttl == timedelta(seconds=120)  # publish's default expires_at follows it
+
+
+def test_a_ttl_given_to_the_command_wins_over_devs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.cli import _parser, build_settings
+
+    _without_environment(monkeypatch)
+    _running_dev(tmp_path, broker="127.0.0.1:19092", story_ttl_seconds=120.0)
+    monkeypatch.setenv("STORYSTREAM_STORY_TTL", "90s")
+    args = _parser().parse_args(["--data-dir", str(tmp_path), "publish", "-"])
+    assert build_settings(args).story_ttl == timedelta(seconds=90)
+    monkeypatch.setenv("STORYSTREAM_BROKER", "elsewhere:9092")  # another system: not dev's TTL
+    monkeypatch.delenv("STORYSTREAM_STORY_TTL")
+    assert build_settings(args).story_ttl == timedelta(hours=24)
+
+
+def test_data_dir_is_accepted_after_the_command_too() -> None:
+    from streams.cli import _parser
+
+    parser = _parser()
+    assert parser.parse_args(["dev", "--data-dir", "a"]).data_dir == "a"
+    assert parser.parse_args(["--data-dir", "b", "dev"]).data_dir == "b"  # not reset by dev's
+    assert parser.parse_args(["--data-dir", "b", "worker", "--data-dir", "c"]).data_dir == "c"
