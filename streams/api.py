@@ -148,7 +148,11 @@ class Api:
         state = story_view(store, story_id, self.clock())
         if state is None:
             raise HttpError(404, f"story {story_id} not found")
-        if caller == state.author_id or state.audience == "public":
+        if caller == state.author_id:
+            return state
+        if state.status == "processing":  # visible once its media is transcoded (contract 3)
+            raise HttpError(404, f"story {story_id} not found")
+        if state.audience == "public":
             return state
         author = await self.fetch_author(request, state.author_id, caller)
         story = ActiveStory(state.story_id, state.created_at, state.expires_at, state.audience)

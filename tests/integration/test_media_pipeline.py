@@ -159,6 +159,7 @@ def test_posted_media_is_transcoded_shown_and_purged(
 
     # Garbage uploaded straight to the bucket (past the command's check), announced directly.
     bad_story, bad_media = f"s-junk-{TAG}", f"m-junk-{TAG}"
+    pending_story = f"s-pending-{TAG}"
     store.put_bytes(original_key(bad_media), os.urandom(8192), "image/jpeg")
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     lines = [
@@ -167,6 +168,9 @@ def test_posted_media_is_transcoded_shown_and_purged(
          "size_bytes": 8192, "story_id": bad_story},
         {"type": "story_posted", "story_id": bad_story, "author_id": author, "created_at": now,
          "media_id": bad_media, "media_type": "image"},
+        # A public story whose media is never uploaded: it stays processing.
+        {"type": "story_posted", "story_id": pending_story, "author_id": author,
+         "created_at": now, "media_id": f"m-pending-{TAG}", "audience": "public"},
     ]  # fmt: skip
     events = tmp_path / "junk.jsonl"
     events.write_text("".join(json.dumps(line) + "\n" for line in lines))
@@ -183,6 +187,19 @@ def test_posted_media_is_transcoded_shown_and_purged(
     letters = _poll("a dead letter", lambda: _read(settings, DEAD_LETTERS, {bad_media}), timeout=10)
     assert letters[0].value["source_topic"] == "media-uploaded"
     assert letters[0].value["error"] == transcoded[0].value["error"]
+    # A story waiting for its media is its author's to see (processing), no one else's, public
+    # as it is, nor are its counts.
+    status, body = _poll(
+        "the pending story's state",
+        lambda: (
+            (answer := worker.get(f"/stories/{pending_story}", user=author))[0] == 200 and answer
+        ),
+        timeout=10,
+    )
+    assert body["status"] == "processing", body
+    for path in ("", "/views", "/reactions"):
+        status, body = worker.get(f"/stories/{pending_story}{path}", user=f"u-other-{TAG}")
+        assert status == 404, (path, status, body)
 
     # Real media through the command.
     photo = make_image(tmp_path / "photo.png", 800, 600, fmt="PNG")
