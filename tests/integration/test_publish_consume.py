@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from schemas.types import millis
 from streams.admin import _create_prefixed_outputs
 from streams.cli import main
 from streams.codecs import AvroCodec
+from streams.consume import SETTLE_SECONDS
 from streams.partitioning import partition_for
 from streams.publish import Publisher, publish_stream, validate_line
 from streams.registry import make_registry
@@ -367,3 +372,42 @@ def test_workers_starting_together_may_both_create_the_prefixed_outputs(
     assert created and all(r.created for r in created)
     assert [r.name for r in raced] == [r.name for r in created]
     assert not any(r.created for r in raced)
+
+
+def test_consume_without_from_beginning_prints_only_new_records(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Records already on the topic are not printed, even those after the end the embedded
+    broker reports (the start of a partition's last produce batch plus one)."""
+    tag = uuid.uuid4().hex[:8]
+
+    def reactions(users: range, name: str) -> Path:
+        path = tmp_path / f"{name}.jsonl"
+        lines = [
+            {"type": "story_reacted", "story_id": f"s{i % 3}-{tag}", "user_id": f"u{i}-{tag}",
+             "reaction": "like", "reacted_at": "2026-11-22T10:00:00Z"}
+            for i in users
+        ]  # fmt: skip
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        return path
+
+    old = run("publish", str(reactions(range(60), "old")), broker=settings.bootstrap())
+    assert old.returncode == 0, old.stderr  # batches of many records per partition
+    idle = str(SETTLE_SECONDS + 6)  # outlasts the wait below
+    consumer = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "consume", "story-reacted", "--until-idle", idle],
+        env={**os.environ, "STORYSTREAM_BROKER": settings.bootstrap()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(SETTLE_SECONDS + 1.5)  # started, and past what was there
+        new = run("publish", str(reactions(range(100, 102), "new")), broker=settings.bootstrap())
+        assert new.returncode == 0, new.stderr
+        out, err = consumer.communicate(timeout=30)
+    finally:
+        consumer.kill()
+    assert consumer.returncode == 0, err
+    users = [json.loads(line)["value"]["user_id"] for line in out.splitlines()]
+    assert sorted(users) == [f"u100-{tag}", f"u101-{tag}"]
