@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BeforeValidator,
+    StringConstraints,
+    ValidationInfo,
+)
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 NAMED_REACTIONS = frozenset({"like", "love", "laugh", "wow", "sad", "fire"})
@@ -24,7 +31,26 @@ def to_utc_millis(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC, microsecond=value.microsecond // 1000 * 1000)
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(to_utc_millis)]
+# ISO-8601 as the contract writes times: date, `T`, time to the second, an optional fraction,
+# and an offset (which `to_utc_millis` then requires to be UTC).
+_ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d{1,9})?(?:Z|[+-]\d\d:\d\d)")
+
+
+def check_time_text(value: Any, info: ValidationInfo) -> Any:
+    """In JSON, a time must be written as the contract says; on its own pydantic also takes a
+    number (epoch seconds or millis), a space for the `T`, `z` and `-00:00`. (Times built in
+    Python, and a default the model derives, are datetimes: not checked here.)"""
+    if info.mode == "json" and not isinstance(value, datetime):
+        if type(value) is not str or not _ISO_TIME.fullmatch(value):
+            raise ValueError("time must be ISO-8601 as YYYY-MM-DDTHH:MM:SS[.fff]Z (or +00:00)")
+        if value.endswith("-00:00"):  # ISO-8601 has no negative zero offset
+            raise ValueError("time must be in UTC (suffix Z or +00:00)")
+    return value
+
+
+UtcDatetime = Annotated[
+    AwareDatetime, BeforeValidator(check_time_text), AfterValidator(to_utc_millis)
+]
 
 _EMOJI_JOINERS = {"\u200d", "\ufe0f", "\ufe0e", "\u20e3"}
 

@@ -26,11 +26,11 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import annotated_types
 import orjson
-from pydantic import AwareDatetime, BaseModel, StringConstraints
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, StringConstraints
 from pydantic.fields import FieldInfo
 
 from schemas.events import EVENT_TYPES, StoryPosted, derive_event_id
-from schemas.types import check_reaction, to_utc_millis
+from schemas.types import check_reaction, check_time_text, to_utc_millis
 from streams.codecs import AvroCodec
 from streams.registry import SchemaRegistry
 from streams.topics import EVENT_ROUTES
@@ -123,6 +123,8 @@ def _constraints(metadata: list[Any]) -> dict[str, Any]:
             out.update(fields)
         elif isinstance(item, annotated_types.MinLen | annotated_types.MaxLen | annotated_types.Ge):
             out.update(_attributes(item))
+        elif isinstance(item, BeforeValidator) and item.func is check_time_text:
+            continue  # the lanes take only that form of a time themselves (`_Times`)
         elif hasattr(item, "func"):  # AfterValidator
             if item.func not in out.setdefault("after", []):
                 out["after"].append(item.func)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas.events import StoryPosted, StoryReacted, StoryViewed, derive_event_id, parse_event
+from schemas.events import (
+    EVENT_ADAPTER,
+    StoryPosted,
+    StoryReacted,
+    StoryViewed,
+    derive_event_id,
+    parse_event,
+)
 
 T0 = "2026-11-22T10:00:00Z"
 
@@ -43,6 +51,47 @@ def test_identifier_of_64_characters_is_fine() -> None:
 @pytest.mark.parametrize("bad", ["2026-11-22T10:00:00+01:00", "2026-11-22T10:00:00", "yesterday"])
 def test_times_must_be_utc(bad: str) -> None:
     assert errors_of(viewed(viewed_at=bad)) == [("viewed_at",)]
+
+
+def json_errors_of(data: dict[str, object]) -> list[tuple[str, ...]]:
+    """`errors_of` for a JSON line, as `publish` reads one."""
+    with pytest.raises(ValidationError) as caught:
+        EVENT_ADAPTER.validate_json(json.dumps(data))
+    return [tuple(str(p) for p in e["loc"][1:]) for e in caught.value.errors()]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        1795341600,  # epoch seconds (pydantic alone takes them)
+        1795341600000,
+        "2026-11-22 10:00:00Z",  # a space for the T
+        "2026-11-22T10:00:00z",
+        "2026-11-22T10:00:00-00:00",
+        "2026-11-22T10:00Z",  # no seconds
+        "2026-11-22",
+    ],
+)
+def test_json_times_are_iso_8601_as_the_contract_writes_them(bad: object) -> None:
+    assert json_errors_of(viewed(viewed_at=bad)) == [("viewed_at",)]
+
+
+@pytest.mark.parametrize(
+    ("text", "micros"),
+    [("2026-11-22T10:00:00Z", 0), ("2026-11-22T10:00:00.5+00:00", 500_000),
+     ("2026-11-22T10:00:00,25Z", 250_000), ("2026-11-22T10:00:00.123456789Z", 123_000)],
+)  # fmt: skip
+def test_json_times_may_have_a_fraction(text: str, micros: int) -> None:
+    event = EVENT_ADAPTER.validate_json(json.dumps(viewed(viewed_at=text)))
+    assert event.occurred_at == datetime(2026, 11, 22, 10, tzinfo=UTC) + timedelta(
+        microseconds=micros
+    )
+
+
+def test_a_bad_created_at_is_named_once() -> None:
+    """expires_at, derived from created_at, is not reported too."""
+    posted = {"type": "story_posted", "story_id": "s1", "author_id": "a1"}
+    assert json_errors_of({**posted, "created_at": "2026-11-22 10:00:00Z"}) == [("created_at",)]
 
 
 def test_plus_zero_offset_is_utc() -> None:

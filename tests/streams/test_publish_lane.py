@@ -174,7 +174,9 @@ def test_a_block_mixes_the_lanes_in_order_and_its_packed_bytes_hold_the_same() -
                 "mentions": ["u1"],
             }
         ),
-        json.dumps({**view, "viewer_id": "u2", "viewed_at": 1795341604}) + "\r",
+        # A form only the models take (a comma before the fraction), with a CR line end.
+        json.dumps({**view, "viewer_id": "u2", "viewed_at": "2026-11-22T10:00:04,5Z"}) + "\r",
+        json.dumps({**view, "viewed_at": 1795341604}),  # a number is not an ISO-8601 time
     ]
     block = ("\n".join(lines) + "\n").encode()
     records, invalid, count = encode_block(block, TTL, None)
@@ -185,6 +187,7 @@ def test_a_block_mixes_the_lanes_in_order_and_its_packed_bytes_hold_the_same() -
     assert [(bad.line, bad.errors[0].split(":")[0]) for bad in invalid] == [
         (4, "viewed_at"),  # numbered within the block: publish adds the lines before it
         (5, "extra"),
+        (8, "viewed_at"),
     ]
     assert unpack(encode_block_packed(block, TTL, None)) == (records, invalid, count)
 
@@ -204,7 +207,7 @@ def test_a_chunk_mixes_both_paths_in_order_with_line_numbers() -> None:
     view = {"type": "story_viewed", "story_id": "s1", "viewer_id": "u1"}
     chunk = [
         (1, json.dumps({**view, "viewed_at": "2026-11-22T10:00:00Z"}).encode()),
-        (2, json.dumps({**view, "viewed_at": 1795341600}).encode()),  # unix time: models only
+        (2, json.dumps({**view, "viewed_at": "2026-11-22T10:00:00,0Z"}).encode()),  # models only
         (4, json.dumps({**view, "viewed_at": "yesterday"}).encode()),
         (5, json.dumps({**view, "viewer_id": "u2", "viewed_at": "2026-11-22T10:00:01Z"}).encode()),
     ]
