@@ -52,23 +52,29 @@ UtcDatetime = Annotated[
     AwareDatetime, BeforeValidator(check_time_text), AfterValidator(to_utc_millis)
 ]
 
-_EMOJI_JOINERS = {"\u200d", "\ufe0f", "\ufe0e", "\u20e3"}
+_ZWJ = "\u200d"
+_EMOJI_MODIFIERS = {"\ufe0f", "\ufe0e", "\u20e3"}  # presentation selectors, keycap
+_REGIONAL_INDICATORS = ("\U0001f1e6", "\U0001f1ff")  # two of them make a flag
 
 
 def is_emoji(text: str) -> bool:
-    """True for a short emoji sequence (skin tones, ZWJ sequences and flags included)."""
+    """True for one emoji: a pictograph, with skin tone or presentation modifiers, pictographs
+    joined by zero-width joiners (one emoji: a family, a profession), or a flag."""
     if not text or len(text) > 16:
         return False
-    pictographs = 0
+    pictographs = joiners = flag_letters = 0
     for char in text:
-        category = unicodedata.category(char)
-        if category == "So":
+        if char == _ZWJ:
+            joiners += 1
+        elif _REGIONAL_INDICATORS[0] <= char <= _REGIONAL_INDICATORS[1]:
+            flag_letters += 1
+        elif unicodedata.category(char) == "So":
             pictographs += 1
-        elif char in _EMOJI_JOINERS or "\U0001f3fb" <= char <= "\U0001f3ff":
-            continue
-        else:
+        elif not (char in _EMOJI_MODIFIERS or "\U0001f3fb" <= char <= "\U0001f3ff"):
             return False
-    return pictographs > 0
+    if flag_letters:
+        return flag_letters == 2 and pictographs == 0 and joiners == 0
+    return pictographs > 0 and joiners == pictographs - 1
 
 
 def check_reaction(value: str) -> str:

@@ -105,7 +105,8 @@ def test_times_are_kept_to_the_millisecond() -> None:
 
 
 @pytest.mark.parametrize(
-    "reaction", ["like", "love", "laugh", "wow", "sad", "fire", "👍", "👍🏽", "❤️"]
+    "reaction",
+    ["like", "love", "laugh", "wow", "sad", "fire", "👍", "👍🏽", "❤️", "👨\u200d👩\u200d👧", "🇫🇷"],
 )
 def test_reactions_named_or_emoji(reaction: str) -> None:
     event = parse_event(
@@ -120,7 +121,9 @@ def test_reactions_named_or_emoji(reaction: str) -> None:
     assert isinstance(event, StoryReacted) and event.reaction == reaction
 
 
-@pytest.mark.parametrize("reaction", ["meh", "", "LIKE", "a👍", "👍" * 17])
+@pytest.mark.parametrize(
+    "reaction", ["meh", "", "LIKE", "a👍", "👍" * 17, "🔥🔥", "🇫", "\u200d👍", "👍\u200d"]
+)  # an emoji is one: two of them, half a flag, a joiner with nothing to join are not
 def test_other_reactions_are_rejected(reaction: str) -> None:
     data = {
         "type": "story_reacted",
