@@ -25,6 +25,7 @@ from schemas.records import DeadLetter
 from streams.codecs import AvroCodec, CodecError
 from streams.handlers.common import decode_message
 from streams.kafka import producer_config
+from streams.metrics import Metrics
 from streams.registry import SchemaRegistry
 from streams.settings import Settings
 from streams.topics import DEAD_LETTERS, MEDIA_TRANSCODED, MEDIA_UPLOADED
@@ -62,8 +63,10 @@ class MediaService:
         registry: SchemaRegistry,
         objects_topic: str,
         store: ObjectStore | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._objects_topic = objects_topic
         self._store = store
         self._uploaded = AvroCodec(MEDIA_UPLOADED.record, registry, MEDIA_UPLOADED.subject)
@@ -129,6 +132,8 @@ class MediaService:
         )
         producer.produce(DEAD_LETTERS.name, self._dead.encode(letter), msg.key() or b"")
         producer.flush(30)
+        if self._metrics is not None:
+            self._metrics.dead_letters.inc(msg.topic())
 
     def _handle(
         self,
@@ -160,7 +165,8 @@ class MediaService:
                 apply_objects_change(store, decode_message(msg.value()))  # type: ignore[attr-defined]
             return True
         except CodecError as exc:
-            log.warning("undecodable %s record skipped: %s", msg.topic(), exc)  # type: ignore[attr-defined]
+            log.warning("undecodable %s record dead-lettered: %s", msg.topic(), exc)  # type: ignore[attr-defined]
+            self._dead_letter(producer, msg, f"undecodable: {exc}")
             return True
         except ObjectStoreError as exc:
             log.warning("object store unavailable, will retry: %s", exc)

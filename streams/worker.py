@@ -115,7 +115,10 @@ def build_worker(
     )
     engine = build_engine(settings, clock, wid, members, output_prefix=settings.output_prefix)
     media = MediaService(
-        settings, make_registry(settings.schema_registry_url), stage_topic(settings, "objects")
+        settings,
+        make_registry(settings.schema_registry_url),
+        stage_topic(settings, "objects"),
+        metrics=engine.metrics,
     )
     api = api_module.Api(settings, engine, members, clock)
     app = create_app(settings, engine, lambda a: api_module.install(a, api), [members, media])

@@ -18,15 +18,24 @@ from typing import Any
 
 import av
 import pytest
+from confluent_kafka import Producer
 from PIL import Image
 
 from connectors.object_store import S3ObjectStore
 from infra.s3 import EmbeddedS3
 from processors.media import PUBLIC_PREFIXES, original_key
 from streams.consume import Decoded, read_topic
+from streams.kafka import producer_config
 from streams.registry import make_registry
 from streams.settings import Settings
-from streams.topics import DEAD_LETTERS, MEDIA_TRANSCODED, STORY_POSTED, STORY_STATE, TopicSpec
+from streams.topics import (
+    DEAD_LETTERS,
+    MEDIA_TRANSCODED,
+    MEDIA_UPLOADED,
+    STORY_POSTED,
+    STORY_STATE,
+    TopicSpec,
+)
 from tests.connectors.media_factory import make_image, make_video
 from tests.integration import worker_fixture
 from tests.integration.cli import run
@@ -187,6 +196,16 @@ def test_posted_media_is_transcoded_shown_and_purged(
     letters = _poll("a dead letter", lambda: _read(settings, DEAD_LETTERS, {bad_media}), timeout=10)
     assert letters[0].value["source_topic"] == "media-uploaded"
     assert letters[0].value["error"] == transcoded[0].value["error"]
+    # An undecodable upload record is dead-lettered too, and both are counted.
+    garbage = f"m-garbage-{TAG}"
+    producer = Producer(producer_config(settings.bootstrap()))
+    producer.produce(MEDIA_UPLOADED.name, b"\x00not avro", garbage.encode())
+    assert producer.flush(10) == 0
+    letters = _poll("its dead letter", lambda: _read(settings, DEAD_LETTERS, {garbage}), timeout=20)
+    assert letters[0].value["source_topic"] == "media-uploaded", letters
+    assert letters[0].value["error"].startswith("undecodable"), letters
+    _, metrics = http_get(f"{worker.url}/metrics")
+    assert b'storystream_dead_letters_total{topic="media-uploaded"} 2' in metrics, metrics
     # A story waiting for its media is its author's to see (processing), no one else's, public
     # as it is, nor are its counts.
     status, body = _poll(
