@@ -393,7 +393,7 @@ def test_consume_without_from_beginning_prints_only_new_records(
 
     old = run("publish", str(reactions(range(60), "old")), broker=settings.bootstrap())
     assert old.returncode == 0, old.stderr  # batches of many records per partition
-    idle = str(SETTLE_SECONDS + 6)  # outlasts the wait below
+    idle = str(SETTLE_SECONDS + 3)  # outlasts the wait below
     consumer = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "consume", "story-reacted", "--until-idle", idle],
         env={**os.environ, "STORYSTREAM_BROKER": settings.bootstrap()},
@@ -402,7 +402,7 @@ def test_consume_without_from_beginning_prints_only_new_records(
         text=True,
     )
     try:
-        time.sleep(SETTLE_SECONDS + 1.5)  # started, and past what was there
+        time.sleep(SETTLE_SECONDS + 1)  # started, and past what was there
         new = run("publish", str(reactions(range(100, 102), "new")), broker=settings.bootstrap())
         assert new.returncode == 0, new.stderr
         out, err = consumer.communicate(timeout=30)
