@@ -115,17 +115,24 @@ def raw_loop(bootstrap: str, records: list[Record]) -> float:
 def raw_command(records_path: Path, bootstrap: str, env: dict[str, str]) -> float:
     """Seconds for `python -m bench.raw_produce` over the records, start to exit."""
     config = json.dumps(producer_config(bootstrap, **BULK_PRODUCER))
+    seconds, _ = timed_command(["bench.raw_produce", str(records_path), config], env)
+    return seconds
+
+
+def timed_command(module_args: list[str], env: dict[str, str]) -> tuple[float, str]:
+    """Seconds for `python -m MODULE ARGS...` in a subprocess, start to exit, and its output;
+    the bench stops if it fails."""
     with Timer() as timer:
         result = subprocess.run(
-            [sys.executable, "-m", "bench.raw_produce", str(records_path), config],
+            [sys.executable, "-m", *module_args],
             env=env,
             capture_output=True,
             text=True,
             check=False,
         )
     if result.returncode != 0:
-        sys.exit(f"raw produce failed: {result.stdout}{result.stderr}")
-    return timer.seconds
+        sys.exit(f"{module_args[0]} failed: {result.stdout}{result.stderr}")
+    return timer.seconds, result.stdout
 
 
 def main() -> None:
@@ -190,18 +197,9 @@ def publish_call(path: Path, bootstrap: str, events: int) -> float:
 
 def publish_command(path: Path, env: dict[str, str], events: int) -> float:
     """Seconds for `storystream publish FILE` in a subprocess, start to exit."""
-    with Timer() as timer:
-        result = subprocess.run(
-            [sys.executable, "-m", "streams.cli", "publish", str(path)],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    if result.returncode != 0:
-        sys.exit(f"publish failed: {result.stdout}{result.stderr}")
-    assert f"published {events}," in result.stdout, result.stdout
-    return timer.seconds
+    seconds, output = timed_command(["streams.cli", "publish", str(path)], env)
+    assert f"published {events}," in output, output
+    return seconds
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from streams.cli import _parser, build_settings
 from streams.settings import Settings, parse_duration
 
 
@@ -87,8 +89,6 @@ def test_dev_refuses_exactly_once_on_the_embedded_broker(tmp_path: Path) -> None
 
 def _running_dev(data_dir: Path, **state: object) -> None:
     """A dev.json as a running `storystream dev` writes it (this process stands in for it)."""
-    import json
-
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "dev.json").write_text(json.dumps({"pid": os.getpid(), **state}))
 
@@ -102,8 +102,6 @@ def _without_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_commands_take_a_running_devs_broker_and_ttl(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams.cli import _parser, build_settings
-
     _without_environment(monkeypatch)
     _running_dev(tmp_path, broker="127.0.0.1:19092", story_ttl_seconds=120.0)
     settings = build_settings(_parser().parse_args(["publish", "-", "--data-dir", str(tmp_path)]))
@@ -114,8 +112,6 @@ def test_commands_take_a_running_devs_broker_and_ttl(
 def test_a_ttl_given_to_the_command_wins_over_devs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from streams.cli import _parser, build_settings
-
     _without_environment(monkeypatch)
     _running_dev(tmp_path, broker="127.0.0.1:19092", story_ttl_seconds=120.0)
     monkeypatch.setenv("STORYSTREAM_STORY_TTL", "90s")
@@ -127,8 +123,6 @@ def test_a_ttl_given_to_the_command_wins_over_devs(
 
 
 def test_data_dir_is_accepted_after_the_command_too() -> None:
-    from streams.cli import _parser
-
     parser = _parser()
     assert parser.parse_args(["dev", "--data-dir", "a"]).data_dir == "a"
     assert parser.parse_args(["--data-dir", "b", "dev"]).data_dir == "b"  # not reset by dev's
