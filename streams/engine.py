@@ -879,30 +879,28 @@ def encoded_batches(
     limit: int = FORWARD_BATCH_BYTES,
 ) -> Iterator[bytes]:
     """`items` in order, encoded by `encode_batch` in runs of at most `limit` bytes (a message
-    larger than that travels alone): all at once when they fit, else cut into as many even
-    runs as the whole took limits, each cut again in halves while it is too large."""
-    data = encode_batch(items)
-    if len(data) <= limit or len(items) == 1:
-        yield data
+    larger than that travels alone).
+
+    Each run's length is sized to fill about three quarters of the limit at the bytes per
+    message seen last (first from the first SIZE_SAMPLE messages); a run that comes out too
+    large is sized again and encoded again. A batch of forwards is megabytes, so each message
+    is encoded about once, not once per halving."""
+    if not items:
         return
-    runs = min(len(items), -(-len(data) // limit) + 1)
-    step = -(-len(items) // runs)
-    for start in range(0, len(items), step):
-        yield from _halved(items[start : start + step], encode_batch, limit)
+    sample = items[:SIZE_SAMPLE]
+    per_item = len(encode_batch(sample)) / len(sample)
+    start = 0
+    while start < len(items):
+        run = items[start : start + max(1, int(limit * 0.75 / per_item))]
+        data = encode_batch(run)
+        per_item = len(data) / len(run)
+        if len(data) > limit and len(run) > 1:
+            continue  # sized again from this run
+        yield data
+        start += len(run)
 
 
-def _halved(
-    items: list[tuple[str, Any]],
-    encode_batch: Callable[[list[tuple[str, Any]]], bytes],
-    limit: int,
-) -> Iterator[bytes]:
-    data = encode_batch(items)
-    if len(data) <= limit or len(items) == 1:
-        yield data
-        return
-    half = len(items) // 2
-    yield from _halved(items[:half], encode_batch, limit)
-    yield from _halved(items[half:], encode_batch, limit)
+SIZE_SAMPLE = 64
 
 
 def _records_of(messages: list[Message]) -> list[InRecord]:
