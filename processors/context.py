@@ -7,13 +7,16 @@ as tuples, two outputs of different kinds with equal fields are equal.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
+import fastavro
 from pydantic import BaseModel
 
+from schemas.avro import current_schemas
 from schemas.records import Record
 from schemas.types import DEFAULT_STORY_TTL
 
@@ -68,11 +71,13 @@ class Forward(NamedTuple):
 class PutMany(NamedTuple):
     """Publish many records of one type, each `(key, fields)`, all keyed within the partition of
     `partition_key` (a story's keys). The fields are the record's, valid as they are: a hot
-    path builds them without a model. `expand` gives the equivalent `Put`s."""
+    path builds them without a model. Instead of its fields, an item may carry the record's
+    Avro binary body (bytes, without the wire header) that the wiring handed the processor.
+    `expand` gives the equivalent `Put`s."""
 
     record: type[Record]
     partition_key: str
-    items: list[tuple[str, dict[str, Any]]]
+    items: list[tuple[str, dict[str, Any] | bytes]]
 
 
 class ForwardMany(NamedTuple):
@@ -89,11 +94,16 @@ Output = Put | Tombstone | Forward | PutMany | ForwardMany
 
 def expand(outputs: Iterable[Output]) -> list[Put | Tombstone | Forward]:
     """The outputs with each `PutMany` and `ForwardMany` as single outputs, their fields
-    validated into models (strictly: a field that would need converting is an error)."""
+    validated into models (strictly: a field that would need converting is an error; an Avro
+    body is decoded with the record's current schema first)."""
     out: list[Put | Tombstone | Forward] = []
     for output in outputs:
         if isinstance(output, PutMany):
-            out += [Put(k, output.record.model_validate(f, strict=True)) for k, f in output.items]
+            record = output.record
+            out += [
+                Put(k, record.model_validate(_fields(record, f), strict=True))
+                for k, f in output.items
+            ]
         elif isinstance(output, ForwardMany):
             message = output.message
             out += [
@@ -103,3 +113,12 @@ def expand(outputs: Iterable[Output]) -> list[Put | Tombstone | Forward]:
         else:
             out.append(output)
     return out
+
+
+def _fields(record: type[Record], item: dict[str, Any] | bytes) -> dict[str, Any]:
+    if not isinstance(item, bytes):
+        return item
+    schema = fastavro.parse_schema(current_schemas()[record.__name__])
+    fields = fastavro.schemaless_reader(io.BytesIO(item), schema, None)
+    assert isinstance(fields, dict), f"not a {record.__name__} body"
+    return fields

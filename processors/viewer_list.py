@@ -31,6 +31,11 @@ def encode_time(at: datetime) -> bytes:
     return _TIME.pack(millis(at) + _BIAS)
 
 
+def encode_millis(ms: int) -> bytes:
+    """`encode_time` of a time given in milliseconds since the epoch."""
+    return _TIME.pack(ms + _BIAS)
+
+
 def decode_time(data: bytes) -> datetime:
     """The time `encode_time` wrote."""
     return from_millis(_TIME.unpack(data)[0] - _BIAS)
@@ -47,6 +52,10 @@ def encode_index_value(first_viewed_at: datetime, event_ids: Iterable[str]) -> b
 
 def index_value_of(time: bytes, event_ids: Iterable[str]) -> bytes:
     """`encode_index_value` with the time already encoded (`encode_time`)."""
+    if isinstance(event_ids, list) and len(event_ids) == 1:  # a new viewer's: one view
+        only: str = event_ids[0]
+        data = only.encode()
+        return time + _SMALL_LENGTHS[len(data)] + data
     parts = [time]
     for event_id in event_ids:
         data = event_id.encode()
@@ -58,14 +67,22 @@ def index_value_of(time: bytes, event_ids: Iterable[str]) -> bytes:
 def decode_index_value(data: bytes) -> tuple[datetime, tuple[str, ...]]:
     """(first_viewed_at, event ids) of a viewer-index value (an older value holds the time
     only: its views' ids are in EVENT_TAG keys, which are no longer read)."""
-    at = decode_time(data[: _TIME.size])
+    ms, event_ids = read_index_value(data)
+    return from_millis(ms), event_ids
+
+
+def read_index_value(data: bytes) -> tuple[int, tuple[str, ...]]:
+    """`decode_index_value` with the time in milliseconds since the epoch."""
+    ms = _TIME.unpack_from(data)[0] - _BIAS
+    if len(data) == _TIME.size:
+        return ms, ()
     event_ids = []
     pos = _TIME.size
     while pos < len(data):
         end = pos + 1 + data[pos]
         event_ids.append(data[pos + 1 : end].decode())
         pos = end
-    return at, tuple(event_ids)
+    return ms, tuple(event_ids)
 
 
 def _prefix(tag: bytes, story_id: str) -> bytes:

@@ -7,7 +7,6 @@ import sys
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 import datasketches
@@ -17,16 +16,16 @@ from processors.context import Ctx, ForwardMany, Output, Put, PutMany, Tombstone
 from processors.messages import StorySeen
 from processors.story_info import StoryInfo
 from processors.viewer_list import (
-    decode_index_value,
-    encode_time,
+    encode_millis,
     index_value_of,
+    read_index_value,
     view_event_key,
-    viewer_index_key,
-    viewer_order_key,
-    viewer_order_key_of,
+    viewer_index_prefix,
+    viewer_order_prefix,
 )
 from schemas.events import StoryViewed
 from schemas.records import StoryViewer, ViewCount
+from schemas.types import from_millis, millis
 
 # HLL_4 and HLL_8 hold the same registers and give identical estimates; HLL_4 packs them in
 # nibbles, so the compact sketch is ~2 KiB instead of ~4 KiB at lgK 12 (it travels in every
@@ -73,20 +72,37 @@ class ViewState(NamedTuple):
 
 class View(NamedTuple):
     """A view as the views path reads it: a `StoryViewed` decoded and checked by the wiring,
-    without building the model (the firehose's per-event cost). Either may be passed."""
+    without building the model (the firehose's per-event cost), its time in milliseconds.
+
+    `record` is opaque here: the Avro body of the `StoryViewer` record this view makes if it is
+    its viewer's first, when the wiring sliced it from the `StoryViewed` record (its last three
+    fields are a StoryViewer's, in order); empty otherwise.
+    """
 
     story_id: str
     viewer_id: str
     event_id: str
-    viewed_at: datetime
+    viewed_at: int  # milliseconds since the epoch, UTC
+    record: bytes = b""
 
     @classmethod
     def of(cls, value: Mapping[str, Any]) -> View:
-        """From a decoded StoryViewed record."""
-        return cls(value["story_id"], value["viewer_id"], value["event_id"], value["viewed_at"])
+        """From a decoded StoryViewed record (or a `StoryViewed`'s fields)."""
+        at = value["viewed_at"]
+        return cls(
+            value["story_id"],
+            value["viewer_id"],
+            value["event_id"],
+            at if type(at) is int else millis(at),
+        )
 
-
-AnyView = View | StoryViewed
+    @classmethod
+    def of_event(cls, event: StoryViewed | View) -> View:
+        """A `StoryViewed` as a View; a View as it is (one parked by an older version, with
+        its time as a datetime, with the time in milliseconds)."""
+        if not isinstance(event, View):
+            return cls.of(event.__dict__)
+        return event if type(event.viewed_at) is int else cls.of(event._asdict())
 
 
 class ViewsResult(NamedTuple):
@@ -122,23 +138,24 @@ class ViewLookups(NamedTuple):
     viewer_keys: dict[bytes, str]
 
     def resolve(
-        self, found: Mapping[bytes, bytes | None]
-    ) -> tuple[dict[str, datetime], set[str], dict[str, tuple[str, ...]]]:
-        """`known_viewers`, `seen_event_ids` and `stored_events` from a multi-get of the keys."""
-        known: dict[str, datetime] = {}
+        self, values: Sequence[bytes | None]
+    ) -> tuple[dict[str, int], set[str], dict[str, tuple[str, ...]]]:
+        """`known_viewers`, `seen_event_ids` and `stored_events` from the values of the keys
+        (a multi-get, in the order of `viewer_keys`)."""
+        known: dict[str, int] = {}
         stored: dict[str, tuple[str, ...]] = {}
         seen: set[str] = set()
-        for key, viewer_id in self.viewer_keys.items():
-            value = found.get(key)
+        for viewer_id, value in zip(self.viewer_keys.values(), values, strict=True):
             if value is not None:
-                known[viewer_id], stored[viewer_id] = decode_index_value(value)
-                seen.update(stored[viewer_id])
+                known[viewer_id], ids = read_index_value(value)
+                stored[viewer_id] = ids
+                seen.update(ids)
         return known, seen, stored
 
 
 def overflow_lookups(
     story_id: str,
-    views: Sequence[AnyView],
+    views: Sequence[View],
     stored_events: Mapping[str, tuple[str, ...]],
     seen_event_ids: AbstractSet[str],
     inline: int = INLINE_EVENT_IDS,
@@ -147,6 +164,8 @@ def overflow_lookups(
     applied yet whose viewer's index entry is full (its other ids are keys of their own).
     The ids of the keys found are applied views: add them to `seen_event_ids`."""
     keys: dict[bytes, str] = {}
+    if all(len(ids) < inline for ids in stored_events.values()):
+        return keys  # the usual case: no entry is full
     for view in views:
         ids = stored_events.get(view.viewer_id)
         if ids is not None and len(ids) >= inline and view.event_id not in seen_event_ids:
@@ -154,22 +173,23 @@ def overflow_lookups(
     return keys
 
 
-def plan_lookups(info: StoryInfo, views: Sequence[AnyView]) -> ViewLookups:
+def plan_lookups(info: StoryInfo, views: Sequence[View]) -> ViewLookups:
     """The viewer-index keys a batch of `views` needs fetched (author excluded)."""
     story_id, author_id = info.story_id, info.author_id
+    prefix = viewer_index_prefix(story_id)  # a viewer's key is the prefix and their id
     viewer_keys: dict[bytes, str] = {}
     for view in views:
         viewer_id = view.viewer_id
         if viewer_id != author_id:
-            viewer_keys[viewer_index_key(story_id, viewer_id)] = viewer_id
+            viewer_keys[prefix + viewer_id.encode()] = viewer_id
     return ViewLookups(viewer_keys)
 
 
 def apply_views(
     state: ViewState | None,
     info: StoryInfo | None,
-    views: Sequence[AnyView],
-    known_viewers: Mapping[str, datetime],
+    views: Sequence[View],
+    known_viewers: Mapping[str, int],
     seen_event_ids: AbstractSet[str],
     stored_events: Mapping[str, tuple[str, ...]],
     ctx: Ctx,
@@ -178,7 +198,7 @@ def apply_views(
     """Apply a batch of views of `info`'s story (pre-fetched lookups in, writes and outputs out).
 
     `known_viewers` maps each of the batch's viewers already in the list to their stored
-    first view; `seen_event_ids` holds the batch's event ids already applied and
+    first view (milliseconds); `seen_event_ids` holds the batch's event ids already applied and
     `stored_events` the ids in each known viewer's index entry (see `ViewLookups.resolve`
     and `overflow_lookups`); an entry keeps the `inline` smallest of a viewer's ids. The
     author's own views and refused events are skipped; an event id is counted once; the
@@ -186,16 +206,18 @@ def apply_views(
     list). The HLL is deserialized, updated with the new viewers and serialized once.
     Outputs, coalesced per key: a `StoryViewer` and a `StorySeen` to the viewer's tray per new
     viewer, a `StoryViewer` per moved viewer (together as one `PutMany` and one `ForwardMany`),
-    one `ViewCount`. A duplicate re-publishes the current values for its viewer and the count
-    (idempotent on compacted topics), so a crash between storing and producing loses nothing.
+    one `ViewCount`. A first view's StoryViewer is its `record` when the view has one (the
+    wiring sliced it from the view's own record), else its fields. A duplicate re-publishes
+    the current values for its viewer and the count (idempotent on compacted topics), so a
+    crash between storing and producing loses nothing.
     """
     if info is None or info.phase == "ended":
         return ViewsResult(_story_of(info, views), state, False, [], (), len(views))
     story_id, author_id = info.story_id, info.author_id
-    deadline = info.expires_at if info.phase == "live" else None
+    deadline = millis(info.expires_at) if info.phase == "live" else None
     skipped = 0
     applied: dict[str, str] = {}  # event id -> viewer, in order
-    firsts: dict[str, datetime] = {}
+    firsts: dict[str, View] = {}  # viewer -> their first view, if it is in this batch
     repeated: list[str] = []
     for view in views:
         viewer_id = view.viewer_id
@@ -210,35 +232,39 @@ def apply_views(
         applied[event_id] = viewer_id
         current = firsts.get(viewer_id)
         if current is None:
-            current = known_viewers.get(viewer_id)
-            if current is None or at < current:
-                firsts[viewer_id] = at
-        elif at < current:
-            firsts[viewer_id] = at
+            known = known_viewers.get(viewer_id)
+            if known is None or at < known:
+                firsts[viewer_id] = view
+        elif at < current.viewed_at:
+            firsts[viewer_id] = view
     if not applied and not repeated:
         return ViewsResult(story_id, state, False, [], (), skipped)
 
+    # A viewer's keys are these prefixes and their id (list keys: and the sortable time).
+    order_prefix, index_prefix = viewer_order_prefix(story_id), viewer_index_prefix(story_id)
+    key_prefix = f"{story_id}/"  # story-viewers keys
     puts: list[tuple[bytes, bytes]] = []  # viewer-list keys, then index (and applied-view) keys
     deletes: list[bytes] = []  # list keys of viewers moved up
     times: dict[str, bytes] = {}  # each new first view's sortable time, encoded once
     new_viewers: list[str] = []
-    listed: list[tuple[str, dict[str, Any]]] = []  # StoryViewer records
+    listed: list[tuple[str, dict[str, Any] | bytes]] = []  # StoryViewer records
     seen: list[tuple[str, dict[str, Any]]] = []  # StorySeen messages to the trays
-    for viewer_id, at in firsts.items():
+    for viewer_id, view in firsts.items():
+        at = view.viewed_at
+        times[viewer_id] = time = encode_millis(at)
+        puts.append((order_prefix + time + viewer_id.encode(), b""))
+        listed.append((key_prefix + viewer_id, view.record or _viewer(story_id, viewer_id, at)))
         replaces = known_viewers.get(viewer_id)
-        times[viewer_id] = time = encode_time(at)
-        puts.append((viewer_order_key_of(story_id, time, viewer_id), b""))
-        listed.append((f"{story_id}/{viewer_id}", _viewer(story_id, viewer_id, at)))
         if replaces is None:
             new_viewers.append(viewer_id)
             seen.append((viewer_id, _seen(viewer_id, story_id, at)))
         else:
-            deletes.append(viewer_order_key(story_id, replaces, viewer_id))
+            deletes.append(order_prefix + encode_millis(replaces) + viewer_id.encode())
     for viewer_id in dict.fromkeys(repeated):
         known = known_viewers.get(viewer_id)
         if viewer_id in firsts or known is None:
             continue  # already published above, or its first view is still in this batch
-        listed.append((f"{story_id}/{viewer_id}", _viewer(story_id, viewer_id, known)))
+        listed.append((key_prefix + viewer_id, _viewer(story_id, viewer_id, known)))
         seen.append((viewer_id, _seen(viewer_id, story_id, known)))
     outputs: list[Output] = []
     if listed:
@@ -262,8 +288,8 @@ def apply_views(
         if len(event_ids) > inline:  # the entry keeps the smallest; the others get keys
             puts += [(view_event_key(story_id, event_id), b"") for event_id in event_ids[inline:]]
             event_ids = event_ids[:inline]
-        time = times.get(viewer_id) or encode_time(known_viewers[viewer_id])
-        puts.append((viewer_index_key(story_id, viewer_id), index_value_of(time, event_ids)))
+        time = times.get(viewer_id) or encode_millis(known_viewers[viewer_id])
+        puts.append((index_prefix + viewer_id.encode(), index_value_of(time, event_ids)))
     new_state = _counted(state, new_viewers, len(applied), ctx) if applied else state
     if new_state is not None:
         outputs.append(Put(story_id, _count(story_id, new_state)))
@@ -333,7 +359,7 @@ def view_count(story_id: str, state: ViewState) -> ViewCount:
     return _count(story_id, state)
 
 
-def _story_of(info: StoryInfo | None, views: Sequence[AnyView]) -> str:
+def _story_of(info: StoryInfo | None, views: Sequence[View]) -> str:
     if info is not None:
         return info.story_id
     return views[0].story_id if views else ""
@@ -341,12 +367,12 @@ def _story_of(info: StoryInfo | None, views: Sequence[AnyView]) -> str:
 
 # The records below are built from validated events (UTC, millisecond precision) as their
 # fields, without a model (see `PutMany`): a test validates each, strictly.
-def _viewer(story_id: str, viewer_id: str, at: datetime) -> dict[str, Any]:
-    return {"story_id": story_id, "viewer_id": viewer_id, "first_viewed_at": at}
+def _viewer(story_id: str, viewer_id: str, at: int) -> dict[str, Any]:
+    return {"story_id": story_id, "viewer_id": viewer_id, "first_viewed_at": from_millis(at)}
 
 
-def _seen(viewer_id: str, story_id: str, at: datetime) -> dict[str, Any]:
-    return {"kind": "story_seen", "user_id": viewer_id, "story_id": story_id, "at": at}
+def _seen(viewer_id: str, story_id: str, at: int) -> dict[str, Any]:
+    return {"kind": "story_seen", "user_id": viewer_id, "story_id": story_id, "at": from_millis(at)}
 
 
 # A story's count is one record a batch: built as a model, without validating its fields again

@@ -253,17 +253,9 @@ def _block_writer(item: FieldWriter, pairs: bool) -> FieldWriter:
 
 
 # -- reading ----------------------------------------------------------------------------------
-def compile_reader(schema: Any, into: type[tuple[Any, ...]] | None = None) -> FieldReader:
-    """A function decoding one value of `schema` at a position: (value, position after it).
-
-    With `into` (a NamedTuple class), a record is read into that tuple instead of a dict: its
-    fields are the record's fields of the same names, in the tuple's order; the record's other
-    fields are read and dropped. No dict is built (the firehose's readers)."""
-    if into is None:
-        return _reader(schema, {})
-    if not isinstance(schema, dict) or schema.get("type") != "record":
-        raise TypeError(f"only a record can be read into {into.__name__}")
-    return _record_reader(schema, {}, into)
+def compile_reader(schema: Any) -> FieldReader:
+    """A function decoding one value of `schema` at a position: (value, position after it)."""
+    return _reader(schema, {})
 
 
 def _read_string(data: bytes, pos: int) -> tuple[str, int]:
@@ -336,11 +328,7 @@ def _reader(schema: Any, named: dict[str, FieldReader]) -> FieldReader:
     return _reader(kind, named)
 
 
-def _record_reader(
-    schema: dict[str, Any],
-    named: dict[str, FieldReader],
-    into: type[tuple[Any, ...]] | None = None,
-) -> FieldReader:
+def _record_reader(schema: dict[str, Any], named: dict[str, FieldReader]) -> FieldReader:
     """One generated function per record, with short strings, small longs, enums and
     `["null", X]` unions of them read inline (the common case takes no call)."""
     compiled: list[FieldReader] = []
@@ -348,21 +336,10 @@ def _record_reader(
     env: dict[str, Any] = {"RV": read_varint, "RS": _read_string, "EPOCH": EPOCH, "MILLI": _MILLI}
     lines = ["def read(data, pos):", "    n = len(data)"]
     names = []
-    variables: dict[str, str] = {}
     for i, field in enumerate(schema["fields"]):
         lines += _inline_reader(field["type"], named, env, f"x{i}", f"F{i}", "    ")
         names.append(f"{field['name']!r}: x{i}")
-        variables[field["name"]] = f"x{i}"
-    if into is None:
-        lines.append(f"    return {{{', '.join(names)}}}, pos")
-    else:
-        fields: tuple[str, ...] = into._fields  # type: ignore[attr-defined]
-        missing = [f for f in fields if f not in variables]
-        if missing:
-            raise TypeError(f"{schema['name']} has no field {missing[0]!r} for {into.__name__}")
-        env["INTO"], env["NEW"] = into, tuple.__new__
-        values = "".join(f"{variables[f]}, " for f in fields)
-        lines.append(f"    return NEW(INTO, ({values})), pos")
+    lines.append(f"    return {{{', '.join(names)}}}, pos")
     compiled.append(_generated("read", lines, env, f"<avro reader {schema['name']}>"))
     return compiled[0]
 

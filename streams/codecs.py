@@ -131,29 +131,6 @@ class AvroCodec:
         value = fastavro.schemaless_reader(buf, writer, self._reader)
         return value, buf.tell()  # type: ignore[return-value]  # a record: a dict
 
-    def decoder(self, into: type[T]) -> Callable[[bytes | None], T]:
-        """`decode_dict` into a NamedTuple of some of the record's fields (see
-        `compile_reader`): for the hot paths, a record of the current schema is read straight
-        into the tuple; one of an older schema goes through `decode_dict`."""
-        read = compile_reader(current_schemas()[self.record], into)  # type: ignore[arg-type]
-        header, start = self.header, _HEADER.size
-        fields: tuple[str, ...] = into._fields  # type: ignore[attr-defined]
-        record = self.record
-
-        def decode(data: bytes | None) -> T:
-            if data is not None and data.startswith(header):
-                try:
-                    value, end = read(data, start)
-                except Exception as exc:  # EOFError, ValueError, UnicodeDecodeError...
-                    raise CodecError(f"{record}: undecodable Avro: {exc!r}") from exc
-                if end != len(data):
-                    raise CodecError(f"{record}: {len(data) - end} trailing bytes")
-                return value  # type: ignore[no-any-return]
-            resolved = self.decode_dict(data)
-            return tuple.__new__(into, [resolved[f] for f in fields])  # type: ignore[type-var]
-
-        return decode
-
     def to_model(self, value: dict[str, Any]) -> BaseModel:
         """Validate an Avro dict into its pydantic model (events are re-validated)."""
         model_cls = self._models.get(value.get("type", "")) if "type" in value else None

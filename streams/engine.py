@@ -296,9 +296,11 @@ class Engine:
             elif isinstance(output, PutMany):
                 route = routes.get(output.record) or self._put_route(output.record)
                 encode, topic, name = route
+                header = self._codec(output.record).header
                 partition = partition_for(output.partition_key, partitions)
                 for key, fields in output.items:
-                    produce(topic, key.encode(), encode(fields), partition)
+                    value = header + fields if type(fields) is bytes else encode(fields)
+                    produce(topic, key.encode(), value, partition)
                 counts[name] += len(output.items)
             elif isinstance(output, ForwardMany):
                 self._forward_many(ctx, output)

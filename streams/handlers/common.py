@@ -95,17 +95,21 @@ def ctx_of(pctx: PartitionContext, record: InRecord | None = None) -> Ctx:
 class Decoder:
     """Decodes one topic's records to models; undecodable ones become dead letters.
 
-    With `fast` = (into, check), records are read straight into the NamedTuple class `into`
-    (`AvroCodec.decoder`) and checked by `check` (returning the reason a value is invalid, or
-    None), without pydantic's validation: for the hot paths, where the Avro schema already
-    fixes the types and only the contract's value rules remain to check.
+    With `fast` = (reader, check), records are read by the function `reader(codec)` makes
+    (raising CodecError for a record it cannot read) and checked by `check` (returning the
+    reason a value is invalid, or None), without pydantic's validation: for the hot paths,
+    where the Avro schema already fixes the types and only the contract's value rules remain
+    to check.
     """
 
     def __init__(
         self,
         spec: TopicSpec,
         registry: SchemaRegistry,
-        fast: tuple[type[Any], Callable[[Any], str | None]] | None = None,
+        fast: tuple[
+            Callable[[AvroCodec], Callable[[bytes | None], Any]], Callable[[Any], str | None]
+        ]
+        | None = None,
     ) -> None:
         self.spec = spec
         self._codec = AvroCodec(spec.record, registry, spec.subject)
@@ -124,11 +128,11 @@ class Decoder:
     def values(self, pctx: PartitionContext, records: Sequence[InRecord]) -> list[Any]:
         """The valid records' values read by the fast path (see the class); the others are
         dead-lettered with the reason."""
-        assert self._fast is not None, "values() needs a Decoder built with fast=(into, check)"
-        into, check = self._fast
+        assert self._fast is not None, "values() needs a Decoder built with fast=(reader, check)"
+        reader, check = self._fast
         decode = self._fast_decode
         if decode is None:
-            decode = self._fast_decode = self._codec.decoder(into)
+            decode = self._fast_decode = reader(self._codec)
         out: list[Any] = []
         append = out.append
         for record in records:

@@ -34,6 +34,7 @@ from streams.handlers.due import DueIndex
 from streams.registry import SchemaRegistry
 from streams.store import PartitionStore
 from streams.topics import STORY_REACTED, STORY_VIEWED
+from streams.view_records import view_reader
 
 INFO = b"info\x01"
 VIEW_STATE = b"views\x01"
@@ -110,7 +111,8 @@ def _unpark(pctx: PartitionContext, story_id: str) -> None:
         return
     deadline, parked = released
     PARK_DUE.move(store, story_id, deadline, None)
-    seen = [e for e in parked if isinstance(e, (views.View, StoryViewed))]
+    # Parked Views (older ones hold a datetime) and StoryViewed models (older still).
+    seen = [views.View.of_event(e) for e in parked if isinstance(e, (views.View, StoryViewed))]
     reacted = [e for e in parked if isinstance(e, StoryReacted)]
     if seen:
         apply_view_batch(pctx, story_id, seen)
@@ -147,7 +149,7 @@ def _accepting(
     return info
 
 
-def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[views.AnyView]) -> None:
+def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[views.View]) -> None:
     """One story's views of this batch: one state read and write, outputs coalesced."""
     info = _accepting(pctx, story_id, batch, "view")
     if info is None:
@@ -155,7 +157,7 @@ def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[views.An
     store = pctx.store
     lookups = views.plan_lookups(info, batch)
     keys = lookups.viewer_keys
-    known, seen, stored = lookups.resolve(dict(zip(keys, store.get_many(keys), strict=True)))
+    known, seen, stored = lookups.resolve(store.get_many(keys))
     more = views.overflow_lookups(story_id, batch, stored, seen)
     if more:  # a viewer with many views: their other ids are keys
         found = zip(more.values(), store.get_many(more), strict=True)
@@ -217,10 +219,10 @@ class ViewsHandler:
             store.apply_restored(order_key_of_index_entry(key, new), b"")
 
     def __init__(self, registry: SchemaRegistry) -> None:
-        self._decoder = Decoder(STORY_VIEWED, registry, fast=(views.View, check_view))
+        self._decoder = Decoder(STORY_VIEWED, registry, fast=(view_reader, check_view))
 
     def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
-        by_story: dict[str, list[views.AnyView]] = defaultdict(list)
+        by_story: dict[str, list[views.View]] = defaultdict(list)
         for view in self._decoder.values(pctx, records):
             by_story[view.story_id].append(view)
         for story_id, batch in by_story.items():

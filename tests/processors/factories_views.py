@@ -13,7 +13,7 @@ from processors.story_info import Phase, StoryInfo
 from processors.viewer_list import ViewerPage, page_bounds, read_page
 from processors.views import (
     INLINE_EVENT_IDS,
-    AnyView,
+    View,
     ViewState,
     apply_views,
     overflow_lookups,
@@ -110,11 +110,13 @@ class ViewsStore:
         self.published: dict[tuple[str, str], object] = {}
         self.outputs: list[Output] = []
 
-    def apply(self, views: Sequence[AnyView], context: Ctx | None = None) -> list[Output]:
+    def apply(
+        self, events: Sequence[StoryViewed | View], context: Ctx | None = None
+    ) -> list[Output]:
         """One batch of this story's views, as the wiring would run it."""
+        views = [View.of_event(event) for event in events]
         lookups = plan_lookups(self.info, views)
-        found = {key: self.kv.get(key) for key in lookups.viewer_keys}
-        known, seen, stored = lookups.resolve(found)
+        known, seen, stored = lookups.resolve([self.kv.get(key) for key in lookups.viewer_keys])
         more = overflow_lookups(self.info.story_id, views, stored, seen, self.inline)
         seen.update(event_id for key, event_id in more.items() if key in self.kv)
         result = apply_views(

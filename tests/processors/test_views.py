@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import pickle
 from collections.abc import Iterator, Sequence
 
 import datasketches
+import fastavro
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -35,7 +38,10 @@ from processors.views import (
     view_count,
     viewer_tombstones,
 )
+from schemas.avro import current_schemas
+from schemas.events import StoryViewed
 from schemas.records import StoryViewer, ViewCount
+from schemas.types import millis
 from tests.processors.factories_views import (
     AUTHOR,
     STORY,
@@ -146,7 +152,8 @@ def test_highlighted_story_takes_views_after_expiry() -> None:
 
 @pytest.mark.parametrize("story", [None, info("ended")])
 def test_unknown_or_ended_story_takes_nothing(story: object) -> None:
-    result = apply_views(None, story, [viewed("u1", 5)], {}, set(), {}, ctx())  # type: ignore[arg-type]
+    views = [View.of_event(viewed("u1", 5))]
+    result = apply_views(None, story, views, {}, set(), {}, ctx())  # type: ignore[arg-type]
     assert (result.state, result.changed, result.outputs, result.skipped) == (None, False, (), 1)
 
 
@@ -256,9 +263,10 @@ def test_empty_cursor_is_the_first_page() -> None:
 
 def test_records_built_without_validation_are_valid_as_they_are() -> None:
     # given every kind of output of the views path (a new viewer, a repeat, the count)
-    first = apply_views(None, info(), [viewed("u1", 5, event_id="e1")], {}, set(), {}, ctx())
-    known = {"u1": at(5)}
-    views = [viewed("u1", 5, event_id="e1"), viewed("u2", 6)]
+    views = [View.of_event(viewed("u1", 5, event_id="e1"))]
+    first = apply_views(None, info(), views, {}, set(), {}, ctx())
+    known = {"u1": millis(at(5))}
+    views = [View.of_event(v) for v in (viewed("u1", 5, event_id="e1"), viewed("u2", 6))]
     again = apply_views(first.state, info(), views, known, {"e1"}, {"u1": ("e1",)}, ctx())
     kinds = set()
     for output in (*first.outputs, *again.outputs):
@@ -313,18 +321,40 @@ def test_a_viewer_viewing_thousands_of_times_keeps_a_small_index_entry() -> None
         max_size=20,
     )
 )
-def test_decoded_view_tuples_are_applied_exactly_as_the_models(
+def test_views_carrying_their_viewer_record_are_applied_exactly_as_the_models(
     draws: list[tuple[str, int, bool]],
 ) -> None:
-    # given the same views as models and as the tuples the wiring decodes them into
+    # given the same views as models and as the wiring reads them: each with the Avro body of
+    # the StoryViewer it makes (its record's last three fields)
     models = [viewed(viewer, minute) for viewer, minute, _ in draws]
     models += [m for m, (_, _, again) in zip(models, draws, strict=True) if again]  # redelivered
-    tuples = [View.of(model.__dict__) for model in models]
+    sliced = [View.of_event(model)._replace(record=_viewer_body(model)) for model in models]
     # when each is applied in two batches, then outputs and stored state are the same
-    as_models, as_tuples = ViewsStore(), ViewsStore()
-    for store, views in ((as_models, models), (as_tuples, tuples)):
+    as_models, as_sliced = ViewsStore(), ViewsStore()
+    for store, views in ((as_models, models), (as_sliced, sliced)):
         half = len(views) // 2
         store.apply(views[:half])
         store.apply(views[half:])
-    assert as_tuples.outputs == as_models.outputs
-    assert as_tuples.kv == as_models.kv and as_tuples.state == as_models.state
+    assert as_sliced.outputs == as_models.outputs
+    assert as_sliced.kv == as_models.kv and as_sliced.state == as_models.state
+
+
+def _viewer_body(view: StoryViewed) -> bytes:
+    out = io.BytesIO()
+    schema = fastavro.parse_schema(current_schemas()["StoryViewer"])
+    fields = {"story_id": view.story_id, "viewer_id": view.viewer_id}
+    fastavro.schemaless_writer(out, schema, {**fields, "first_viewed_at": view.viewed_at})
+    return out.getvalue()
+
+
+class _ParkedByAnOlderVersion:
+    """Pickles as a View of the older layout did: four fields, the time a datetime."""
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str, object]]:
+        return View, ("s1", "u1", "e1", at(5))
+
+
+def test_a_view_parked_by_an_older_version_is_applied_with_its_time_in_milliseconds() -> None:
+    parked = pickle.loads(pickle.dumps(_ParkedByAnOlderVersion()))
+    assert View.of_event(parked) == View("s1", "u1", "e1", millis(at(5)), b"")
+    assert View.of_event(viewed("u1", 5, event_id="e1")) == View.of_event(parked)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import fastavro
 import pytest
@@ -130,38 +130,3 @@ def test_a_missing_field_with_a_default_is_written_as_fastavro_writes_it() -> No
     assert compile_writer(schema)(value) == _fastavro_bytes(parsed, value)
     with pytest.raises(KeyError):
         compile_writer(schema)({k: v for k, v in value.items() if k != "at"})
-
-
-class _Picked(NamedTuple):
-    """Two of a record's fields, in an order of their own."""
-
-    second: Any
-    first: Any
-
-
-@pytest.mark.parametrize("record", sorted(current_schemas()))
-def test_reading_into_a_tuple_picks_the_fields_the_dict_reader_reads(record: str) -> None:
-    schema = current_schemas()[record]
-    names = [f["name"] for f in schema["fields"]]
-    picked = NamedTuple("Picked", [(names[-1], Any), (names[0], Any)])  # type: ignore[misc]
-    read_dict, read_tuple = compile_reader(schema), compile_reader(schema, picked)
-    parsed = fastavro.parse_schema(schema, _force=True)
-
-    @settings(max_examples=30, deadline=None)
-    @given(values(schema))
-    def agree(value: Any) -> None:
-        data = _fastavro_bytes(parsed, value) + b"tail"
-        as_dict, end = read_dict(data, 0)
-        as_tuple, tuple_end = read_tuple(data, 0)
-        assert tuple_end == end == len(data) - 4
-        assert type(as_tuple) is picked
-        assert as_tuple == (as_dict[names[-1]], as_dict[names[0]])
-
-    agree()
-
-
-def test_reading_into_a_tuple_needs_a_record_with_its_fields() -> None:
-    with pytest.raises(TypeError, match="no field 'second'"):
-        compile_reader(current_schemas()["StoryViewed"], _Picked)
-    with pytest.raises(TypeError, match="only a record"):
-        compile_reader("string", _Picked)

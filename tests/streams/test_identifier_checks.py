@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.views import View
+from schemas.types import millis
 from streams.auth import issue_token
 from streams.handlers.views import check_view
 
@@ -24,7 +25,7 @@ def test_a_token_is_refused_for_an_id_with_a_trailing_newline() -> None:
 
 @pytest.mark.parametrize("field", ["story_id", "viewer_id", "event_id"])
 def test_a_decoded_view_with_a_trailing_newline_in_an_id_is_refused(field: str) -> None:
-    view = View(story_id="s1", viewer_id="u1", event_id="e1", viewed_at=AT)
+    view = View(story_id="s1", viewer_id="u1", event_id="e1", viewed_at=millis(AT))
     assert check_view(view) is None
     assert check_view(view._replace(**{field: getattr(view, field) + "\n"})) == (
         f"{field}: must be 1-64 characters of [A-Za-z0-9_-]"
@@ -40,7 +41,7 @@ _ID_ALPHABET = st.sampled_from([*"aZ09_-", "/", "\n", " ", "é"])
 )
 def test_the_view_check_names_the_first_bad_identifier_or_none(ids: tuple[str, ...]) -> None:
     fields = ("story_id", "viewer_id", "event_id")
-    view = View(viewed_at=AT, **dict(zip(fields, ids, strict=True)))
+    view = View(viewed_at=millis(AT), **dict(zip(fields, ids, strict=True)))
     bad = [
         f for f, v in zip(fields, ids, strict=True) if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", v)
     ]

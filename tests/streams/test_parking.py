@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.views import View
+from schemas.types import millis
 from streams.handlers import parking
 from streams.store import PartitionStore
 from tests.processors.factories_social import cut
@@ -20,8 +21,10 @@ LATER = T0 + timedelta(seconds=30)
 
 
 def _views(count: int, start: int = 0) -> list[View]:
+    """Views as the wiring reads them, each with its viewer record's ~40 bytes."""
+    ms = millis(T0)
     return [
-        View("story_1", f"viewer_{i:010d}", f"{i:032x}", T0 + timedelta(milliseconds=i))
+        View("story_1", f"viewer_{i:010d}", f"{i:032x}", ms + i, b"\x0estory_1" + bytes(28))
         for i in range(start, start + count)
     ]
 

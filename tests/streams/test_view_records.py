@@ -1,0 +1,96 @@
+"""The view firehose's reader: StoryViewed records sliced into Views with their viewer record."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+
+from processors.views import View
+from schemas.avro import current_schemas
+from schemas.events import parse_event
+from schemas.types import millis
+from streams.codecs import AvroCodec, CodecError
+from streams.registry import EmbeddedRegistry
+from streams.view_records import view_reader
+from tests.streams.test_avro_binary import values
+
+VIEW = parse_event(
+    {
+        "type": "story_viewed",
+        "story_id": "s1",
+        "viewer_id": "u1",
+        "viewed_at": "2026-11-22T10:00:00.123Z",
+    }
+)
+
+
+@pytest.fixture
+def codec() -> AvroCodec:
+    return AvroCodec("StoryViewed", EmbeddedRegistry(), "story-viewed-value")
+
+
+def _viewer_body(view: View) -> bytes:
+    """The StoryViewer record of this view as the engine's general writer encodes it."""
+    writer = AvroCodec("StoryViewer", EmbeddedRegistry(), "story-viewers-value")
+    fields = {"story_id": view.story_id, "viewer_id": view.viewer_id}
+    return writer.encoder()({**fields, "first_viewed_at": view.viewed_at})[5:]
+
+
+def test_a_view_is_sliced_with_the_body_of_its_viewer_record(codec: AvroCodec) -> None:
+    view = view_reader(codec)(codec.encode(VIEW))
+    assert type(view) is View
+    assert view == View("s1", "u1", VIEW.event_id, millis(VIEW.viewed_at), _viewer_body(view))
+
+
+@settings(max_examples=300, deadline=None)
+@given(values(current_schemas()["StoryViewed"]))
+def test_the_reader_reads_any_record_as_the_general_reader_does(value: dict[str, Any]) -> None:
+    # given any StoryViewed record (any strings, long or not, any time)
+    codec = AvroCodec("StoryViewed", EmbeddedRegistry(), "story-viewed-value")
+    data = codec.encode(value)
+    # when it is read, then its fields are what decode_dict reads, and a viewer record it
+    # carries is the one the general writer makes
+    view = view_reader(codec)(data)
+    assert view[:4] == View.of(codec.decode_dict(data))[:4]
+    assert view.record in (b"", _viewer_body(view))
+    if max(len(value[f].encode()) for f in ("event_id", "story_id", "viewer_id")) < 64:
+        assert view.record  # the usual record is sliced
+
+
+class _OlderIds(EmbeddedRegistry):
+    """A registry whose current StoryViewed id is not the one the data was written with (as
+    after a schema change): the data's id still resolves to its writer schema."""
+
+    def id_for(self, record: str, subject: str) -> int:
+        return super().id_for(record, subject) + 1000
+
+
+def test_a_record_of_another_schema_id_is_read_by_the_general_reader(codec: AvroCodec) -> None:
+    data = codec.encode(VIEW)
+    older = AvroCodec("StoryViewed", _OlderIds(), "story-viewed-value")
+    view = view_reader(older)(data)
+    assert view == View.of(codec.decode_dict(data))
+    assert view.record == b""  # not sliced: published from its fields
+
+
+@pytest.mark.parametrize(
+    ("mangle", "reason"),
+    [
+        (lambda data: data[:-3], "undecodable"),
+        (lambda data: data + b"\x00", "trailing"),
+        (lambda data: b"", "too short"),
+        (lambda data: None, "too short"),
+        (lambda data: b"\x01" + data[1:], "magic byte"),
+        (lambda data: b"\x00\x00\x00\x03\xe7" + data[5:], "unknown schema id 999"),
+        (lambda data: data[:5] + b"\x01" + data[6:], "undecodable"),  # a negative length
+        (lambda data: data[:5] + b"\xff\xff" + data[7:], "undecodable"),
+    ],
+)
+def test_a_record_that_cannot_be_read_raises_a_codec_error(
+    codec: AvroCodec, mangle: Callable[[bytes], bytes | None], reason: str
+) -> None:
+    with pytest.raises(CodecError, match=reason):
+        view_reader(codec)(mangle(codec.encode(VIEW)))
