@@ -90,9 +90,10 @@ class Handler(Protocol):
 
 
 class DerivedKeys(Protocol):
-    """State keys that are rebuilt from other keys on restore instead of being changelogged."""
+    """State keys that are rebuilt from other keys on restore instead of being changelogged:
+    the keys that start with one of `derived_prefixes`."""
 
-    def derived(self, key: bytes) -> bool: ...
+    derived_prefixes: tuple[bytes, ...]
 
     def rebuild(
         self, store: PartitionStore, key: bytes, old: bytes | None, new: bytes | None
@@ -168,8 +169,8 @@ class Engine:
         self._group_id = group_id
         self._state_dir = state_dir
         self._handlers = list(handlers)
-        self._derived = [h for h in handlers if hasattr(h, "derived")]
-        self._is_derived = _any_of([h.derived for h in self._derived])
+        self._derived = [h for h in handlers if hasattr(h, "derived_prefixes")]
+        self._derived_prefixes = tuple(p for h in self._derived for p in h.derived_prefixes)
         self._by_topic: dict[str, Handler] = {t: h for h in handlers for t in h.topics}
         self._priority = {t: i for i, h in enumerate(handlers) for t in h.topics}
         self._registry = registry
@@ -260,6 +261,7 @@ class Engine:
 
     def emit(self, ctx: PartitionContext, outputs: Iterable[Output]) -> None:
         """Produce (or apply in place) a handler's outputs; counted once per call and topic."""
+        assert self._producer is not None
         ctx.touched = True
         counts: dict[str, int] = defaultdict(int)
         routes, produce, output_partition = self._put_routes, self._produce, self._output_partition
@@ -298,9 +300,13 @@ class Engine:
                 encode, topic, name = route
                 header = self._codec(output.record).header
                 partition = partition_for(output.partition_key, partitions)
+                raw = self._producer.produce  # (topic, value, key, partition): no wrapper call
                 for key, fields in output.items:
                     value = header + fields if type(fields) is bytes else encode(fields)
-                    produce(topic, key.encode(), value, partition)
+                    try:
+                        raw(topic, value, key.encode(), partition)
+                    except BufferError:
+                        produce(topic, key.encode(), value, partition)
                 counts[name] += len(output.items)
             elif isinstance(output, ForwardMany):
                 self._forward_many(ctx, output)
@@ -580,10 +586,10 @@ class Engine:
         """Every changed key of the partition that is not derived (the batch's hot loop: one
         produce call per key, nothing else)."""
         assert self._producer is not None
-        is_derived = self._is_derived
+        derived = self._derived_prefixes  # one startswith call for all of them
         produce, topic = self._producer.produce, self._changelog
         for key, value in dirty.items():
-            if is_derived is not None and is_derived(key):
+            if key.startswith(derived):
                 continue
             try:
                 produce(topic, value, key, partition)
@@ -922,13 +928,3 @@ def _last_offsets(records: list[InRecord]) -> dict[tuple[str, int], int]:
     """The last offset of each (topic, partition) among `records` (consumed in offset order
     within a partition, so the last one seen is the highest)."""
     return {(r.topic, r.partition): r.offset for r in records}
-
-
-def _any_of(predicates: list[Callable[[bytes], bool]]) -> Callable[[bytes], bool] | None:
-    """One predicate true when any of `predicates` is (None for none: nothing to ask)."""
-    if len(predicates) < 2:
-        return predicates[0] if predicates else None
-    if len(predicates) == 2:  # the usual case, asked of every changed key: no generator
-        first, second = predicates
-        return lambda key: first(key) or second(key)
-    return lambda key: any(predicate(key) for predicate in predicates)

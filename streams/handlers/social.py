@@ -67,7 +67,7 @@ def apply_trays(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]])
 class TrayHandler:
     """Tray messages from the author and views stages, keyed by the tray's owner."""
 
-    derived = staticmethod(tray_store.is_derived)
+    derived_prefixes = tray_store.DERIVED_PREFIXES
     rebuild = staticmethod(tray_store.rebuild)
 
     def __init__(self, internal_topic: str) -> None:

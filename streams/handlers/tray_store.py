@@ -184,8 +184,11 @@ def sweep(store: PartitionStore, now: datetime) -> int:
     return gone
 
 
+DERIVED_PREFIXES = (SEEN_DUE.prefix,)  # the marks' index: rebuilt from the marks on restore
+
+
 def is_derived(key: bytes) -> bool:
-    return key.startswith(SEEN_DUE.prefix)
+    return key.startswith(DERIVED_PREFIXES)
 
 
 def rebuild(store: PartitionStore, key: bytes, old: bytes | None, new: bytes | None) -> None:

@@ -204,10 +204,7 @@ class ViewsHandler:
     """
 
     topics = (STORY_VIEWED.name,)
-
-    @staticmethod
-    def derived(key: bytes) -> bool:
-        return key[:1] == ORDER_TAG
+    derived_prefixes = (ORDER_TAG,)
 
     @staticmethod
     def rebuild(store: PartitionStore, key: bytes, old: bytes | None, new: bytes | None) -> None:
