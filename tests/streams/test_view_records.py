@@ -10,31 +10,28 @@ from hypothesis import given, settings
 
 from processors.views import View
 from schemas.avro import current_schemas
-from schemas.events import parse_event
 from schemas.types import millis
 from streams.codecs import AvroCodec, CodecError
 from streams.registry import EmbeddedRegistry
 from streams.view_records import view_reader
+from tests.processors.factories_views import viewed
 from tests.streams.test_avro_binary import values
 
-VIEW = parse_event(
-    {
-        "type": "story_viewed",
-        "story_id": "s1",
-        "viewer_id": "u1",
-        "viewed_at": "2026-11-22T10:00:00.123Z",
-    }
-)
+VIEW = viewed("u1", 5.0021, story_id="s1")  # at a time with milliseconds
 
 
 @pytest.fixture
 def codec() -> AvroCodec:
-    return AvroCodec("StoryViewed", EmbeddedRegistry(), "story-viewed-value")
+    return _codec()
+
+
+def _codec(record: str = "StoryViewed", registry: EmbeddedRegistry | None = None) -> AvroCodec:
+    return AvroCodec(record, registry or EmbeddedRegistry(), f"{record}-value")
 
 
 def _viewer_body(view: View) -> bytes:
     """The StoryViewer record of this view as the engine's general writer encodes it."""
-    writer = AvroCodec("StoryViewer", EmbeddedRegistry(), "story-viewers-value")
+    writer = _codec("StoryViewer")
     fields = {"story_id": view.story_id, "viewer_id": view.viewer_id}
     return writer.encoder()({**fields, "first_viewed_at": view.viewed_at})[5:]
 
@@ -49,7 +46,7 @@ def test_a_view_is_sliced_with_the_body_of_its_viewer_record(codec: AvroCodec) -
 @given(values(current_schemas()["StoryViewed"]))
 def test_the_reader_reads_any_record_as_the_general_reader_does(value: dict[str, Any]) -> None:
     # given any StoryViewed record (any strings, long or not, any time)
-    codec = AvroCodec("StoryViewed", EmbeddedRegistry(), "story-viewed-value")
+    codec = _codec()
     data = codec.encode(value)
     # when it is read, then its fields are what decode_dict reads, and a viewer record it
     # carries is the one the general writer makes
@@ -70,7 +67,7 @@ class _OlderIds(EmbeddedRegistry):
 
 def test_a_record_of_another_schema_id_is_read_by_the_general_reader(codec: AvroCodec) -> None:
     data = codec.encode(VIEW)
-    older = AvroCodec("StoryViewed", _OlderIds(), "story-viewed-value")
+    older = _codec(registry=_OlderIds())
     view = view_reader(older)(data)
     assert view == View.of(codec.decode_dict(data))
     assert view.record == b""  # not sliced: published from its fields
