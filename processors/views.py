@@ -98,8 +98,8 @@ class View(NamedTuple):
 
     @classmethod
     def of_event(cls, event: StoryViewed | View) -> View:
-        """A `StoryViewed` as a View; a View as it is (one parked by an older version, with
-        its time as a datetime, with the time in milliseconds)."""
+        """A `StoryViewed` as a View. A View is taken as it is, unless an older version parked
+        it with its time as a datetime: then the time is converted to milliseconds."""
         if not isinstance(event, View):
             return cls.of(event.__dict__)
         return event if type(event.viewed_at) is int else cls.of(event._asdict())
