@@ -11,28 +11,31 @@ _MASK = 0xFFFFFFFF
 _WORDS = [struct.Struct(f"<{n}I") for n in range(33)]  # keys of up to 128 bytes
 
 
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 hash (seed 0x9747b28c), as a signed 32-bit integer."""
+def murmur2(data: bytes, _m: int = _M, _mask: int = _MASK) -> int:
+    """Kafka's murmur2 hash (seed 0x9747b28c), as a signed 32-bit integer.
+
+    Called for every key not in `partition_for`'s cache (each new viewer's tray forward), so
+    its constants are locals and each step masks once: (a*m & mask) ^ (b*m & mask) is
+    (a*m ^ b*m) & mask."""
     length = len(data)
-    h = (0x9747B28C ^ length) & _MASK
+    h = 0x9747B28C ^ length
     words = length >> 2
+    end = words << 2
     if words:  # the 4-byte little-endian words, unpacked in one call
         unpack = (_WORDS[words] if words < len(_WORDS) else struct.Struct(f"<{words}I")).unpack
-        for k in unpack(data[: words << 2]):
-            k = (k * _M) & _MASK
+        for k in unpack(data[:end]):
+            k = (k * _m) & _mask
             k ^= k >> 24
-            h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
-    end = words << 2
+            h = ((h * _m) ^ (k * _m)) & _mask
     rest = length & 3
-    if rest == 3:
-        h ^= data[end + 2] << 16
-    if rest >= 2:
-        h ^= data[end + 1] << 8
-    if rest >= 1:
-        h ^= data[end]
-        h = (h * _M) & _MASK
+    if rest:
+        if rest == 3:
+            h ^= data[end + 2] << 16
+        if rest >= 2:
+            h ^= data[end + 1] << 8
+        h = ((h ^ data[end]) * _m) & _mask
     h ^= h >> 13
-    h = (h * _M) & _MASK
+    h = (h * _m) & _mask
     h ^= h >> 15
     return h - (1 << 32) if h & 0x80000000 else h
 
