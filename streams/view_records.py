@@ -4,7 +4,7 @@
 A StoryViewed is `event_id, type, story_id, viewer_id, viewed_at`; a StoryViewer is `story_id,
 viewer_id, first_viewed_at`, the same three fields with the same types. So the bytes of a view
 from its story id on are, as they are, the StoryViewer body of a first view (checked against
-the schemas when the reader is built). A record the slicer does not expect (another schema id,
+the schemas when this module is imported). A record the slicer does not expect (another schema id,
 an id of 64 characters or more, anything malformed) goes through the codec's general reader,
 which decodes it or says why it cannot.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 from processors.views import View
 from schemas.avro import current_schemas
+from streams.avro_binary import read_varint
 from streams.codecs import AvroCodec
 
 _SHARED = ("story_id", "viewer_id")
@@ -35,12 +36,14 @@ def _check_layouts() -> None:
         raise TypeError("a StoryViewer is no longer a StoryViewed's last three fields")
 
 
+_check_layouts()  # on import, so a worker built against other schemas does not start
+
+
 def view_reader(codec: AvroCodec) -> Callable[[bytes | None], View]:
     """A function reading a `StoryViewed` record (wire format) into a View with its `record`.
 
     Raises what `codec.decode_dict` raises (CodecError) for a record it cannot decode.
     """
-    _check_layouts()
     header = codec.header
     start = len(header)
 
@@ -60,15 +63,7 @@ def view_reader(codec: AvroCodec) -> Callable[[bytes | None], View]:
         time = viewer + 1 + (m >> 1)
         if n > 127 or n & 1 or m > 127 or m & 1:
             return None
-        byte = data[time]  # the time: a zig-zag varint
-        at = byte & 127
-        shift = 7
-        end = time + 1
-        while byte > 127:
-            byte = data[end]
-            at |= (byte & 127) << shift
-            shift += 7
-            end += 1
+        at, end = read_varint(data, time)
         if end != len(data):
             return None
         view: View = _new(
@@ -77,7 +72,7 @@ def view_reader(codec: AvroCodec) -> Callable[[bytes | None], View]:
                 data[story + 1 : viewer].decode(),
                 data[viewer + 1 : time].decode(),
                 data[start + 1 : enum].decode(),
-                (at >> 1) ^ -(at & 1),
+                at,
                 data[story:],  # the StoryViewer body of a first view
             ),
         )

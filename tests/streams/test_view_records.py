@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from processors.views import View
 from schemas.avro import current_schemas
 from schemas.types import millis
+from streams import view_records
 from streams.codecs import AvroCodec, CodecError
 from streams.registry import EmbeddedRegistry
 from streams.view_records import view_reader
@@ -91,3 +93,25 @@ def test_a_record_that_cannot_be_read_raises_a_codec_error(
 ) -> None:
     with pytest.raises(CodecError, match=reason):
         view_reader(codec)(mangle(codec.encode(VIEW)))
+
+
+def _renamed(record: str, index: int, name: str) -> dict[str, Any]:
+    schema = copy.deepcopy(current_schemas()[record])
+    schema["fields"][index]["name"] = name
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("record", "index", "name", "reason"),
+    [
+        ("StoryViewed", 2, "story", "StoryViewed fields changed"),
+        ("StoryViewer", 1, "user_id", "no longer a StoryViewed's last three fields"),
+    ],
+)
+def test_the_slicer_refuses_schemas_of_another_shape(
+    monkeypatch: pytest.MonkeyPatch, record: str, index: int, name: str, reason: str
+) -> None:
+    schemas = {**current_schemas(), record: _renamed(record, index, name)}
+    monkeypatch.setattr(view_records, "current_schemas", lambda: schemas)
+    with pytest.raises(TypeError, match=reason):
+        view_records._check_layouts()
