@@ -181,7 +181,7 @@ class Engine:
         self._on_assignment = on_assignment
         self.output_prefix = output_prefix
         self._codecs: dict[type, AvroCodec] = {}
-        self._put_routes: dict[type, tuple[Callable[[Any], bytes], str, str]] = {}
+        self._put_routes: dict[type, tuple[Callable[[Any], bytes], bytes, str, str]] = {}
         self._dead_codec = AvroCodec(DEAD_LETTERS.record, registry, DEAD_LETTERS.subject)
         self._assigned: dict[int, _Assigned] = {}
         self._stopping = threading.Event()
@@ -271,7 +271,7 @@ class Engine:
                 route = routes.get(type(output.value))
                 if route is None:
                     route = self._put_route(type(output.value))
-                encode, topic, name = route
+                encode, _, topic, name = route
                 key = output.key
                 produce(topic, key.encode(), encode(output.value), output_partition(key))
                 counts[name] += 1
@@ -297,8 +297,7 @@ class Engine:
                 counts[spec.name] += 1
             elif isinstance(output, PutMany):
                 route = routes.get(output.record) or self._put_route(output.record)
-                encode, topic, name = route
-                header = self._codec(output.record).header
+                encode, header, topic, name = route
                 partition = partition_for(output.partition_key, partitions)
                 raw = self._producer.produce  # (topic, value, key, partition): no wrapper call
                 for key, fields in output.items:
@@ -331,10 +330,12 @@ class Engine:
         for key, fields in output.items:
             self._produce(topic, key.encode(), encode(fields))
 
-    def _put_route(self, record: type) -> tuple[Callable[[Any], bytes], str, str]:
-        """How a record type is published: its encoder, topic (prefixed) and topic name."""
+    def _put_route(self, record: type) -> tuple[Callable[[Any], bytes], bytes, str, str]:
+        """How a record type is published: its encoder, its wire header (for values given as
+        Avro bodies), topic (prefixed) and topic name."""
         spec = topic_of_record(record)
-        route = self._codec(record).encoder(), self.output_prefix + spec.name, spec.name
+        codec = self._codec(record)
+        route = codec.encoder(), codec.header, self.output_prefix + spec.name, spec.name
         self._put_routes[record] = route
         return route
 
