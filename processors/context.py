@@ -11,6 +11,7 @@ import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, NamedTuple
 
 import fastavro
@@ -118,7 +119,12 @@ def expand(outputs: Iterable[Output]) -> list[Put | Tombstone | Forward]:
 def _fields(record: type[Record], item: dict[str, Any] | bytes) -> dict[str, Any]:
     if not isinstance(item, bytes):
         return item
-    schema = fastavro.parse_schema(current_schemas()[record.__name__])
-    fields = fastavro.schemaless_reader(io.BytesIO(item), schema, None)
+    fields = fastavro.schemaless_reader(io.BytesIO(item), _parsed(record.__name__), None)
     assert isinstance(fields, dict), f"not a {record.__name__} body"
     return fields
+
+
+@cache
+def _parsed(name: str) -> Any:
+    """A record's current schema, parsed for fastavro once."""
+    return fastavro.parse_schema(current_schemas()[name])
