@@ -1,6 +1,6 @@
 """CPU a view of the engine's views path, without a broker: where `bench.views` spends its time.
 
-    python -m bench.views_engine [--views 200000 --stories 5000] [--profile]
+    python -m bench.views_engine [--views 200000 --stories 5000] [--profile] [--trays]
 
 The same generated input as `bench.views`, Avro-encoded as `publish` does it, is handed to the
 real engine (`build_engine`: handlers, RocksDB stores, changelog, outputs, forwards) as the
@@ -10,6 +10,10 @@ instead of sending it (so the figure leaves out librdkafka's cost of a produce c
 1-2 us, two to three records a view). Times are this thread's CPU (`time.thread_time`), the
 fastest of `--repeat` runs over fresh state (other work on the machine slows a run, never
 speeds it up).
+
+With `--trays`, the tray stage is measured instead: the StorySeen forwards the views made (the
+records the engine produced to the tray stage's topic, as it batched them) are handed to the
+engine in turn, and the figure is its CPU per StorySeen.
 
 Baseline, in the same run: the ceiling loop of `bench.views` (decode each record with fastavro
 and count it in a dict), over the same records.
@@ -44,10 +48,14 @@ BATCH = 20_000
 
 
 class CountingProducer:
-    """Stands in for confluent-kafka's Producer: counts records per topic, delivers at once."""
+    """Stands in for confluent-kafka's Producer: counts records per topic, delivers at once;
+    keeps the records produced to the topics of `keep`, as consumed records."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: tuple[str, ...] = ()) -> None:
         self.records: dict[str, int] = defaultdict(int)
+        self.kept: list[InRecord] = []
+        self._keep = keep
+        self._kept_offsets: dict[int, int] = defaultdict(int)
         self._offsets: dict[tuple[str, int], int] = defaultdict(int)
 
     def produce(
@@ -60,6 +68,10 @@ class CountingProducer:
         **_: Any,
     ) -> None:
         self.records[topic] += 1
+        if topic in self._keep:
+            offset = self._kept_offsets[partition]
+            self._kept_offsets[partition] += 1
+            self.kept.append(InRecord(topic, partition, offset, key, value, 0))
         if on_delivery is not None and partition >= 0:
             offset = self._offsets[topic, partition]
             self._offsets[topic, partition] += 1
@@ -103,13 +115,13 @@ def as_records(encoded: list[tuple[str, bytes, bytes, int]]) -> list[InRecord]:
     return records
 
 
-def engine_over(state_dir: Path) -> tuple[Engine, CountingProducer]:
+def engine_over(state_dir: Path, keep: tuple[str, ...] = ()) -> tuple[Engine, CountingProducer]:
     # no broker is contacted: the engine never runs its consumer loop here
     settings = Settings(
         partitions=PARTITIONS, data_dir=state_dir, app_id="bench", broker="unused:9092"
     )
     engine = build_engine(settings, lambda: datetime.now(UTC), "bench", state_dir=state_dir)
-    producer = CountingProducer()
+    producer = CountingProducer(tuple(f"bench-stage-{stage}" for stage in keep))
     engine._producer = engine._checkpointer = producer  # type: ignore[assignment]
     engine._consumer = _NoCommits()  # type: ignore[assignment]
     for partition in range(PARTITIONS):
@@ -149,8 +161,11 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=200_000)
     parser.add_argument("--stories", type=int, default=5_000)
     parser.add_argument("--users", type=int, default=100_000)
-    parser.add_argument("--profile", action="store_true", help="cProfile the views")
+    parser.add_argument("--profile", action="store_true", help="cProfile the measured stage")
     parser.add_argument("--repeat", type=int, default=3, help="runs; the fastest is reported")
+    parser.add_argument(
+        "--trays", action="store_true", help="measure the tray stage on the views' forwards"
+    )
     args = parser.parse_args()
     gc.set_threshold(*GC_THRESHOLDS)  # as Engine.run does
 
@@ -160,16 +175,21 @@ def main() -> None:
     runs = []
     for _ in range(args.repeat):
         with tempfile.TemporaryDirectory(prefix="bench-views-engine-") as tmp:
-            engine, producer = engine_over(Path(tmp))
+            engine, producer = engine_over(Path(tmp), keep=("tray",) if args.trays else ())
             feed(engine, post_records)
+            measured = view_records
+            if args.trays:
+                feed(engine, view_records)
+                measured = producer.kept
             producer.records.clear()
             profiler = cProfile.Profile() if args.profile else None
             started = time.thread_time()
             if profiler is not None:
-                profiler.runcall(feed, engine, view_records)
+                profiler.runcall(feed, engine, measured)
             else:
-                feed(engine, view_records)
+                feed(engine, measured)
             runs.append(time.thread_time() - started)
+            forwarded = int(engine.metrics.processed.value("bench-stage-tray"))
             for assigned in engine._assigned.values():
                 assigned.store.close()
     seconds = min(runs)
@@ -178,7 +198,13 @@ def main() -> None:
         f"{len(view_records):,} views of {args.stories:,} stories, CPU of this thread "
         f"(fastest of {args.repeat} runs):"
     )
-    print(f"  engine views path   {seconds / len(view_records) * 1e6:7.1f} us a view")
+    if args.trays:
+        print(
+            f"  engine tray stage   {seconds / forwarded * 1e6:7.1f} us a StorySeen "
+            f"({forwarded:,} forwards in {len(measured)} records)"
+        )
+    else:
+        print(f"  engine views path   {seconds / len(view_records) * 1e6:7.1f} us a view")
     print(f"  ceiling loop        {base / len(view_records) * 1e6:7.1f} us a view  (baseline)")
     print(f"  ratio               {seconds / base:7.2f}x the ceiling loop's CPU")
     print(f"  records produced    {dict(producer.records)}")
