@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Set
+from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TypeVar
@@ -128,6 +128,27 @@ def story_seen(
         flagged = replace(story, seen=True)
         changed = replace(changed, stories=tuple(flagged if s is story else s for s in old.stories))
     return _publish(changed, ctx, _stories(state))
+
+
+def seen_outside_tray(
+    marks: Mapping[str, datetime], messages: Iterable[StorySeen], ctx: Ctx
+) -> dict[str, datetime]:
+    """The owner viewed these stories, none of them in the tray: their marks afterwards.
+
+    What `story_seen` leaves for a story outside the tray, without the tray itself (such a
+    view changes nothing else, so the wiring need not read the tray). `marks` are the stored
+    marks of the stories named, whether or not their time has passed; the result holds the
+    marks in force after the messages, by story_id: one in force stays as it is, a story
+    without one is marked until it must have expired (`_seen_horizon`).
+    """
+    now = ctx.now
+    result = {story_id: until for story_id, until in marks.items() if until > now}
+    for message in messages:
+        if message.story_id not in result:
+            until = _seen_horizon(message.at, ctx.policy)
+            if until > now:
+                result[message.story_id] = until
+    return result
 
 
 def celebrity_follow_changed(

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from processors import authors, trays
+from processors.messages import StorySeen
 from streams.engine import InRecord, PartitionContext
 from streams.handlers import tray_store
 from streams.handlers.common import Decoder, by_key, ctx_of, internal_messages
@@ -50,11 +51,23 @@ class AuthorHandler:
 
 def apply_trays(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]]) -> None:
     """Each user's messages, in order, on one read of the tray and of the marks of the
-    stories they name (`tray_store`); written together with the outputs, after the last."""
+    stories they name (`tray_store`); written together with the outputs, after the last.
+
+    A user's views of stories outside the tray (`tray_store.marks_only`) only mark those
+    stories: the tray is not decoded (`trays.seen_outside_tray`)."""
     store = pctx.store
     for user_id, items in by_key(decoded).items():
-        named = (getattr(message, "story_id", None) for _, message in items)
-        loaded = tray_store.load_tray(store, user_id, (s for s in named if s is not None))
+        messages = [message for _, message in items]
+        named = [m.story_id for m in messages if hasattr(m, "story_id")]
+        data = tray_store.tray_value(store, user_id)
+        if all(type(m) is StorySeen for m in messages) and tray_store.marks_only(
+            data, named, pctx.now
+        ):
+            marks = tray_store.read_marks(store, user_id, named)
+            after = trays.seen_outside_tray(marks, messages, ctx_of(pctx))
+            tray_store.save_marks(store, user_id, marks, after)
+            continue
+        loaded = tray_store.load_tray(store, user_id, named, data)
         state = loaded.state
         outputs: list[Any] = []
         for record, message in items:

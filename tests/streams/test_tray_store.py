@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors import trays
 from processors.context import Ctx, Policy
 from processors.trays import SeenStory, TrayState, TrayStory
+from schemas.types import millis
 from streams.engine import InRecord, PartitionContext
 from streams.handlers.social import TrayHandler, apply_trays
 from streams.handlers.tray_store import (
@@ -107,7 +109,7 @@ def _run_stored(tmp: Path, batches: list[tuple[float, list[Any]]]) -> tuple[Any,
                 store.flush()  # some batches read what earlier ones left in RocksDB
         end = at(batches[-1][0])
         sweep(store, end)
-        cores = {u: TRAYS.get(store, u) for u in USERS}
+        cores = {u: read_tray_state(store.get, u) for u in USERS}
         marks = {u: _stored_marks(store, u) for u in USERS}
         due = {raw for raw, _ in SEEN_DUE.due_entries(store, end + timedelta(days=365))}
     finally:
@@ -180,6 +182,71 @@ def test_a_view_outside_the_tray_writes_one_mark_whatever_was_seen_before(tmp_pa
     store.close()
 
 
+def test_a_tray_value_starts_with_its_earliest_expiry_and_its_story_ids(tmp_path: Path) -> None:
+    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
+    _apply(store, engine, 0, [added("bob", "ann", "s1", 0), added("bob", "cid", "s2", -5)])
+    value = store.get(TRAYS.key("bob"))
+    assert value is not None
+    header, _, encoded = value.partition(b"\x00")
+    earliest = millis(at(-5) + TTL)
+    assert header == b"\x02%d/ s1 s2 " % earliest
+    state = read_tray_state(store.get, "bob")
+    assert state is not None and TRAYS.decode(encoded) == state
+    assert [s.story_id for s in state.stories] == ["s1", "s2"]
+    store.close()
+
+
+def test_views_outside_the_tray_do_not_decode_it_and_views_inside_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
+    _apply(store, engine, 0, [added("bob", "ann", "s1", 0)])
+    store.flush()
+    decoded: list[bytes] = []
+    decode = TRAYS.decode
+    monkeypatch.setattr(TRAYS, "decode", lambda data: decoded.append(data) or decode(data))
+    _apply(store, engine, 1, [seen("bob", "s10", 1), seen("bob", "s", 1), seen("bob", "1", 1)])
+    assert decoded == []  # "s10", "s" and "1" are not "s1"
+    assert set(_stored_marks(store, "bob")) == {"s10", "s", "1"}  # (a reader decodes it)
+    decoded.clear()
+    _apply(store, engine, 2, [seen("bob", "s1", 2)])
+    assert len(decoded) == 1
+    (put,) = engine.emitted[1:]
+    assert [e.has_unseen for e in put.value.entries] == [False]
+    store.close()
+
+
+def test_a_view_after_a_tray_story_expired_changes_the_tray(tmp_path: Path) -> None:
+    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
+    short = timedelta(minutes=10)
+    _apply(store, engine, 0, [added("bob", "ann", "s1", ttl=short), added("bob", "cid", "s2")])
+    before = engine.emitted[-1]
+    _apply(store, engine, 11, [seen("bob", "x", 11)])  # s1 has expired: the tray is published
+    (after,) = engine.emitted[2:]
+    assert [e.author_id for e in before.value.entries] == ["ann", "cid"]
+    assert [e.author_id for e in after.value.entries] == ["cid"]
+    state = read_tray_state(store.get, "bob")
+    assert state is not None and [s.story_id for s in state.stories] == ["s2"]
+    store.close()
+
+
+def test_a_value_without_a_header_loads_and_gets_one_at_the_next_message(tmp_path: Path) -> None:
+    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
+    story = TrayStory("ann", "s1", at(0), at(0) + TTL)
+    published = trays.render_tray(TrayState("bob", (story,)), at(0))
+    core = TrayState("bob", (story,), published=trays.tray_digest(published))
+    store.put(TRAYS.key("bob"), TRAYS.encode(core))  # as written before the header
+    store.flush()
+    assert read_tray_state(store.get, "bob") == core
+    _apply(store, engine, 1, [seen("bob", "x", 1)])
+    assert engine.emitted == []
+    value = store.get(TRAYS.key("bob"))
+    assert value is not None and value.startswith(b"\x02%d/ s1 \x00" % millis(story.expires_at))
+    assert read_tray_state(store.get, "bob") == core
+    assert _stored_marks(store, "bob") == {"x": at(1) + POLICY.story_ttl + POLICY.expiry_grace}
+    store.close()
+
+
 def test_a_seen_story_joining_the_tray_is_not_unseen(tmp_path: Path) -> None:
     store, engine = PartitionStore(tmp_path / "p0"), _Engine()
     _apply(store, engine, 0, [seen("bob", "s1", 0)])
@@ -216,11 +283,31 @@ def test_a_value_of_the_older_layout_loads_and_its_marks_become_keys(tmp_path: P
     assert read is not None and [s.seen for s in read.stories] == [True, False]
     _apply(store, engine, 1, [celebrity("bob", "zed")])
     assert engine.emitted == []  # the same tray: not published again
-    core = TRAYS.get(store, "bob")
+    core = read_tray_state(store.get, "bob")
     assert core is not None and core.seen == ()
     assert core.stories == (replace(story, seen=True), unseen)
     assert core.published == trays.tray_digest(published)
     assert _stored_marks(store, "bob") == {"s1": story.expires_at, "x": at(50)}
+    store.close()
+
+
+def test_a_value_of_the_older_layout_emptied_by_its_first_batch_is_deleted(
+    tmp_path: Path,
+) -> None:
+    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
+    story = TrayStory("ann", "s1", at(0), at(0) + TTL)
+    older = {  # the published tray whole marks the older layout
+        "user_id": "bob",
+        "stories": [_older_story(story)],
+        "seen": [],
+        "celebrities": [],
+        "published": trays.render_tray(TrayState("bob", (story,)), at(0)).model_dump(mode="json"),
+    }
+    store.put(TRAYS.key("bob"), orjson.dumps(older))
+    store.flush()
+    _apply(store, engine, 1, [removed("bob", "ann", "s1")])
+    assert store.get(TRAYS.key("bob")) is None
+    assert read_tray_state(store.get, "bob") is None
     store.close()
 
 
