@@ -56,6 +56,7 @@ def apply_trays(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]])
     A user's views of stories outside the tray (`tray_store.marks_only`) only mark those
     stories: the tray is not decoded (`trays.seen_outside_tray`)."""
     store = pctx.store
+    marking = ctx_of(pctx)  # the processor of marks reads only the clock and policy
     for user_id, items in by_key(decoded).items():
         messages = [message for _, message in items]
         named = [m.story_id for m in messages if hasattr(m, "story_id")]
@@ -63,8 +64,8 @@ def apply_trays(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]])
         if all(type(m) is StorySeen for m in messages) and tray_store.marks_only(
             data, named, pctx.now
         ):
-            marks = tray_store.read_marks(store, user_id, named)
-            after = trays.seen_outside_tray(marks, messages, ctx_of(pctx))
+            marks = tray_store.read_marks(store.get_many, user_id, named)
+            after = trays.seen_outside_tray(marks, messages, marking)
             tray_store.save_marks(store, user_id, marks, after)
             continue
         loaded = tray_store.load_tray(store, user_id, named, data)

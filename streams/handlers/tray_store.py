@@ -153,17 +153,17 @@ def _read_marks(
     get_many: Callable[[list[bytes]], list[bytes | None]], user_id: str, story_ids: Iterable[str]
 ) -> tuple[SeenStory, ...]:
     """The marks of `user_id` for `story_ids`, in story_id order."""
-    ids = sorted(set(story_ids))
-    values = get_many([mark_key(user_id, s) for s in ids]) if ids else []
-    return tuple(SeenStory(s, _until(v)) for s, v in zip(ids, values, strict=True) if v)
+    return tuple(
+        SeenStory(s, t) for s, t in sorted(read_marks(get_many, user_id, story_ids).items())
+    )
 
 
 def read_marks(
-    store: PartitionStore, user_id: str, story_ids: Iterable[str]
+    get_many: Callable[[list[bytes]], list[bytes | None]], user_id: str, story_ids: Iterable[str]
 ) -> dict[str, datetime]:
     """The stored marks of `user_id` for `story_ids`, by story_id (whether in force or not)."""
     ids = list(dict.fromkeys(story_ids))
-    values = store.get_many([mark_key(user_id, s) for s in ids])
+    values = get_many([mark_key(user_id, s) for s in ids]) if ids else []
     return {s: _until(v) for s, v in zip(ids, values, strict=True) if v}
 
 
