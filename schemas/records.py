@@ -7,13 +7,13 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from schemas.events import Audience, MediaType, Rendition
-from schemas.types import UtcDatetime
+from schemas.types import Base64Bytes, UtcDatetime
 
 StoryStatus = Literal["processing", "active", "highlighted"]
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_bytes="base64")
+    model_config = ConfigDict(frozen=True, extra="forbid")
     avro_record: ClassVar[str]
 
 
@@ -54,7 +54,7 @@ class ViewCount(Record):
     story_id: str
     unique_viewers: int
     total_views: int
-    sketch: bytes
+    sketch: Base64Bytes
 
 
 class StoryViewer(Record):
@@ -80,8 +80,8 @@ class DeadLetter(Record):
     partition: int
     offset: int
     error: str
-    original_key: bytes | None = None
-    original_value: bytes | None = None
+    original_key: Base64Bytes | None = None
+    original_value: Base64Bytes | None = None
     at: UtcDatetime
 
 

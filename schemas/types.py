@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BeforeValidator,
+    PlainSerializer,
     StringConstraints,
     ValidationInfo,
 )
@@ -21,6 +23,16 @@ MAX_REPLY_CHARS = 1000
 DEFAULT_STORY_TTL = timedelta(hours=24)
 
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+
+
+# Bytes in JSON (`storystream consume`, the API) are standard base64 (RFC 4648 section 4, with
+# padding), what `base64 -d`, Java's Base64.getDecoder() and Python's b64decode read; pydantic's
+# own "base64" is the URL-safe alphabet, which those reject or misread.
+def _standard_base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+Base64Bytes = Annotated[bytes, PlainSerializer(_standard_base64, return_type=str, when_used="json")]
 
 
 def to_utc_millis(value: datetime) -> datetime:

@@ -1,8 +1,9 @@
-"""Story state, follow graph and trays end to end: two workers in one group, the compacted
-topics and the HTTP API agreeing, asked of each worker."""
+"""Story state, follow graph, trays and view counts end to end: two workers in one group, the
+compacted topics and the HTTP API agreeing, asked of each worker."""
 
 from __future__ import annotations
 
+import base64
 import time
 import urllib.error
 import urllib.request
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import datasketches
 import pytest
 
 from streams.auth import issue_token
@@ -231,6 +233,49 @@ def test_undecodable_records_become_dead_letters(
     assert found[f"bad-{tag}"]["source_topic"] == "story-viewed"
     assert "undecodable" in found[f"bad-{tag}"]["error"]
     assert "magic byte" in found[f"worse-{tag}"]["error"]
-    assert found[f"worse-{tag}"]["original_value"]  # the original bytes, base64 in JSON
+    assert base64.b64decode(found[f"worse-{tag}"]["original_value"]) == b"not avro at all"
     # ...and the workers kept going.
     wait_for(lambda: latest(broker, "story-state", {f"ok-{tag}"}), 60, "later events processed")
+
+
+def test_a_view_count_read_from_its_topic_merges_with_another_sketch(
+    app_env: dict[str, str], workers: list[Worker]
+) -> None:
+    # given a story viewed by viewers 0..399, once more by its author and once redelivered
+    broker = app_env["STORYSTREAM_BROKER"]
+    tag = uuid.uuid4().hex[:6]
+    story, author = f"counted-{tag}", f"author-{tag}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    at = (now - timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    posted = {"type": "story_posted", "story_id": story, "author_id": author, "created_at": at}
+    publish(broker, [posted])
+    views = [
+        {
+            "type": "story_viewed",
+            "story_id": story,
+            "viewer_id": viewer,
+            "viewed_at": at,
+            "event_id": f"view-{tag}-{viewer}",
+        }
+        for viewer in [*(f"viewer-{i}" for i in range(400)), author, "viewer-7"]
+    ]
+    views[-1]["event_id"] = views[7]["event_id"]  # the same event delivered twice
+    publish(broker, views)
+
+    # when its ViewCount is read back from story-view-counts
+    def counted() -> dict[str, Any] | None:
+        count = latest(broker, "story-view-counts", {story}).get(story)
+        return count if count and count["total_views"] == 400 else None
+
+    count = wait_for(counted, 60, "the story's view count")
+    sketch = datasketches.hll_sketch.deserialize(base64.b64decode(count["sketch"]))
+    assert count["unique_viewers"] == round(sketch.get_estimate()) == pytest.approx(400, rel=0.02)
+
+    # then it merges with a sketch built elsewhere over viewers 200..599 (HLL_8 here)
+    other = datasketches.hll_sketch(12, datasketches.tgt_hll_type.HLL_8)
+    for i in range(200, 600):
+        other.update(f"viewer-{i}")
+    union = datasketches.hll_union(12)
+    union.update(sketch)
+    union.update(other)
+    assert union.get_estimate() == pytest.approx(600, rel=0.02)
