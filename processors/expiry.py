@@ -19,8 +19,8 @@ _MILLI = timedelta(milliseconds=1)
 
 def bucket_of(when: datetime, width: timedelta) -> int:
     """The start (epoch milliseconds) of the bucket of `width` that holds `when`."""
-    width_ms = _width_ms(width)
-    return millis(when) // width_ms * width_ms
+    step = width_ms(width)
+    return millis(when) // step * step
 
 
 def due_buckets(index_buckets: Iterable[int], now: datetime, width: timedelta) -> list[int]:
@@ -29,7 +29,7 @@ def due_buckets(index_buckets: Iterable[int], now: datetime, width: timedelta) -
     A bucket is due as soon as it starts: the current bucket also holds keys due a little
     later, which the caller's processor leaves unchanged and puts back (see `ExpiryIndex`).
     """
-    _width_ms(width)
+    width_ms(width)
     now_ms = millis(now)
     return sorted(bucket for bucket in set(index_buckets) if bucket <= now_ms)
 
@@ -68,7 +68,7 @@ class ExpiryIndex:
     buckets: Mapping[int, frozenset[str]] = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
-        _width_ms(self.width)
+        width_ms(self.width)
         if not isinstance(self.buckets, MappingProxyType):
             object.__setattr__(self, "buckets", MappingProxyType(dict(self.buckets)))
 
@@ -188,8 +188,9 @@ class FixedClock:
         return self.at
 
 
-def _width_ms(width: timedelta) -> int:
-    width_ms = width // _MILLI
-    if width_ms <= 0:
+def width_ms(width: timedelta) -> int:
+    """`width` in milliseconds, at least one."""
+    ms = width // _MILLI
+    if ms <= 0:
         raise ValueError("bucket width must be at least one millisecond")
-    return width_ms
+    return ms

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from processors.expiry import bucket_of
+from processors.expiry import bucket_of, width_ms
+from schemas.types import millis
 from streams.store import PartitionStore
 
 _WIDTH_DIGITS = 15
@@ -18,10 +19,15 @@ class DueIndex:
     def __init__(self, name: str, width: timedelta = timedelta(seconds=1)) -> None:
         self.prefix = name.encode() + b"\x01"
         self.width = width
+        self._width_ms = width_ms(width)
 
     def key(self, due: datetime, key: str) -> bytes:
         """The index entry of `key` due at `due`."""
-        bucket = bucket_of(due, self.width)
+        return self.key_at(millis(due), key)
+
+    def key_at(self, due_ms: int, key: str) -> bytes:
+        """The index entry of `key` due at `due_ms` (epoch milliseconds)."""
+        bucket = due_ms // self._width_ms * self._width_ms
         return self.prefix + str(bucket).zfill(_WIDTH_DIGITS).encode() + b"\x00" + key.encode()
 
     def move(

@@ -230,8 +230,12 @@ def save_marks(
     for story_id, until in after.items():
         old = before.get(story_id)
         if old != until:
-            store.put(mark_key(user_id, story_id), _MILLIS.pack(millis(until)))
-            SEEN_DUE.move(store, _due_name(user_id, story_id), old, until)
+            until_ms = millis(until)
+            store.put(mark_key(user_id, story_id), _MILLIS.pack(until_ms))
+            name = _due_name(user_id, story_id)
+            if old is not None:
+                store.delete(SEEN_DUE.key(old, name))
+            store.put(SEEN_DUE.key_at(until_ms, name), b"")
 
 
 def sweep(store: PartitionStore, now: datetime) -> int:
