@@ -47,6 +47,9 @@ InternalMessage = Annotated[
     Field(discriminator="kind"),
 ]
 _MESSAGES: TypeAdapter[Any] = TypeAdapter(InternalMessage)
+# A batch record parsed and validated in one call (a third less than orjson and a validation
+# per message: this runs once per new viewer of a story)
+_MESSAGE_BATCH: TypeAdapter[list[tuple[str, Any]]] = TypeAdapter(list[tuple[str, InternalMessage]])
 
 
 def encode_message(message: BaseModel | dict[str, Any]) -> bytes:
@@ -170,19 +173,16 @@ def internal_messages(
 
 def _unbatched(record: InRecord, _new: Any = tuple.__new__) -> list[tuple[InRecord, Any]]:
     try:
-        items = orjson.loads(record.value)  # type: ignore[arg-type]  # not None: checked
-        topic, partition, offset, _, _, timestamp = record
-        # each message as a record of its own, built as `_in_record` builds one (not by
-        # `_replace`: a third of the cost, once per message)
-        return [
-            (
-                _new(InRecord, (topic, partition, offset, key.encode(), None, timestamp)),
-                _MESSAGES.validate_python(message),
-            )
-            for key, message in items
-        ]
-    except (ValidationError, ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError too
+        items = _MESSAGE_BATCH.validate_json(record.value)  # type: ignore[arg-type]  # not None
+    except ValidationError as exc:  # invalid JSON too
         raise CodecError(f"invalid batch of internal messages: {exc}") from exc
+    topic, partition, offset, _, _, timestamp = record
+    # each message as a record of its own, built as `_in_record` builds one (not by `_replace`:
+    # a third of the cost, once per message)
+    return [
+        (_new(InRecord, (topic, partition, offset, key.encode(), None, timestamp)), message)
+        for key, message in items
+    ]
 
 
 # A value larger than this is stored compressed: a tray of a user following thousands of
