@@ -19,6 +19,11 @@ class Counter:
     def value(self, label_value: str) -> float:
         return self._values.get(label_value, 0.0)
 
+    def values(self) -> dict[str, float]:
+        """Every label's value, as of one instant."""
+        with self._lock:
+            return dict(self._values)
+
     def render(self) -> list[str]:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
         with self._lock:
