@@ -2,7 +2,7 @@
 does not move with the load on a shared machine (CPU time here varies by 10-40% run to run), so
 two trees can be compared by one run each.
 
-    python -m bench.views_instructions [--views 40000]
+    python -m bench.views_instructions [--views 40000] [--trays]
 
 Needs valgrind (Debian's package). The same generated input as `bench.views`, Avro-encoded as
 `publish` does it, is written to a file once; then each figure is a child process under
@@ -11,6 +11,9 @@ callgrind, counting the main thread only (RocksDB's background threads vary from
 - the engine (`bench.views_engine`'s setup: real handlers, RocksDB stores, changelog, commit
   path, a counting producer) processing the posts, then the views; minus the same child
   processing the posts only;
+- with `--trays`, also the tray stage: the engine processing the posts, the views, then the
+  StorySeen forwards the views made (as `bench.views_engine --trays` hands them over); minus
+  the engine's posts and views, a figure per StorySeen;
 - baseline, in the same run: the ceiling loop of `bench.views` (fastavro decode and a count in
   a dict) over the view records; minus the same child loading the records only.
 
@@ -33,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 RECORDS = "records.marshal"
-STEPS = ("posts", "views", "load", "ceiling")  # children: each pair differs by its second
+STEPS = ("posts", "views", "load", "ceiling", "trays")  # a pair differs by its second step
 
 
 def prepare(directory: Path, views: int) -> None:
@@ -62,10 +65,14 @@ def child(directory: Path, step: str) -> None:
 
     gc.set_threshold(*GC_THRESHOLDS)  # as Engine.run does
     state = directory / f"state-{step}"
-    engine, _ = engine_over(state)
+    engine, producer = engine_over(state, keep=("tray",))
     feed(engine, posts)
-    if step == "views":
+    if step in ("views", "trays"):
         feed(engine, views)
+    if step == "trays":
+        feed(engine, producer.kept)
+        seen = engine.metrics.processed.value("bench-stage-tray")
+        (directory / "seen").write_text(str(int(seen)))
     for assigned in engine._assigned.values():
         assigned.store.close()
 
@@ -103,6 +110,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=40_000)
     parser.add_argument("--child", choices=STEPS, help=argparse.SUPPRESS)
     parser.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--trays", action="store_true", help="the tray stage too")
     args = parser.parse_args()
     if args.child:
         child(args.dir, args.child)
@@ -112,16 +120,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-views-instructions-") as tmp:
         directory = Path(tmp)
         prepare(directory, args.views)
+        steps = STEPS if args.trays else STEPS[:-1]
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
             counts = dict(
-                zip(STEPS, pool.map(lambda step: count(directory, step), STEPS), strict=True)
+                zip(steps, pool.map(lambda step: count(directory, step), steps), strict=True)
             )
+        seen = int((directory / "seen").read_text()) if args.trays else 0
     engine = (counts["views"] - counts["posts"]) / args.views
     base = (counts["ceiling"] - counts["load"]) / args.views
     print(f"{args.views:,} views, instructions of the main thread (callgrind):")
     print(f"  engine views path   {engine:9,.0f} a view")
     print(f"  ceiling loop        {base:9,.0f} a view  (baseline)")
     print(f"  ratio               {engine / base:9.2f}x the ceiling loop's")
+    if args.trays:
+        trays = (counts["trays"] - counts["views"]) / seen
+        print(f"  engine tray stage   {trays:9,.0f} a StorySeen ({seen:,} of them)")
 
 
 if __name__ == "__main__":
