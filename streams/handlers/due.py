@@ -34,12 +34,20 @@ class DueIndex:
         self, store: PartitionStore, key: str, old: datetime | None, new: datetime | None
     ) -> None:
         """Re-index `key` from its old due time to its new one (None: not indexed)."""
-        if old == new:
+        self.move_at(
+            store, key, None if old is None else millis(old), None if new is None else millis(new)
+        )
+
+    def move_at(
+        self, store: PartitionStore, key: str, old_ms: int | None, new_ms: int | None
+    ) -> None:
+        """`move`, the due times in epoch milliseconds (for a caller that has them)."""
+        if old_ms == new_ms:
             return
-        if old is not None:
-            store.delete(self.key(old, key))
-        if new is not None:
-            store.put(self.key(new, key), b"")
+        if old_ms is not None:
+            store.delete(self.key_at(old_ms, key))
+        if new_ms is not None:
+            store.put(self.key_at(new_ms, key), b"")
 
     def due(self, store: PartitionStore, now: datetime) -> list[str]:
         """Keys whose bucket starts at or before `now` (the caller re-checks the exact time)."""

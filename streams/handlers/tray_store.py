@@ -232,10 +232,8 @@ def save_marks(
         if old != until:
             until_ms = millis(until)
             store.put(mark_key(user_id, story_id), _MILLIS.pack(until_ms))
-            name = _due_name(user_id, story_id)
-            if old is not None:
-                store.delete(SEEN_DUE.key(old, name))
-            store.put(SEEN_DUE.key_at(until_ms, name), b"")
+            old_ms = None if old is None else millis(old)
+            SEEN_DUE.move_at(store, _due_name(user_id, story_id), old_ms, until_ms)
 
 
 def sweep(store: PartitionStore, now: datetime) -> int:
