@@ -27,7 +27,7 @@ from processors.viewer_list import (
     viewer_index_key,
     viewer_order_key,
 )
-from streams.store import PartitionStore
+from streams.runtime.store import PartitionStore
 
 STORY = "bench-story"
 FIRST_VIEW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

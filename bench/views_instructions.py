@@ -50,7 +50,7 @@ def prepare(directory: Path, views: int) -> None:
 
 def child(directory: Path, step: str) -> None:
     """One measured process: `posts`/`views` run the engine, `load`/`ceiling` the ceiling loop."""
-    from streams.engine import GC_THRESHOLDS, InRecord
+    from streams.runtime.engine import GC_THRESHOLDS, InRecord
 
     posts, views = (
         [InRecord(*r) for r in rs] for rs in marshal.loads((directory / RECORDS).read_bytes())

@@ -26,15 +26,15 @@ from processors.viewer_list import page_bounds, read_page
 from schemas.records import ReactionCounts, StoryState
 from schemas.types import IDENTIFIER_PATTERN
 from streams.auth import TokenError, issue_token, verify_token
-from streams.engine import Engine
-from streams.handlers.follow_graph import author_seen_by
-from streams.handlers.stories import story_view
-from streams.handlers.tray_store import read_tray_state, with_read_marks
-from streams.handlers.views import reaction_state, view_state
 from streams.members import Members
 from streams.partitioning import partition_for
+from streams.runtime.engine import Engine
+from streams.runtime.store import PartitionStore
 from streams.settings import Settings
-from streams.store import PartitionStore
+from streams.stages.follow_graph import author_seen_by
+from streams.stages.stories import story_view
+from streams.stages.tray_store import read_tray_state, with_read_marks
+from streams.stages.views import reaction_state, view_state
 
 log = logging.getLogger(__name__)
 FORWARDED = "X-Storystream-Forwarded"

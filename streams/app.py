@@ -15,7 +15,7 @@ import faust
 from faust.app.base import BootStrategy
 from mode import Service
 
-from streams.engine import Engine
+from streams.runtime.engine import Engine
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""confluent-kafka client configurations shared by the command-line tools."""
+"""confluent-kafka client configurations: every producer and consumer the project makes."""
 
 from __future__ import annotations
 
@@ -44,3 +44,29 @@ def reader_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
     }
     config.update(overrides)
     return config
+
+
+def engine_consumer_config(bootstrap: str, group_id: str) -> dict[str, Any]:
+    """The engine's consumer-group member: commits by hand, range assignment (a partition of
+    every co-partitioned topic goes to the same worker), small batches of waiting."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "range",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 1000,
+        "max.poll.interval.ms": 300_000,
+        "fetch.wait.max.ms": 50,
+    }
+
+
+def restore_consumer_config(bootstrap: str, group_id: str) -> dict[str, Any]:
+    """A changelog reader assigned by hand, told when it reaches a partition's end."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+    }

@@ -23,11 +23,11 @@ from processors.media import PUBLIC_PREFIXES, MediaLimits
 from schemas.events import MediaUploaded
 from schemas.records import DeadLetter
 from streams.codecs import AvroCodec, CodecError
-from streams.handlers.common import decode_message
 from streams.kafka import producer_config
 from streams.metrics import Metrics
 from streams.registry import SchemaRegistry
 from streams.settings import Settings
+from streams.stages.common import decode_message
 from streams.topics import DEAD_LETTERS, MEDIA_TRANSCODED, MEDIA_UPLOADED
 
 log = logging.getLogger(__name__)

@@ -71,6 +71,11 @@ class Metrics:
             "Events for unknown, expired or deleted stories.",
             "reason",
         )
+        self.timer_failures = Counter(
+            "storystream_timer_failures_total",
+            "Timer runs (expiry, purge, sweeps) that failed and were left for the next tick.",
+            "stage",
+        )
         self.restored = Counter(
             "storystream_partitions_restored_total",
             "Partitions restored from the changelog.",
@@ -104,6 +109,7 @@ class Metrics:
             self.dead_letters,
             self.expiries,
             self.rejected,
+            self.timer_failures,
             self.restored,
             self.restored_records,
             self.standby_caught_up,

@@ -26,8 +26,9 @@ from schemas.records import (
     Tray,
     ViewCount,
 )
+from streams.kafka import CHANGELOG_DELETE_RETENTION_MS
 
-Kind = Literal["input", "pipeline", "output", "dead-letters"]
+Kind = Literal["input", "pipeline", "output", "dead-letters", "stage", "changelog", "members"]
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,11 @@ class TopicSpec:
     kind: Kind
     key: str
     story_keyed: bool = False
+    partitions: int | None = None  # None: the configured count (co-partitioned)
 
     @property
     def compacted(self) -> bool:
-        return self.kind == "output"
+        return self.kind in ("output", "changelog", "members")
 
     @property
     def subject(self) -> str:
@@ -51,6 +53,13 @@ class TopicSpec:
 
     def config(self, input_retention_ms: int) -> dict[str, str]:
         """Topic configs set explicitly (some brokers report only explicit configs)."""
+        if self.kind == "changelog":  # how long compaction keeps a tombstone: see restore
+            tombstones = str(CHANGELOG_DELETE_RETENTION_MS)
+            return {
+                "cleanup.policy": "compact",
+                "retention.ms": "-1",
+                "delete.retention.ms": tombstones,
+            }
         if self.compacted:
             return {"cleanup.policy": "compact", "retention.ms": "-1"}
         if self.kind == "dead-letters":
@@ -116,6 +125,36 @@ _RECORD_TOPICS: dict[type[Record], TopicSpec] = {
     ReactionCounts: STORY_REACTION_COUNTS,
     DeadLetter: DEAD_LETTERS,
 }
+
+
+STAGES = ("story", "media", "author", "tray", "objects")  # the worker's repartition topics
+
+
+def stage_topic(app_id: str, stage: str) -> str:
+    return f"{app_id}-stage-{stage}"
+
+
+def internal_topics(app_id: str) -> tuple[TopicSpec, ...]:
+    """The worker's own topics: stage repartitions, the state changelog (every stage's state,
+    compacted) and the members topic (which worker serves which partitions)."""
+    stages = tuple(
+        TopicSpec(stage_topic(app_id, stage), "internal messages", "stage", "the stage's key")
+        for stage in STAGES
+    )
+    return (
+        *stages,
+        TopicSpec(f"{app_id}-changelog", "state", "changelog", "state key"),
+        TopicSpec(f"{app_id}-members", "announcements", "members", "worker id", partitions=1),
+    )
+
+
+def output_topics(prefix: str) -> tuple[TopicSpec, ...]:
+    """The output topics under `prefix` (an isolated run: replay, STORYSTREAM_OUTPUT_PREFIX)."""
+    return tuple(
+        replace(spec, name=prefix + spec.name)
+        for spec in TOPICS
+        if spec.kind in ("output", "dead-letters")
+    )
 
 
 def route(event: Event) -> tuple[TopicSpec, str]:

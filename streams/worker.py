@@ -14,22 +14,15 @@ import faust
 
 from processors.context import Policy
 from streams import api as api_module
+from streams.admin import create_topics
 from streams.app import create_app
-from streams.engine import Engine, Handler
-from streams.handlers.common import encode_message, encode_message_batch
-from streams.handlers.social import AuthorHandler, TrayHandler
-from streams.handlers.stories import MediaJoinHandler, StoryHandler
-from streams.handlers.views import ReactionsHandler, ViewsHandler, apply_lifecycle
-from streams.internal_topics import (
-    changelog_topic,
-    create_internal_topics,
-    members_topic,
-    stage_topic,
-)
 from streams.media_service import MediaService
 from streams.members import Members
 from streams.registry import make_registry
+from streams.runtime.engine import Engine
 from streams.settings import Settings
+from streams.stages.topology import build_topology
+from streams.topics import stage_topic
 
 log = logging.getLogger(__name__)
 
@@ -49,45 +42,26 @@ def build_engine(
     worker_id: str,
     members: Members | None = None,
     state_dir: Path | None = None,
-    output_prefix: str = "",
 ) -> Engine:
-    """The engine with every stage wired to its topics."""
+    """The live engine of the topology, for this worker."""
     registry = make_registry(settings.schema_registry_url)
-    handlers: list[Handler] = [
-        StoryHandler(registry, stage_topic(settings, "story")),
-        MediaJoinHandler(registry, stage_topic(settings, "media")),
-        ViewsHandler(registry),
-        ReactionsHandler(registry),
-        AuthorHandler(registry, stage_topic(settings, "author")),
-        TrayHandler(stage_topic(settings, "tray")),
-    ]
-    engine = Engine(
+    topology = build_topology(
+        registry, settings.app_id, settings.partitions, settings.output_prefix
+    )
+    standby = settings.standby_interval
+    exactly_once = settings.processing_guarantee == "exactly_once"
+    return Engine(
         bootstrap=settings.bootstrap(),
         group_id=f"{settings.app_id}-engine",
         state_dir=state_dir or settings.data_dir / "state" / worker_id,
-        partitions=settings.partitions,
-        handlers=handlers,
+        topology=topology,
         registry=registry,
         policy=policy_of(settings),
-        changelog_topic=changelog_topic(settings),
         clock=clock,
         on_assignment=members.announce if members else None,
-        output_prefix=output_prefix,
-        standby_interval=settings.standby_interval.total_seconds()
-        if settings.standby_interval
-        else None,
-        transactional_id=f"{settings.app_id}-{worker_id}"
-        if settings.processing_guarantee == "exactly_once"
-        else None,
+        standby_interval=standby.total_seconds() if standby else None,
+        transactional_id=f"{settings.app_id}-{worker_id}" if exactly_once else None,
     )
-    for stage in ("story", "media", "author", "tray"):
-        engine.route_stage(
-            stage, stage_topic(settings, stage), encode_message, encode_batch=encode_message_batch
-        )
-    # The media service reads this one, one message per record.
-    engine.route_stage("objects", stage_topic(settings, "objects"), encode_message)
-    engine.route_local("lifecycle", apply_lifecycle)
-    return engine
 
 
 def worker_id(settings: Settings) -> str:
@@ -101,23 +75,19 @@ def build_worker(
     """A ready-to-run worker: the Faust app hosting engine, media service and API."""
     clock = clock or (lambda: datetime.now(UTC))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    create_internal_topics(settings)
-    if settings.output_prefix:
-        from streams.admin import create_topics
-
-        create_topics(settings)
+    create_topics(settings)
     wid = worker_id(settings)
     members = Members(
         settings.bootstrap(),
-        members_topic(settings),
+        f"{settings.app_id}-members",
         f"{wid}-{uuid.uuid4().hex[:6]}",
         settings.advertised_api_url(),
     )
-    engine = build_engine(settings, clock, wid, members, output_prefix=settings.output_prefix)
+    engine = build_engine(settings, clock, wid, members)
     media = MediaService(
         settings,
         make_registry(settings.schema_registry_url),
-        stage_topic(settings, "objects"),
+        stage_topic(settings.app_id, "objects"),
         metrics=engine.metrics,
     )
     api = api_module.Api(settings, engine, members, clock)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.handlers.due import DueIndex
-from streams.store import PartitionStore
+from streams.runtime.store import PartitionStore
+from streams.stages.due import DueIndex
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -15,13 +15,18 @@ from pathlib import Path
 import pytest
 
 from processors.viewer_list import page_bounds, read_page
-from streams.engine import Engine
-from streams.handlers.views import view_state
-from streams.internal_topics import create_internal_topics
+from streams.admin import create_topics
+from streams.metrics import Metrics
 from streams.partitioning import partition_for
 from streams.publish import publish_lines
+from streams.registry import EmbeddedRegistry
+from streams.runtime.engine import Engine
+from streams.runtime.restore import Restorer
+from streams.runtime.store import PartitionStore
 from streams.settings import Settings
-from streams.store import PartitionStore
+from streams.stages.topology import build_topology
+from streams.stages.views import view_state
+from streams.topics import internal_topics
 from streams.worker import build_engine
 
 pytestmark = pytest.mark.integration
@@ -42,6 +47,12 @@ def _viewed(story: str, viewer: str, at: datetime) -> dict[str, object]:
 def _publish(settings: Settings, events: list[dict[str, object]]) -> None:
     lines = iter([(i + 1, json.dumps(e).encode()) for i, e in enumerate(events)])
     assert publish_lines(lines, settings.bootstrap()).published == len(events)
+
+
+def _restorer(settings: Settings, state_dir: Path) -> Restorer:
+    topology = build_topology(EmbeddedRegistry(), settings.app_id, settings.partitions)
+    group = f"{settings.app_id}-engine"
+    return Restorer(settings.bootstrap(), group, topology, state_dir, Metrics())
 
 
 class Running:
@@ -66,7 +77,7 @@ class Running:
 @pytest.fixture
 def app(settings: Settings) -> Settings:
     isolated = settings.model_copy(update={"app_id": f"recovery-{uuid.uuid4().hex[:6]}"})
-    create_internal_topics(isolated)
+    create_topics(isolated, internal_topics(isolated.app_id))
     return isolated
 
 
@@ -234,19 +245,18 @@ def test_a_cold_standby_is_caught_up_a_checkpoint_at_a_time(app: Settings, tmp_p
     finally:
         running.stop()
 
-    cold = build_engine(app, lambda: datetime.now(UTC), "cold", state_dir=tmp_path / "cold")
+    cold = _restorer(app, tmp_path / "cold")
     turns = 0
     while True:
         turns += 1
-        standby = cold._restore(partition, standby_turn=0.0)
+        standby, caught_up_now = cold.restore(partition, standby_turn=0.0)
         standby.store.close()
-        if standby.caught_up:
+        if caught_up_now:
             break
         assert turns < 100
     assert turns >= 4  # a checkpoint a turn: the post's batch and the four rounds'
-    full = build_engine(app, lambda: datetime.now(UTC), "full", state_dir=tmp_path / "full")
-    restored = full._restore(partition)
-    caught_up = cold._restore(partition)  # nothing left to replay
+    restored, _ = _restorer(app, tmp_path / "full").restore(partition)
+    caught_up, _ = cold.restore(partition)  # nothing left to replay
     try:
         for assigned in (restored, caught_up):
             state = view_state(assigned.store, story)
@@ -291,8 +301,7 @@ def test_local_state_older_than_the_changelogs_tombstones_is_rebuilt(
     local.flush(json.dumps(checkpoint).encode())
     local.close()
     # when the partition is restored
-    engine = build_engine(app, lambda: datetime.now(UTC), "w", state_dir=tmp_path / "state")
-    assigned = engine._restore(partition)
+    assigned, _ = _restorer(app, tmp_path / "state").restore(partition)
     try:
         # then stale local state was rebuilt, recent one kept, and the views are all there
         assert (assigned.store.get(b"zz-deleted-since") is None) == (age_hours > 23)

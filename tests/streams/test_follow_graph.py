@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pickle
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +16,11 @@ from hypothesis import strategies as st
 from processors import authors
 from processors.authors import ActiveStory, Author
 from processors.context import Ctx
-from streams.engine import InRecord, PartitionContext
-from streams.handlers.follow_graph import (
+from streams.metrics import Metrics
+from streams.runtime.context import StageContext
+from streams.runtime.records import InRecord
+from streams.runtime.store import PartitionStore
+from streams.stages.follow_graph import (
     CLOSE_FRIEND_TAG,
     FOLLOWER_TAG,
     author_seen_by,
@@ -25,8 +28,7 @@ from streams.handlers.follow_graph import (
     load_author,
     member_prefix,
 )
-from streams.handlers.social import apply_authors
-from streams.store import PartitionStore
+from streams.stages.social import apply_authors
 from tests.processors.factories_social import (
     T0,
     TTL,
@@ -40,21 +42,22 @@ from tests.processors.factories_social import (
     opened,
     unfollowed,
 )
+from tests.streams.stage_context import OutputRecorder
 
 AUTHOR_IDS = ("ann", "bob")
 USERS = ("u1", "u2", "u3", "bob")
 THRESHOLD = 2  # low: authors cross the celebrity threshold both ways
 
 
-class _Engine:
-    """What a handler reaches through its PartitionContext: the policy and emit."""
+class _Engine(OutputRecorder):
+    """Records what the author stage emits, under a celebrity threshold."""
 
     def __init__(self, threshold: int = THRESHOLD) -> None:
+        super().__init__()
         self.policy = ctx(celebrity_followers=threshold).policy
-        self.emitted: list[Any] = []
 
-    def emit(self, _: PartitionContext, outputs: Iterable[Any]) -> None:
-        self.emitted.extend(outputs)
+    def context(self, store: PartitionStore) -> StageContext:
+        return StageContext(0, store, T0, self.policy, Metrics(), self)  # type: ignore[arg-type]
 
 
 def _author_of(item: Any) -> str:
@@ -97,13 +100,14 @@ def _run_stored(tmp: Path, batches: list[list[Any]]) -> tuple[dict[str, Any], di
     engine = _Engine()
     store = PartitionStore(tmp / "p0")
     try:
-        pctx = PartitionContext(engine, 0, store, T0)  # type: ignore[arg-type]
+        pctx = engine.context(store)
         offsets: Iterator[int] = iter(range(10_000))
         for i, batch in enumerate(batches):
             records = [
                 (InRecord("t", 0, next(offsets), _author_of(m).encode(), None, 0), m) for m in batch
             ]
             apply_authors(pctx, records)
+            pctx.store.keep_run()  # the run succeeded, as the driver would say
             if i % 2:
                 store.flush()  # some batches read what earlier ones left in RocksDB
         states = {a: _plain(load_author(store, a)) for a in AUTHOR_IDS}
@@ -137,11 +141,12 @@ def test_stored_sets_give_what_in_memory_sets_give(
 
 
 def _apply(store: PartitionStore, engine: _Engine, messages: list[Any]) -> None:
-    pctx = PartitionContext(engine, 0, store, T0)  # type: ignore[arg-type]
+    pctx = engine.context(store)
     records = [
         (InRecord("t", 0, i, _author_of(m).encode(), None, 0), m) for i, m in enumerate(messages)
     ]
     apply_authors(pctx, records)
+    pctx.store.keep_run()  # the run succeeded, as the driver would say
 
 
 def test_a_follow_writes_one_key_whatever_the_authors_size(tmp_path: Path) -> None:

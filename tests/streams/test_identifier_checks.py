@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from processors.views import View
 from schemas.types import millis
 from streams.auth import issue_token
-from streams.handlers.views import check_view
+from streams.stages.views import check_view
 
 AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import get_args
 
 import orjson
@@ -25,15 +24,10 @@ from processors.messages import (
 )
 from schemas.events import Rendition
 from streams.codecs import CodecError
-from streams.engine import InRecord, encoded_batches
-from streams.handlers.common import (
-    InternalMessage,
-    decode_message,
-    encode_message,
-    encode_message_batch,
-    internal_messages,
-)
 from streams.metrics import Metrics
+from streams.runtime.records import InRecord
+from streams.runtime.routing import encode_message, encode_message_batch, encoded_batches
+from streams.stages.common import InternalMessage, decode_message, internal_messages
 
 AT = datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=UTC)
 LATER = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -82,11 +76,11 @@ def test_every_internal_message_type_is_exercised() -> None:
 
 
 class _Dead:
-    """The part of a PartitionContext `internal_messages` uses: dead letters, metrics."""
+    """The part of a StageContext `internal_messages` uses: dead letters, metrics."""
 
     def __init__(self) -> None:
         self.letters: list[tuple[InRecord, str]] = []
-        self.engine = SimpleNamespace(metrics=Metrics())
+        self.metrics = Metrics()
 
     def dead_letter(self, record: InRecord, reason: str) -> None:
         self.letters.append((record, reason))
@@ -112,7 +106,7 @@ def test_a_batch_of_forwards_gives_each_message_keyed_as_sent_in_order() -> None
     )
     assert dead.letters == []
     # the engine counts a record as one message; the batch's others are added
-    assert dead.engine.metrics.processed.value("app-stage-tray") == len(items) - 1
+    assert dead.metrics.processed.value("app-stage-tray") == len(items) - 1
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from processors.views import View
 from schemas.types import millis
-from streams.handlers import parking
-from streams.store import PartitionStore
+from streams.runtime.store import PartitionStore
+from streams.stages import parking
 from tests.processors.factories_social import cut
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)

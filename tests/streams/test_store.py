@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.store import CHECKPOINT_KEY, PartitionStore
+from streams.runtime.limits import RecordTooLarge
+from streams.runtime.store import CHECKPOINT_KEY, PartitionStore
 
 keys = st.builds(
     lambda tag, story, sep, rest: tag + story + sep + rest,
@@ -61,6 +63,7 @@ def test_unflushed_writes_are_not_committed(tmp_path: Path) -> None:
     store = PartitionStore(tmp_path / "p")
     store.put(b"a", b"1")
     assert store.get(b"a") == b"1" and store.get_committed(b"a") is None
+    store.keep_run()
     assert store.dirty == {b"a": b"1"}
     store.discard()
     assert store.get(b"a") is None
@@ -90,4 +93,37 @@ def test_a_decoded_value_is_cached_until_its_key_is_written(tmp_path: Path) -> N
     store.put_many([(b"j", b"0"), (b"k", b"three")])
     assert store.get_decoded(b"k", decode) == "three"
     assert decoded == [b"one", b"one", b"two", b"three"]
+    store.close()
+
+
+def test_a_dropped_run_leaves_nothing_and_a_kept_one_joins_the_batch(tmp_path: Path) -> None:
+    store = PartitionStore(tmp_path / "p")
+    store.put(b"g\x01committed", b"0")
+    store.flush()
+    store.put(b"g\x01kept", b"1")
+    store.keep_run()
+    decoded = store.get_decoded(b"g\x01kept", bytes.upper)
+    store.put(b"g\x01kept", b"overwritten")  # by the run that fails
+    store.put(b"g\x01new", b"2")
+    store.delete(b"g\x01committed")
+    assert [k for k, _ in store.scan(b"g\x01")] == [b"g\x01kept", b"g\x01new"]
+    assert store.get_decoded(b"g\x01new", bytes.upper) == b"2"
+    store.drop_run()
+    assert (decoded, store.get_decoded(b"g\x01kept", bytes.upper)) == (b"1", b"1")
+    assert store.get(b"g\x01new") is None and store.get_decoded(b"g\x01new", bytes.upper) is None
+    assert list(store.scan(b"g\x01")) == [(b"g\x01committed", b"0"), (b"g\x01kept", b"1")]
+    assert store.dirty == {b"g\x01kept": b"1"}
+    store.flush()
+    assert store.get_committed(b"g\x01kept") == b"1" and store.get_committed(b"g\x01new") is None
+    store.close()
+
+
+def test_a_write_larger_than_a_changelog_record_is_refused(tmp_path: Path) -> None:
+    store = PartitionStore(tmp_path / "p", max_record_bytes=100)
+    store.put(b"k", b"x" * 99)
+    with pytest.raises(RecordTooLarge, match="101 bytes is over the 100-byte"):
+        store.put(b"kk", b"x" * 99)
+    with pytest.raises(RecordTooLarge):
+        store.put_many([(b"a", b"small"), (b"b", b"x" * 100)])
+    assert store.get(b"a") is None  # put_many checks every item before writing any
     store.close()

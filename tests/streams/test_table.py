@@ -7,8 +7,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from processors.trays import TrayState, TrayStory, render_tray, tray_digest
-from streams.handlers.common import COMPRESS_ABOVE, Table
-from streams.handlers.tray_store import TRAYS
+from streams.stages.common import COMPRESS_ABOVE, Table
+from streams.stages.tray_store import TRAYS
 
 T0 = datetime(2026, 11, 22, 10, tzinfo=UTC)
 

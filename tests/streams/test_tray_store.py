@@ -6,7 +6,7 @@ whatever the user has seen; older values still load; the marks' index is rebuilt
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,20 +21,23 @@ from processors import trays
 from processors.context import Ctx, Policy
 from processors.trays import SeenStory, TrayState, TrayStory
 from schemas.types import millis
-from streams.engine import InRecord, PartitionContext
-from streams.handlers.social import TrayHandler, apply_trays
-from streams.handlers.tray_store import (
+from streams.metrics import Metrics
+from streams.runtime.context import StageContext
+from streams.runtime.records import InRecord
+from streams.runtime.store import PartitionStore
+from streams.stages.social import apply_trays
+from streams.stages.tray_store import (
     MARK_TAG,
     SEEN_DUE,
     TRAYS,
-    is_derived,
+    MarkIndexKeys,
     mark_key,
     read_tray_state,
     sweep,
     with_read_marks,
 )
-from streams.store import PartitionStore
 from tests.processors.factories_social import TTL, added, at, celebrity, removed, seen
+from tests.streams.stage_context import OutputRecorder
 
 USERS = ("u1", "u2")
 STORIES = ("s1", "s2", "s3", "s4")
@@ -42,16 +45,12 @@ STORIES = ("s1", "s2", "s3", "s4")
 POLICY = Policy(story_ttl=timedelta(minutes=60), expiry_grace=timedelta(minutes=10))
 
 
-class _Engine:
-    """What a handler reaches through its PartitionContext: the policy and emit."""
+class _Engine(OutputRecorder):
+    """Records what the tray stage emits."""
 
-    policy = POLICY
 
-    def __init__(self) -> None:
-        self.emitted: list[Any] = []
-
-    def emit(self, _: PartitionContext, outputs: Iterable[Any]) -> None:
-        self.emitted.extend(outputs)
+def _context(engine: _Engine, store: PartitionStore, now: datetime) -> StageContext:
+    return StageContext(0, store, now, POLICY, Metrics(), engine)  # type: ignore[arg-type]
 
 
 def _message(kind: str, user: str, story: str, ttl: int, minute: float) -> Any:
@@ -102,8 +101,9 @@ def _run_stored(tmp: Path, batches: list[tuple[float, list[Any]]]) -> tuple[Any,
     try:
         offsets = iter(range(10_000))
         for i, (minute, messages) in enumerate(batches):
-            pctx = PartitionContext(engine, 0, store, at(minute))  # type: ignore[arg-type]
+            pctx = _context(engine, store, at(minute))
             apply_trays(pctx, _records(messages, offsets))
+            pctx.store.keep_run()  # the run succeeded, as the driver would say
             if i % 2:
                 sweep(store, at(minute))
                 store.flush()  # some batches read what earlier ones left in RocksDB
@@ -164,8 +164,9 @@ def _by_user(outputs: list[Any]) -> dict[str, list[Any]]:
 
 
 def _apply(store: PartitionStore, engine: _Engine, minute: float, messages: list[Any]) -> None:
-    pctx = PartitionContext(engine, 0, store, at(minute))  # type: ignore[arg-type]
+    pctx = _context(engine, store, at(minute))
     apply_trays(pctx, _records(messages, iter(range(10_000))))
+    pctx.store.keep_run()  # the run succeeded, as the driver would say
 
 
 def test_a_view_outside_the_tray_writes_one_mark_whatever_was_seen_before(tmp_path: Path) -> None:
@@ -176,7 +177,7 @@ def test_a_view_outside_the_tray_writes_one_mark_whatever_was_seen_before(tmp_pa
     tray_value = store.get(TRAYS.key("bob"))
     assert tray_value is not None and len(tray_value) < 500  # no marks in it
     _apply(store, engine, 2, [seen("bob", "one-more", 2)])
-    written = {k for k, v in store._pending.items() if v is not None}
+    written = {k for k, v in store.dirty.items() if v is not None}
     until = at(2) + POLICY.story_ttl + POLICY.expiry_grace
     assert written == {mark_key("bob", "one-more"), SEEN_DUE.key(until, "bob\0one-more")}
     store.close()
@@ -342,12 +343,12 @@ def test_the_marks_index_is_derived_and_rebuilt_on_restore(tmp_path: Path) -> No
     ]
     for minute, messages in batches:
         _apply(live, engine, minute, messages)
-        changed = dict(live._pending)
+        changed = dict(live.dirty)
         live.flush()
-        assert any(is_derived(k) for k in changed)
+        assert any(k.startswith(MarkIndexKeys.prefixes) for k in changed)
         for key, value in changed.items():  # what the changelog carries: keys not derived
-            if not is_derived(key):
-                TrayHandler.rebuild(restored, key, restored.get_committed(key), value)
+            if not key.startswith(MarkIndexKeys.prefixes):
+                MarkIndexKeys.rebuild(restored, key, restored.get_committed(key), value)
                 restored.apply_restored(key, value)
     far = at(0) + timedelta(days=30)
     entries = SEEN_DUE.due_entries(live, far)

@@ -3,34 +3,20 @@ are keys of their own, found again when redelivered, in later batches and after 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 from processors.viewer_list import decode_index_value, story_view_prefixes, viewer_index_key
 from processors.views import INLINE_EVENT_IDS, View
-from streams.engine import PartitionContext
-from streams.handlers.views import INFO, apply_view_batch, view_state
-from streams.metrics import Counter
-from streams.store import PartitionStore
+from streams.runtime.store import PartitionStore
+from streams.stages.views import INFO, apply_view_batch, view_state
 from tests.processors.factories_views import STORY, at, ctx, info, viewed
-
-
-class _Engine:
-    def __init__(self) -> None:
-        self.policy = ctx().policy
-        self.metrics = SimpleNamespace(rejected=Counter("rejected", "", "reason"))
-        self.emitted: list[Any] = []
-
-    def emit(self, _: PartitionContext, outputs: Iterable[Any]) -> None:
-        self.emitted.extend(outputs)
+from tests.streams.stage_context import recording_context
 
 
 def test_a_viewers_many_views_count_once_each_through_the_store(tmp_path: Path) -> None:
     store = PartitionStore(tmp_path / "p0")
     store.put(INFO + STORY.encode(), info().to_bytes())
-    pctx = PartitionContext(_Engine(), 0, store, at(10))  # type: ignore[arg-type]
+    pctx, _ = recording_context(store, at(10), ctx().policy)
     views = [View.of(viewed("u1", i % 60, event_id=f"e{i:04d}").__dict__) for i in range(100)]
     for start in range(0, 100, 7):
         apply_view_batch(pctx, STORY, views[start : start + 7])

@@ -11,11 +11,12 @@ from processors.expiry import next_due
 from processors.media_join import PendingMedia
 from processors.stories import Story, story_state_record
 from schemas.records import StoryState
-from streams.engine import InRecord, PartitionContext
-from streams.handlers.common import Decoder, ctx_of, internal_messages
-from streams.handlers.due import DueIndex
 from streams.registry import SchemaRegistry
-from streams.store import PartitionStore
+from streams.runtime.context import StageContext
+from streams.runtime.records import InRecord
+from streams.runtime.store import PartitionStore
+from streams.stages.common import Decoder, ctx_of, internal_messages
+from streams.stages.due import DueIndex
 from streams.topics import MEDIA_TRANSCODED, STORY_DELETED, STORY_HIGHLIGHTS, STORY_POSTED
 
 STORIES = b"story\x01"
@@ -40,9 +41,7 @@ def story_view(store: PartitionStore, story_id: str, now: datetime) -> StoryStat
     return story_state_record(story)
 
 
-def _save_story(
-    pctx: PartitionContext, story_id: str, old: Story | None, new: Story | None
-) -> None:
+def _save_story(pctx: StageContext, story_id: str, old: Story | None, new: Story | None) -> None:
     store = pctx.store
     if new is None:
         store.delete(STORIES + story_id.encode())
@@ -54,14 +53,13 @@ def _save_story(
 class StoryHandler:
     """story-posted, story-highlights, story-deleted and MediaReady from the media stage."""
 
-    def __init__(self, registry: SchemaRegistry, internal_topic: str) -> None:
-        self.topics = (STORY_POSTED.name, STORY_HIGHLIGHTS.name, STORY_DELETED.name, internal_topic)
+    def __init__(self, registry: SchemaRegistry) -> None:
         self._decoders = {
             spec.name: Decoder(spec, registry)
             for spec in (STORY_POSTED, STORY_HIGHLIGHTS, STORY_DELETED)
         }
 
-    def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
+    def handle(self, pctx: StageContext, records: Sequence[InRecord]) -> None:
         decoder = self._decoders.get(records[0].topic)
         decoded = decoder.models(pctx, records) if decoder else internal_messages(pctx, records)
         for record, item in decoded:
@@ -69,23 +67,21 @@ class StoryHandler:
             old = load_story(pctx.store, story_id)
             new, outputs = stories.handle(old, item, ctx_of(pctx, record))
             if new is old and not outputs and old is not None and not old.live:
-                pctx.engine.metrics.rejected.inc(f"{record.topic}-story-ended")
+                pctx.metrics.rejected.inc(f"{record.topic}-story-ended")
             _save_story(pctx, story_id, old, new)
             pctx.emit(outputs)
 
-    def tick(self, pctx: PartitionContext) -> None:
+    def tick(self, pctx: StageContext) -> None:
         """Expire and purge what is due: a scan of the due buckets only."""
         ctx = ctx_of(pctx)
         for story_id in STORY_DUE.due(pctx.store, pctx.now):
             old = load_story(pctx.store, story_id)
             new, outputs = stories.advance(old, ctx)
             if old is not None and old.live and (new is None or not new.live):
-                pctx.engine.metrics.expiries.inc(
-                    "highlighted" if new and new.highlighted else "expired"
-                )
-                pctx.engine.metrics.expiry_delay.set((pctx.now - old.expires_at).total_seconds())
+                pctx.metrics.expiries.inc("highlighted" if new and new.highlighted else "expired")
+                pctx.metrics.expiry_delay.set((pctx.now - old.expires_at).total_seconds())
             elif old is not None and new is None:
-                pctx.engine.metrics.expiries.inc("purged")
+                pctx.metrics.expiries.inc("purged")
             _save_story(pctx, story_id, old, new)
             pctx.emit(outputs)
 
@@ -93,8 +89,7 @@ class StoryHandler:
 class MediaJoinHandler:
     """media-transcoded and AwaitMedia from the story stage, keyed by media_id."""
 
-    def __init__(self, registry: SchemaRegistry, internal_topic: str) -> None:
-        self.topics = (MEDIA_TRANSCODED.name, internal_topic)
+    def __init__(self, registry: SchemaRegistry) -> None:
         self._decoder = Decoder(MEDIA_TRANSCODED, registry)
 
     def _load(self, store: PartitionStore, media_id: str) -> PendingMedia | None:
@@ -103,7 +98,7 @@ class MediaJoinHandler:
 
     def _save(
         self,
-        pctx: PartitionContext,
+        pctx: StageContext,
         media_id: str,
         old: PendingMedia | None,
         new: PendingMedia | None,
@@ -114,7 +109,7 @@ class MediaJoinHandler:
             pctx.store.put(MEDIA + media_id.encode(), new.to_bytes())
         MEDIA_DUE.move(pctx.store, media_id, media_join.media_due(old), media_join.media_due(new))
 
-    def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
+    def handle(self, pctx: StageContext, records: Sequence[InRecord]) -> None:
         if records[0].topic == MEDIA_TRANSCODED.name:
             decoded = self._decoder.models(pctx, records)
         else:
@@ -125,7 +120,7 @@ class MediaJoinHandler:
             self._save(pctx, item.media_id, old, new)
             pctx.emit(outputs)
 
-    def tick(self, pctx: PartitionContext) -> None:
+    def tick(self, pctx: StageContext) -> None:
         ctx = ctx_of(pctx)
         for media_id in MEDIA_DUE.due(pctx.store, pctx.now):
             old = self._load(pctx.store, media_id)

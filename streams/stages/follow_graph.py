@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from processors.authors import ActiveStory, Author, MemberChange, Members, MemberSet
-from streams.store import PartitionStore
+from streams.runtime.store import PartitionStore
 
 CORE_PREFIX = b"author\x01"
 FOLLOWER_TAG = b"F"

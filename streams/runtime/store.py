@@ -1,7 +1,8 @@
-"""Local state of one partition in RocksDB (rocksdict), with a write buffer flushed atomically.
+"""Local state of one partition in RocksDB (rocksdict), behind a two-level write buffer.
 
-Reads see the buffered writes (read-your-writes); `flush()` returns the changed keys for the
-changelog and writes them to RocksDB in one write batch.
+Writes go to the current run's buffer; `keep_run` moves them into the batch's buffer and
+`drop_run` forgets them (a handler run that failed leaves nothing behind). `flush` writes the
+batch's buffer to RocksDB in one write batch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from typing import Any, TypeVar
 
 from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
 
-_DELETED = None
+from streams.runtime.limits import RecordTooLarge
+
 CHECKPOINT_KEY = b"\x00checkpoint"
 DECODED_CACHE_SIZE = 100_000  # decoded values kept by `get_decoded`, then forgotten at once
 T = TypeVar("T")
@@ -22,14 +24,13 @@ T = TypeVar("T")
 class PartitionStore:
     """Key-value state of one partition; keys and values are bytes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_record_bytes: int | None = None) -> None:
+        """`max_record_bytes`: the largest key and value a write may hold (one changelog
+        record); a larger write raises RecordTooLarge."""
         path.mkdir(parents=True, exist_ok=True)
         options = Options(raw_mode=True)
         options.create_if_missing(True)
-        # Bloom filters on whole keys, in the memtable and in every table file: most point
-        # lookups on the views path are for keys that do not exist (a viewer's first view),
-        # and a filter answers those without searching (0.7 vs 1.3-2.2 us a missing key in
-        # the memtable, one-off timing; on disk it saves the block reads).
+        # Whole-key Bloom filters: most lookups on the views path are for absent keys.
         options.set_memtable_whole_key_filtering(True)
         options.set_memtable_prefix_bloom_ratio(0.1)
         tables = BlockBasedOptions()
@@ -37,27 +38,35 @@ class PartitionStore:
         options.set_block_based_table_factory(tables)
         self.path = path
         self._db = Rdict(str(path), options)
-        self._pending: dict[bytes, bytes | None] = {}
-        self._groups: dict[bytes, set[bytes]] = {}  # pending keys by their group prefix
-        self._ungrouped: list[bytes] = []  # pending keys not sorted out yet (see scan)
+        self._limit = max_record_bytes
+        self._pending: dict[bytes, bytes | None] = {}  # kept runs of this batch
+        self._run: dict[bytes, bytes | None] = {}  # the run under way
+        self._groups: dict[bytes, set[bytes]] = {}  # written keys by their group prefix
+        self._ungrouped: list[bytes] = []  # written keys not sorted out yet (see scan)
         self._unfiled: dict[int, list[bytes]] = {}  # the rest by first byte, not in _groups yet
         self._decoded: dict[bytes, tuple[Callable[[bytes], Any], Any]] = {}
 
     # -- reads ------------------------------------------------------------------------------
     def get(self, key: bytes) -> bytes | None:
-        if key in self._pending:
-            return self._pending[key]
+        run = self._run
+        if key in run:
+            return run[key]
+        pending = self._pending
+        if key in pending:
+            return pending[key]
         value: bytes | None = self._db.get(key)
         return value
 
     def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """`get` of each key, in order (one call for a batch of point lookups)."""
-        pending, get = self._pending, self._db.get
-        return [pending[key] if key in pending else get(key) for key in keys]
+        run, pending, get = self._run, self._pending, self._db.get
+        return [
+            run[key] if key in run else pending[key] if key in pending else get(key) for key in keys
+        ]
 
     def get_decoded(self, key: bytes, decode: Callable[[bytes], T]) -> T | None:
-        """`decode(get(key))`, cached until the key is written: for immutable values read far
-        more often than written (a story's info, read for every batch of its views)."""
+        """`decode(get(key))`, cached until the key is written: for values read far more
+        often than written (a story's info, read for every batch of its views)."""
         cached = self._decoded.get(key)
         if cached is not None and cached[0] == decode:
             value: T | None = cached[1]
@@ -88,12 +97,17 @@ class PartitionStore:
             self._group_pending(prefix[0])
             candidates: Iterable[bytes] = self._groups.get(prefix, ())
         else:
-            candidates = list(self._pending)
-        pending = sorted(
-            (k, self._pending[k]) for k in candidates if k.startswith(prefix) and k >= begin
-        )
-        stored = self._iter_db(prefix, begin)
-        yield from _merge(stored, iter(pending))
+            candidates = {*self._pending, *self._run}
+        run, pending = self._run, self._pending
+        buffered: list[tuple[bytes, bytes | None]] = []
+        for key in candidates:
+            if key.startswith(prefix) and key >= begin:
+                if key in run:
+                    buffered.append((key, run[key]))
+                elif key in pending:  # else: a key of a dropped run, not written
+                    buffered.append((key, pending[key]))
+        buffered.sort()
+        yield from _merge(self._iter_db(prefix, begin), iter(buffered))
 
     def _iter_db(self, prefix: bytes, begin: bytes) -> Iterator[tuple[bytes, bytes]]:
         it = self._db.iter()
@@ -107,8 +121,7 @@ class PartitionStore:
 
     def _group_pending(self, first: int) -> None:
         """File the keys written since the last scan whose first byte is `first` under their
-        groups (done lazily: scans are rare, writes are the hot path; a key family that is not
-        scanned, like the viewer keys while due indexes are, is never filed)."""
+        groups (lazily: scans are rare, writes are the hot path)."""
         unfiled = self._unfiled
         if self._ungrouped:
             for key in self._ungrouped:
@@ -124,14 +137,21 @@ class PartitionStore:
 
     # -- writes -----------------------------------------------------------------------------
     def put(self, key: bytes, value: bytes) -> None:
-        self._pending[key] = value
+        if self._limit is not None and len(key) + len(value) > self._limit:
+            raise RecordTooLarge("state value", len(key) + len(value), self._limit)
+        self._run[key] = value
         self._ungrouped.append(key)
         if key in self._decoded:
             del self._decoded[key]
 
     def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
         """`put` of each (key, value), in order."""
-        self._pending.update(items)
+        limit = self._limit
+        if limit is not None:
+            for key, value in items:
+                if len(key) + len(value) > limit:
+                    raise RecordTooLarge("state value", len(key) + len(value), limit)
+        self._run.update(items)
         keys = [key for key, _ in items]
         self._ungrouped += keys
         decoded = self._decoded
@@ -140,17 +160,33 @@ class PartitionStore:
                 decoded.pop(key, None)
 
     def delete(self, key: bytes) -> None:
-        self._pending[key] = _DELETED
+        self._run[key] = None
         self._ungrouped.append(key)
         if key in self._decoded:
             del self._decoded[key]
 
+    def keep_run(self) -> None:
+        """The run under way succeeded: its writes join the batch's."""
+        if self._run:
+            self._pending.update(self._run)
+            self._run = {}
+
+    def drop_run(self) -> None:
+        """The run under way failed: forget its writes (and what was decoded from them)."""
+        decoded = self._decoded
+        for key in self._run:
+            decoded.pop(key, None)
+        self._run = {}
+
     @property
     def dirty(self) -> dict[bytes, bytes | None]:
+        """The batch's changed keys (None: deleted), for the changelog."""
+        assert not self._run, "a run is still under way"
         return self._pending
 
     def flush(self, checkpoint: bytes | None = None) -> None:
         """Write every buffered change (and the checkpoint, if given) atomically."""
+        self.keep_run()
         if not self._pending and checkpoint is None:
             return
         batch = WriteBatch(raw_mode=True)
@@ -162,18 +198,19 @@ class PartitionStore:
         if checkpoint is not None:
             batch.put(CHECKPOINT_KEY, checkpoint)
         self._db.write(batch)
-        self._pending = {}
-        self._groups = {}
-        self._ungrouped = []
-        self._unfiled = {}
+        self._clear_buffers()
 
     def discard(self) -> None:
-        """Drop the buffered writes (a flush that failed will be redone from the inputs)."""
+        """Drop the buffered writes (a batch that failed is redone from the inputs)."""
+        self._clear_buffers()
+        self._decoded = {}
+
+    def _clear_buffers(self) -> None:
         self._pending = {}
+        self._run = {}
         self._groups = {}
         self._ungrouped = []
         self._unfiled = {}
-        self._decoded = {}
 
     def apply_restored(self, key: bytes, value: bytes | None) -> None:
         """Write a record read back from the changelog straight to RocksDB."""
@@ -201,7 +238,7 @@ def _group(key: bytes) -> bytes:
     """A key's group: its bytes up to and including the first separator (NUL or 0x01).
 
     Keys are laid out as `tag/table name, separator, ...`, so a scan of a group (or of a
-    story's keys, whose prefix ends at its separator) needs only that group's pending keys.
+    story's keys, whose prefix ends at its separator) needs only that group's buffered keys.
     """
     nul, one = key.find(b"\x00"), key.find(b"\x01")
     if nul < 0 and one < 0:

@@ -7,15 +7,16 @@ from typing import Any
 
 from processors import authors, trays
 from processors.messages import StorySeen
-from streams.engine import InRecord, PartitionContext
-from streams.handlers import tray_store
-from streams.handlers.common import Decoder, by_key, ctx_of, internal_messages
-from streams.handlers.follow_graph import absorb, empty_author, load_author, save_author
 from streams.registry import SchemaRegistry
+from streams.runtime.context import StageContext
+from streams.runtime.records import InRecord
+from streams.stages import tray_store
+from streams.stages.common import Decoder, by_key, ctx_of, internal_messages
+from streams.stages.follow_graph import absorb, empty_author, load_author, save_author
 from streams.topics import USER_FOLLOWS
 
 
-def apply_authors(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]]) -> None:
+def apply_authors(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> None:
     """Each author's inputs, in order, on one read and one write of its state, its sets read
     and written key by key (`follow_graph`).
     An author is written and its outputs emitted together, after its last input."""
@@ -34,22 +35,21 @@ def apply_authors(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]
 class AuthorHandler:
     """`user-follows` and the story stage's StoryOpened/StoryClosed, keyed by the author."""
 
-    def __init__(self, registry: SchemaRegistry, internal_topic: str) -> None:
-        self.topics = (USER_FOLLOWS.name, internal_topic)
+    def __init__(self, registry: SchemaRegistry) -> None:
         self._decoder = Decoder(USER_FOLLOWS, registry)
 
-    def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
+    def handle(self, pctx: StageContext, records: Sequence[InRecord]) -> None:
         if records[0].topic == USER_FOLLOWS.name:
             decoded = self._decoder.models(pctx, records)
         else:
             decoded = internal_messages(pctx, records)
         apply_authors(pctx, decoded)
 
-    def tick(self, pctx: PartitionContext) -> None:
+    def tick(self, pctx: StageContext) -> None:
         pass
 
 
-def apply_trays(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]]) -> None:
+def apply_trays(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> None:
     """Each user's messages, in order, on one read of the tray and of the marks of the
     stories they name (`tray_store`); written together with the outputs, after the last.
 
@@ -81,14 +81,8 @@ def apply_trays(pctx: PartitionContext, decoded: Iterable[tuple[InRecord, Any]])
 class TrayHandler:
     """Tray messages from the author and views stages, keyed by the tray's owner."""
 
-    derived_prefixes = tray_store.DERIVED_PREFIXES
-    rebuild = staticmethod(tray_store.rebuild)
-
-    def __init__(self, internal_topic: str) -> None:
-        self.topics = (internal_topic,)
-
-    def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
+    def handle(self, pctx: StageContext, records: Sequence[InRecord]) -> None:
         apply_trays(pctx, internal_messages(pctx, records))
 
-    def tick(self, pctx: PartitionContext) -> None:
+    def tick(self, pctx: StageContext) -> None:
         tray_store.sweep(pctx.store, pctx.now)

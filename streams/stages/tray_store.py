@@ -39,9 +39,9 @@ from pydantic import ValidationError
 from processors.trays import SeenStory, TrayState, TrayStory, tray_digest
 from schemas.records import Tray
 from schemas.types import from_millis, millis
-from streams.handlers.common import Table
-from streams.handlers.due import DueIndex
-from streams.store import PartitionStore
+from streams.runtime.store import PartitionStore
+from streams.stages.common import Table
+from streams.stages.due import DueIndex
 
 TRAYS: Table[TrayState] = Table("tray", TrayState)
 MARK_TAG = b"S"
@@ -257,20 +257,19 @@ def sweep(store: PartitionStore, now: datetime) -> int:
     return gone
 
 
-DERIVED_PREFIXES = (SEEN_DUE.prefix,)  # the marks' index: rebuilt from the marks on restore
+class MarkIndexKeys:
+    """The marks' due index is derived from the marks: not changelogged, rebuilt on restore."""
 
+    prefixes: tuple[bytes, ...] = (SEEN_DUE.prefix,)
 
-def is_derived(key: bytes) -> bool:
-    return key.startswith(DERIVED_PREFIXES)
-
-
-def rebuild(store: PartitionStore, key: bytes, old: bytes | None, new: bytes | None) -> None:
-    """A mark being restored from `old` to `new`: its index entry follows."""
-    if key[:1] != MARK_TAG:
-        return
-    user, _, story = key[1:].partition(_SEP)
-    name = _due_name(user.decode(), story.decode())
-    if old is not None:
-        store.apply_restored(SEEN_DUE.key(_until(old), name), None)
-    if new is not None:
-        store.apply_restored(SEEN_DUE.key(_until(new), name), b"")
+    @staticmethod
+    def rebuild(store: PartitionStore, key: bytes, old: bytes | None, new: bytes | None) -> None:
+        """A mark being restored from `old` to `new`: its index entry follows."""
+        if key[:1] != MARK_TAG:
+            return
+        user, _, story = key[1:].partition(_SEP)
+        name = _due_name(user.decode(), story.decode())
+        if old is not None:
+            store.apply_restored(SEEN_DUE.key(_until(old), name), None)
+        if new is not None:
+            store.apply_restored(SEEN_DUE.key(_until(new), name), b"")

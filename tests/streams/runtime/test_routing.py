@@ -10,55 +10,46 @@ from typing import Any
 from processors.context import ForwardMany, Output, Policy, PutMany, expand
 from processors.messages import StoryLifecycle, StorySeen
 from schemas.records import StoryViewer
-from streams.engine import Engine, PartitionContext
-from streams.handlers.common import encode_message, encode_message_batch
+from streams.metrics import Metrics
 from streams.registry import EmbeddedRegistry
+from streams.runtime.context import StageContext
+from streams.runtime.routing import Router
+from streams.runtime.store import PartitionStore
+from streams.runtime.topology import Route, Stage, Topology
 
 AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
 
-class _Recorder:
-    """Takes the engine's produce calls (no broker: this is the engine's routing alone)."""
+class _Quiet:
+    def handle(self, ctx: Any, records: Any) -> None: ...
 
-    def __init__(self) -> None:
-        self.records: list[tuple[str, bytes | None, bytes | None, int]] = []
-
-    def produce(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int = -1,
-        **_: Any,
-    ) -> None:
-        self.records.append((topic, key, value, partition))
+    def tick(self, ctx: Any) -> None: ...
 
 
 def _routed(tmp: Path, outputs: list[Output]) -> tuple[list[Any], list[Any], list[Any]]:
-    """(records produced, forward batches encoded, local forwards applied) for `outputs`."""
-    engine = Engine(
-        bootstrap="unused:9092",
-        group_id="g",
-        state_dir=tmp,
-        partitions=4,
-        handlers=[],
-        registry=EmbeddedRegistry(),
-        policy=Policy(),
-        changelog_topic="app-changelog",
-    )
-    recorder = _Recorder()
-    engine.attach_producer(recorder)  # type: ignore[arg-type]
-    engine.route_stage("tray", "app-stage-tray", encode_message, encode_message_batch)
-    engine.route_stage("story", "app-stage-story", encode_message)
+    """(records made, forward batches made, in-place forwards applied) for `outputs`."""
     applied: list[Any] = []
-    engine.route_local("lifecycle", lambda ctx, key, message: applied.append((key, message)))
-    ctx = PartitionContext(engine, 0, None, AT)  # type: ignore[arg-type]  # emit needs no store
-    engine.emit(ctx, outputs)
-    batches = sorted(
-        (stage, partition, encode_message_batch(items))
-        for (stage, partition), items in engine._forward_batches.items()
+    topology = Topology(
+        (Stage("tray", ("app-stage-tray",), _Quiet()),),
+        {
+            "tray": Route("tray", "app-stage-tray", batched=True),
+            "story": Route("story", "app-stage-story"),
+            "lifecycle": Route(
+                "lifecycle", apply=lambda ctx, key, message: applied.append((key, message))
+            ),
+        },
+        partitions=4,
+        changelog="app-changelog",
     )
-    return recorder.records, batches, applied
+    router = Router(topology, EmbeddedRegistry(), Metrics())
+    store = PartitionStore(tmp)
+    ctx = StageContext(0, store, AT, Policy(), Metrics(), router)
+    router.emit(ctx, outputs)
+    router.keep()
+    records = router.take_records()
+    batches = sorted(router.take_forwards())
+    store.close()
+    return records, batches, applied
 
 
 def test_many_outputs_are_routed_as_the_single_outputs_they_stand_for(tmp_path: Path) -> None:
@@ -89,6 +80,6 @@ def test_many_outputs_are_routed_as_the_single_outputs_they_stand_for(tmp_path: 
     assert many == single
     records, batches, applied = many
     assert len(records) == 12 + 1  # the viewers, all in their story's partition; the story forward
-    assert len({partition for topic, _, _, partition in records if topic == "story-viewers"}) == 1
-    assert sum(len(encoded) for _, _, encoded in batches) > 0 and len(batches) > 1
+    assert len({r.partition for r in records if r.topic == "story-viewers"}) == 1
+    assert all(value for _, _, value, _ in batches) and len(batches) > 1
     assert applied == [("s1", StoryLifecycle.model_validate(lifecycle))]

@@ -8,7 +8,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
-import orjson
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from processors.context import Ctx
@@ -25,9 +24,10 @@ from processors.messages import (
     TrayStoryRemoved,
 )
 from streams.codecs import AvroCodec, CodecError
-from streams.engine import InRecord, PartitionContext
 from streams.registry import SchemaRegistry
-from streams.store import PartitionStore
+from streams.runtime.context import StageContext
+from streams.runtime.records import InRecord
+from streams.runtime.store import PartitionStore
 from streams.topics import TopicSpec
 
 T = TypeVar("T")
@@ -52,27 +52,6 @@ _MESSAGES: TypeAdapter[Any] = TypeAdapter(InternalMessage)
 _MESSAGE_BATCH: TypeAdapter[list[tuple[str, Any]]] = TypeAdapter(list[tuple[str, InternalMessage]])
 
 
-def encode_message(message: BaseModel | dict[str, Any]) -> bytes:
-    """Internal messages travel as JSON (they are not part of the contract). orjson writes the
-    same JSON as pydantic's `model_dump_json` (times with a +00:00 offset instead of Z) at a
-    fifth of the cost: one message per new viewer goes to the trays. A message may also be
-    given as its fields (see `ForwardMany`)."""
-    return orjson.dumps(message if type(message) is dict else message.__dict__, default=_plain)
-
-
-def encode_message_batch(items: Sequence[tuple[str, BaseModel | dict[str, Any]]]) -> bytes:
-    """Messages to one stage partition as one record (see `Engine.route_stage`): a JSON array
-    of [key, message] pairs, in one call for all of them. A single message is a JSON object, so
-    the two never mix up; `internal_messages` reads both."""
-    return orjson.dumps(items, default=_plain)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.__dict__
-    raise TypeError(f"cannot send {type(value).__name__} in an internal message")
-
-
 def decode_message(data: bytes | None) -> Any:
     if data is None:
         raise CodecError("internal message without a value")
@@ -82,7 +61,7 @@ def decode_message(data: bytes | None) -> Any:
         raise CodecError(f"invalid internal message: {exc}") from exc
 
 
-def ctx_of(pctx: PartitionContext, record: InRecord | None = None) -> Ctx:
+def ctx_of(pctx: StageContext, record: InRecord | None = None) -> Ctx:
     """The processor context of a record (or of a timer tick)."""
     if record is None:
         return Ctx(now=pctx.now, policy=pctx.policy, partition=pctx.partition)
@@ -120,7 +99,7 @@ class Decoder:
         self._fast_decode: Callable[[bytes | None], Any] | None = None  # built on first use
 
     def models(
-        self, pctx: PartitionContext, records: Sequence[InRecord]
+        self, pctx: StageContext, records: Sequence[InRecord]
     ) -> Iterator[tuple[InRecord, Any]]:
         for record in records:
             try:
@@ -128,7 +107,7 @@ class Decoder:
             except CodecError as exc:
                 pctx.dead_letter(record, str(exc))
 
-    def values(self, pctx: PartitionContext, records: Sequence[InRecord]) -> list[Any]:
+    def values(self, pctx: StageContext, records: Sequence[InRecord]) -> list[Any]:
         """The valid records' values read by the fast path (see the class); the others are
         dead-lettered with the reason."""
         assert self._fast is not None, "values() needs a Decoder built with fast=(reader, check)"
@@ -153,7 +132,7 @@ class Decoder:
 
 
 def internal_messages(
-    pctx: PartitionContext, records: Sequence[InRecord]
+    pctx: StageContext, records: Sequence[InRecord]
 ) -> Iterator[tuple[InRecord, Any]]:
     """The messages of a stage's records; a record holding a batch of forwards (a JSON array,
     see `Engine.route_stage`) gives each of its messages, as a record keyed like the message.
@@ -162,8 +141,8 @@ def internal_messages(
         try:
             if record.value is not None and record.value[:1] == b"[":
                 messages = _unbatched(record)
-                # "processed" counts messages: the engine counted this record as one
-                pctx.engine.metrics.processed.inc(record.topic, len(messages) - 1)
+                # "processed" counts messages: the driver counted this record as one
+                pctx.metrics.processed.inc(record.topic, len(messages) - 1)
                 yield from messages
             else:
                 yield record, decode_message(record.value)

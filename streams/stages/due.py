@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from processors.expiry import bucket_of, width_ms
 from schemas.types import millis
-from streams.store import PartitionStore
+from streams.runtime.store import PartitionStore
 
 _WIDTH_DIGITS = 15
 

@@ -27,12 +27,13 @@ from processors.viewer_list import (
 )
 from schemas.events import StoryReacted, StoryViewed
 from schemas.types import IDENTIFIER_PATTERN
-from streams.engine import InRecord, PartitionContext
-from streams.handlers import parking
-from streams.handlers.common import Decoder, ctx_of
-from streams.handlers.due import DueIndex
 from streams.registry import SchemaRegistry
-from streams.store import PartitionStore
+from streams.runtime.context import StageContext
+from streams.runtime.records import InRecord
+from streams.runtime.store import PartitionStore
+from streams.stages import parking
+from streams.stages.common import Decoder, ctx_of
+from streams.stages.due import DueIndex
 from streams.topics import STORY_REACTED, STORY_VIEWED
 from streams.view_records import view_reader
 
@@ -45,7 +46,7 @@ def _info(store: PartitionStore, story_id: str) -> StoryInfo | None:
     return store.get_decoded(INFO + story_id.encode(), StoryInfo.from_bytes)
 
 
-def apply_lifecycle(pctx: PartitionContext, key: str, message: Any) -> None:
+def apply_lifecycle(pctx: StageContext, key: str, message: Any) -> None:
     """The story stage's word on a story, applied in place (same key, same partition)."""
     assert isinstance(message, StoryLifecycle)
     store = pctx.store
@@ -90,7 +91,7 @@ PARK_WINDOW = timedelta(seconds=30)
 MAX_PARKED = 10_000
 
 
-def _park(pctx: PartitionContext, story_id: str, events: Sequence[Any]) -> None:
+def _park(pctx: StageContext, story_id: str, events: Sequence[Any]) -> None:
     """Hold events for a story not known yet: its post may be on its way on another topic
     (topics are fetched independently). They are applied when it arrives, or dropped after
     PARK_WINDOW (then they were for an unknown story)."""
@@ -99,12 +100,12 @@ def _park(pctx: PartitionContext, story_id: str, events: Sequence[Any]) -> None:
         store, story_id, events, pctx.now + PARK_WINDOW, MAX_PARKED
     )
     if overflow:
-        pctx.engine.metrics.rejected.inc("unknown-story-overflow", overflow)
+        pctx.metrics.rejected.inc("unknown-story-overflow", overflow)
     if new_deadline is not None:
         PARK_DUE.move(store, story_id, None, new_deadline)
 
 
-def _unpark(pctx: PartitionContext, story_id: str) -> None:
+def _unpark(pctx: StageContext, story_id: str) -> None:
     store = pctx.store
     released = parking.release(store, story_id)
     if released is None:
@@ -120,7 +121,7 @@ def _unpark(pctx: PartitionContext, story_id: str) -> None:
         apply_reaction_batch(pctx, story_id, reacted)
 
 
-def _drop_expired_parking(pctx: PartitionContext) -> None:
+def _drop_expired_parking(pctx: StageContext) -> None:
     store = pctx.store
     for story_id in PARK_DUE.due(store, pctx.now):
         current = parking.held(store, story_id)
@@ -131,11 +132,11 @@ def _drop_expired_parking(pctx: PartitionContext) -> None:
             continue
         parking.drop(store, story_id, chunks)
         PARK_DUE.move(store, story_id, deadline, None)
-        pctx.engine.metrics.rejected.inc("unknown-story", count)
+        pctx.metrics.rejected.inc("unknown-story", count)
 
 
 def _accepting(
-    pctx: PartitionContext, story_id: str, batch: Sequence[Any], kind: str
+    pctx: StageContext, story_id: str, batch: Sequence[Any], kind: str
 ) -> StoryInfo | None:
     """The story's info when it takes events; otherwise the batch is parked (story not known
     yet) or refused (expired or deleted) and None is returned."""
@@ -144,12 +145,12 @@ def _accepting(
         _park(pctx, story_id, batch)
         return None
     if info.phase == "ended":
-        pctx.engine.metrics.rejected.inc(f"{kind}-expired-or-deleted", len(batch))
+        pctx.metrics.rejected.inc(f"{kind}-expired-or-deleted", len(batch))
         return None
     return info
 
 
-def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[views.View]) -> None:
+def apply_view_batch(pctx: StageContext, story_id: str, batch: list[views.View]) -> None:
     """One story's views of this batch: one state read and write, outputs coalesced."""
     info = _accepting(pctx, story_id, batch, "view")
     if info is None:
@@ -167,7 +168,7 @@ def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[views.Vi
     state = views.ViewState.from_bytes(raw) if raw is not None else None
     result = views.apply_views(state, info, batch, known, seen, stored, ctx_of(pctx))
     if result.skipped:
-        pctx.engine.metrics.rejected.inc("view-own-or-outside-lifetime", result.skipped)
+        pctx.metrics.rejected.inc("view-own-or-outside-lifetime", result.skipped)
     if result.changed and result.state is not None:
         store.put(state_key, result.state.to_bytes())
     puts, deletes = result.writes()
@@ -177,7 +178,7 @@ def apply_view_batch(pctx: PartitionContext, story_id: str, batch: list[views.Vi
     pctx.emit(result.outputs)
 
 
-def apply_reaction_batch(pctx: PartitionContext, story_id: str, batch: list[StoryReacted]) -> None:
+def apply_reaction_batch(pctx: StageContext, story_id: str, batch: list[StoryReacted]) -> None:
     """One story's reactions of this batch."""
     info = _accepting(pctx, story_id, batch, "reaction")
     if info is None:
@@ -197,14 +198,44 @@ def apply_reaction_batch(pctx: PartitionContext, story_id: str, batch: list[Stor
 
 
 class ViewsHandler:
-    """`story-viewed` -> HLL counts, exact viewer lists, StorySeen to trays.
+    """`story-viewed` -> HLL counts, exact viewer lists, StorySeen to trays."""
 
-    The viewer list's order keys are implied by the index keys (viewer -> first view), so
-    only the index is changelogged and a restore rebuilds the list from it.
-    """
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self._decoder = Decoder(STORY_VIEWED, registry, fast=(view_reader, check_view))
 
-    topics = (STORY_VIEWED.name,)
-    derived_prefixes = (ORDER_TAG,)
+    def handle(self, pctx: StageContext, records: Sequence[InRecord]) -> None:
+        by_story: dict[str, list[views.View]] = defaultdict(list)
+        for view in self._decoder.values(pctx, records):
+            by_story[view.story_id].append(view)
+        for story_id, batch in by_story.items():
+            apply_view_batch(pctx, story_id, batch)
+
+    def tick(self, pctx: StageContext) -> None:
+        _drop_expired_parking(pctx)
+
+
+class ReactionsHandler:
+    """`story-reacted` -> reaction counts (replies kept with the story)."""
+
+    def __init__(self, registry: SchemaRegistry) -> None:
+        self._decoder = Decoder(STORY_REACTED, registry)
+
+    def handle(self, pctx: StageContext, records: Sequence[InRecord]) -> None:
+        by_story: dict[str, list[StoryReacted]] = defaultdict(list)
+        for _, event in self._decoder.models(pctx, records):
+            by_story[event.story_id].append(event)
+        for story_id, batch in by_story.items():
+            apply_reaction_batch(pctx, story_id, batch)
+
+    def tick(self, pctx: StageContext) -> None:
+        pass
+
+
+class ViewerOrderKeys:
+    """The viewer list's order keys are implied by the index keys (viewer -> first view), so
+    only the index is changelogged and a restore rebuilds the list from it."""
+
+    prefixes: tuple[bytes, ...] = (ORDER_TAG,)
 
     @staticmethod
     def rebuild(store: PartitionStore, key: bytes, old: bytes | None, new: bytes | None) -> None:
@@ -214,38 +245,6 @@ class ViewsHandler:
             store.apply_restored(order_key_of_index_entry(key, old), None)
         if new is not None:
             store.apply_restored(order_key_of_index_entry(key, new), b"")
-
-    def __init__(self, registry: SchemaRegistry) -> None:
-        self._decoder = Decoder(STORY_VIEWED, registry, fast=(view_reader, check_view))
-
-    def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
-        by_story: dict[str, list[views.View]] = defaultdict(list)
-        for view in self._decoder.values(pctx, records):
-            by_story[view.story_id].append(view)
-        for story_id, batch in by_story.items():
-            apply_view_batch(pctx, story_id, batch)
-
-    def tick(self, pctx: PartitionContext) -> None:
-        _drop_expired_parking(pctx)
-
-
-class ReactionsHandler:
-    """`story-reacted` -> reaction counts (replies kept with the story)."""
-
-    topics = (STORY_REACTED.name,)
-
-    def __init__(self, registry: SchemaRegistry) -> None:
-        self._decoder = Decoder(STORY_REACTED, registry)
-
-    def handle(self, pctx: PartitionContext, records: Sequence[InRecord]) -> None:
-        by_story: dict[str, list[StoryReacted]] = defaultdict(list)
-        for _, event in self._decoder.models(pctx, records):
-            by_story[event.story_id].append(event)
-        for story_id, batch in by_story.items():
-            apply_reaction_batch(pctx, story_id, batch)
-
-    def tick(self, pctx: PartitionContext) -> None:
-        pass
 
 
 def view_state(store: PartitionStore, story_id: str) -> views.ViewState | None:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from streams.store import PartitionStore
+from streams.runtime.store import PartitionStore
 
 PARKED = b"parked\x01"
 CHUNK_EVENTS = 500  # a chunk stays far below a record's 1 MB: an event pickles to ~100 B-3 KB

@@ -1,0 +1,1 @@
+"""The stream runtime: the topology as data, one driver of it, and the live Kafka loop."""

@@ -1,0 +1,142 @@
+"""The topology driven in this process over every partition, as Kafka Streams' TopologyTestDriver:
+the repartition topics are in-memory queues, time is the input's event time. Replay and the
+tests use it; the ordering, fault isolation and timers are the live driver's own."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from pathlib import Path
+
+from processors.context import Policy
+from schemas.types import from_millis, millis
+from streams.metrics import Metrics
+from streams.registry import SchemaRegistry
+from streams.runtime.driver import Driver, PartitionState
+from streams.runtime.records import InRecord
+from streams.runtime.routing import OutRecord, Router
+from streams.runtime.store import PartitionStore
+from streams.runtime.topology import Topology
+
+Sink = Callable[[OutRecord, int], None]  # an output record and its timestamp (event time, ms)
+
+
+class InProcessDriver:
+    """Applies input records in the order given, delivering every forward in process.
+
+    Records are applied in batches of up to `batch_size`, never across a timer boundary
+    (every `tick_ms` of event time): before a record at time t past a boundary, the timers
+    run at t - 1 ms, so a story due at t expires after the events of t are applied (the
+    processors take events up to and including `expires_at`)."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        registry: SchemaRegistry,
+        policy: Policy,
+        state_dir: Path,
+        *,
+        sink: Sink | None = None,
+        batch_size: int = 20_000,
+        tick_ms: int = 1000,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.topology = topology
+        self.metrics = metrics or Metrics()
+        self.router = Router(topology, registry, self.metrics)
+        self.driver = Driver(topology, self.router, policy, self.metrics)
+        self.partitions = {
+            p: PartitionState(PartitionStore(state_dir / f"p{p}"))
+            for p in range(topology.partitions)
+        }
+        self.outputs: list[tuple[OutRecord, int]] = []
+        self._sink: Sink = sink or (lambda record, ts: self.outputs.append((record, ts)))
+        consumed = set(topology.topics)
+        self._internal = {r.topic for r in topology.routes.values() if r.topic in consumed}
+        self._outputs = set(topology.output_topics)
+        self._next_offset: dict[tuple[str, int], int] = defaultdict(int)
+        self._batch_size = batch_size
+        self._tick_ms = tick_ms
+        self.watermark_ms: int | None = None
+        self._next_tick_ms: int | None = None
+
+    @property
+    def now(self) -> datetime | None:
+        return None if self.watermark_ms is None else from_millis(self.watermark_ms)
+
+    def pipe(self, records: Iterable[InRecord]) -> int:
+        """Apply `records`, given in the order to apply them; returns how many."""
+        chunk: list[InRecord] = []
+        count = 0
+        for record in records:
+            count += 1
+            due = self._next_tick_ms is not None and record.timestamp >= self._next_tick_ms
+            if chunk and (due or len(chunk) >= self._batch_size):
+                self._apply(chunk)
+                chunk = []
+            if due:
+                self.advance_to(record.timestamp - 1)
+            chunk.append(record)
+        if chunk:
+            self._apply(chunk)
+        return count
+
+    def advance_to(self, at_ms: int) -> None:
+        """Move event time to `at_ms` (never back) and run the timers there."""
+        if self.watermark_ms is not None and at_ms < self.watermark_ms:
+            return
+        self.watermark_ms = at_ms
+        self._next_tick_ms = (at_ms // self._tick_ms + 1) * self._tick_ms
+        self.driver.tick(self.partitions, from_millis(at_ms))
+        self._deliver()
+
+    def advance(self, until: datetime) -> None:
+        """`advance_to` a time."""
+        self.advance_to(millis(until))
+
+    def _apply(self, chunk: list[InRecord]) -> None:
+        latest = max(r.timestamp for r in chunk)
+        if self.watermark_ms is None or latest > self.watermark_ms:
+            self.watermark_ms = latest
+        if self._next_tick_ms is None:
+            self._next_tick_ms = (self.watermark_ms // self._tick_ms + 1) * self._tick_ms
+        self.driver.process(self.partitions, chunk, from_millis(self.watermark_ms))
+        self._deliver()
+
+    def _deliver(self) -> None:
+        """Hand the outputs to the sink and apply the forwards, until none are left; then the
+        stores are written (no changelog: this state is rebuilt by replaying)."""
+        while True:
+            forwarded = self._route(self.router.take_records())
+            forwarded += self._route(list(self.router.take_forwards()))
+            if not forwarded:
+                break
+            assert self.watermark_ms is not None
+            self.driver.process(self.partitions, forwarded, from_millis(self.watermark_ms))
+        for state in self.partitions.values():
+            state.store.flush()
+
+    def _route(self, records: list[OutRecord]) -> list[InRecord]:
+        """Outputs to the sink; records for the topology's own stages as consumed records."""
+        forwarded: list[InRecord] = []
+        timestamp = self.watermark_ms or 0
+        for record in records:
+            if record.topic in self._internal:
+                position = (record.topic, record.partition)
+                offset = self._next_offset[position]
+                self._next_offset[position] = offset + 1
+                forwarded.append(
+                    InRecord(
+                        record.topic, record.partition, offset, record.key, record.value, timestamp
+                    )
+                )
+            elif record.topic in self._outputs:
+                self._sink(record, timestamp)
+            # else: a side effect outside the topology (the media service's objects stage)
+        return forwarded
+
+    def close(self) -> None:
+        for state in self.partitions.values():
+            state.store.flush()
+            state.store.close()

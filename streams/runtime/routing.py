@@ -1,0 +1,272 @@
+"""Output routing: a stage's outputs become records for the producer, forwards to other stages
+(one record per stage partition and batch), or state changes applied in place.
+
+Records are held until the driver keeps the handler run that made them (`keep`) or drops
+them with its state (`drop`), so a failed run leaves no output behind.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import orjson
+
+from processors.context import Forward, ForwardMany, Output, Put, PutMany, Tombstone
+from schemas.records import DeadLetter, Record
+from schemas.types import from_millis
+from streams.codecs import AvroCodec
+from streams.metrics import Metrics
+from streams.partitioning import partition_for
+from streams.registry import SchemaRegistry
+from streams.runtime.limits import RecordTooLarge, payload_limit
+from streams.runtime.records import InRecord
+from streams.runtime.topology import Topology
+
+if TYPE_CHECKING:
+    from streams.runtime.context import StageContext
+
+FORWARD_BATCH_BYTES = 256 * 1024  # a batch of forwards, well below a record's limit
+SIZE_SAMPLE = 64
+DEFAULT_LIMIT = payload_limit(1_048_588)
+
+
+class OutRecord(NamedTuple):
+    """A record for the producer: topic, key, value (None: a tombstone), partition."""
+
+    topic: str
+    key: bytes
+    value: bytes | None
+    partition: int
+
+
+class _PutRoute(NamedTuple):
+    encode: Callable[[Any], bytes]
+    header: bytes  # the wire header, for values given as Avro bodies
+    topic: str
+    name: str  # the topic's catalog name (metrics)
+    limit: int
+
+
+class Router:
+    """Turns outputs into records; holds a run's records until the driver keeps them."""
+
+    def __init__(
+        self,
+        topology: Topology,
+        registry: SchemaRegistry,
+        metrics: Metrics,
+        limits: dict[str, int] | None = None,
+    ) -> None:
+        self.topology = topology
+        self.metrics = metrics
+        self._registry = registry
+        self._limits = limits or {}
+        self._partitions = topology.partitions
+        self._routes: dict[type, _PutRoute] = {}
+        self._dead_codec = AvroCodec("DeadLetter", registry, topology.dead_letters.subject)
+        self._records: list[OutRecord] = []  # kept
+        self._forwards: list[tuple[str, int, str, Any]] = []  # kept: stage, partition, key, msg
+        self._run_records: list[OutRecord] = []
+        self._run_forwards: list[tuple[str, int, str, Any]] = []
+        self._run_counts: dict[str, int] = defaultdict(int)
+
+    def limit(self, topic: str) -> int:
+        return self._limits.get(topic, DEFAULT_LIMIT)
+
+    # -- a run's outputs --------------------------------------------------------------------
+    def emit(self, ctx: StageContext, outputs: Iterable[Output]) -> None:
+        """Route a handler's outputs (held with the run under way)."""
+        records, counts = self._run_records, self._run_counts
+        append, output_partition = records.append, self._output_partition
+        for output in outputs:
+            if isinstance(output, Put):
+                route = self._routes.get(type(output.value)) or self._route(type(output.value))
+                key = output.key.encode()
+                value = route.encode(output.value)
+                if len(key) + len(value) > route.limit:
+                    raise RecordTooLarge(f"{route.name} record", len(key) + len(value), route.limit)
+                append(OutRecord(route.topic, key, value, output_partition(output.key)))
+                counts[route.name] += 1
+            elif isinstance(output, PutMany):
+                self._put_many(output)
+            elif isinstance(output, Forward):
+                self._forward(ctx, output.stage, output.key, output.message)
+            elif isinstance(output, ForwardMany):
+                self._forward_many(ctx, output)
+            elif isinstance(output, Tombstone):
+                spec = self.topology.output_spec(output.record)
+                topic = self.topology.output_topic(output.record)
+                append(OutRecord(topic, output.key.encode(), None, output_partition(output.key)))
+                counts[spec.name] += 1
+            else:
+                raise TypeError(f"not an output: {output!r}")
+
+    def _put_many(self, output: PutMany) -> None:
+        route = self._routes.get(output.record) or self._route(output.record)
+        encode, header, topic, name, limit = route
+        partition = partition_for(output.partition_key, self._partitions)
+        append = self._run_records.append
+        for key, fields in output.items:
+            value = header + fields if type(fields) is bytes else encode(fields)
+            raw_key = key.encode()
+            if len(raw_key) + len(value) > limit:
+                raise RecordTooLarge(f"{name} record", len(raw_key) + len(value), limit)
+            append(OutRecord(topic, raw_key, value, partition))
+        self._run_counts[name] += len(output.items)
+
+    def _forward(self, ctx: StageContext, stage: str, key: str, message: Any) -> None:
+        route = self.topology.route(stage)
+        if route.apply is not None:  # same key, same partition: applied in place
+            route.apply(ctx, key, message)
+            return
+        assert route.topic is not None
+        encoded = encode_message(message)
+        limit = self.limit(route.topic)
+        if len(key) + len(encoded) > limit:
+            raise RecordTooLarge(f"message to stage {stage}", len(key) + len(encoded), limit)
+        partition = partition_for(key, self._partitions)
+        if route.batched:
+            self._run_forwards.append((stage, partition, key, orjson.Fragment(encoded)))
+        else:
+            self._run_records.append(OutRecord(route.topic, key.encode(), encoded, partition))
+
+    def _forward_many(self, ctx: StageContext, output: ForwardMany) -> None:
+        """Messages built as fields by a hot path (bounded: identifiers and times)."""
+        route = self.topology.route(output.stage)
+        if route.apply is not None or not route.batched:
+            for key, fields in output.items:
+                self._forward(ctx, output.stage, key, output.message.model_validate(fields))
+            return
+        stage, partitions = output.stage, self._partitions
+        self._run_forwards += [
+            (stage, partition_for(key, partitions), key, fields) for key, fields in output.items
+        ]
+
+    def dead_letter(self, record: InRecord, reason: str, now_ms: int) -> None:
+        """A dead letter for `record` (held with the run under way); without the original
+        value (its size and first bytes named in the reason) when it would not fit."""
+        topic = self.topology.output_topic(DeadLetter)
+        limit = self.limit(topic)
+        letter = DeadLetter(
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            error=reason[:4096],
+            original_key=record.key,
+            original_value=record.value,
+            at=from_millis(now_ms),
+        )
+        key = record.key or b""
+        value = self._dead_codec.encode(letter)
+        if len(key) + len(value) > limit:
+            size = len(record.value or b"") + len(record.key or b"")
+            head = (record.value or b"")[:64].hex(" ")
+            omitted = (
+                f"{letter.error} [original key and value ({size:,} bytes) not copied: over "
+                f"{topic}'s record limit; they stay at {record.topic}[{record.partition}]"
+                f"@{record.offset}; value's first 64 bytes: {head}]"
+            )
+            key = key[:256]
+            letter = letter.model_copy(
+                update={"error": omitted, "original_key": key, "original_value": None}
+            )
+            value = self._dead_codec.encode(letter)
+        self._run_records.append(OutRecord(topic, key, value, record.partition % self._partitions))
+        self._run_counts[self.topology.dead_letters.name] += 1
+        self.metrics.dead_letters.inc(record.topic)
+
+    # -- runs -------------------------------------------------------------------------------
+    def keep(self) -> None:
+        """The run under way succeeded: its records are kept for the producer."""
+        if self._run_records:
+            self._records += self._run_records
+            self._run_records = []
+        if self._run_forwards:
+            self._forwards += self._run_forwards
+            self._run_forwards = []
+        if self._run_counts:
+            for name, count in self._run_counts.items():
+                self.metrics.outputs.inc(name, count)
+            self._run_counts.clear()
+
+    def drop(self) -> None:
+        """The run under way failed: forget its records."""
+        self._run_records = []
+        self._run_forwards = []
+        self._run_counts.clear()
+
+    def take_records(self) -> list[OutRecord]:
+        """The kept records, handed over once (in the order they were made)."""
+        records, self._records = self._records, []
+        return records
+
+    def take_forwards(self) -> Iterator[OutRecord]:
+        """The kept forwards to batched stages, as records of batches: one or more per stage
+        partition, each message once, in order."""
+        forwards, self._forwards = self._forwards, []
+        grouped: dict[tuple[str, int], list[tuple[str, Any]]] = defaultdict(list)
+        for stage, partition, key, message in forwards:
+            grouped[stage, partition].append((key, message))
+        for (stage, partition), items in grouped.items():
+            topic = self.topology.route(stage).topic
+            assert topic is not None
+            for value in encoded_batches(items, encode_message_batch):
+                yield OutRecord(topic, b"", value, partition)
+
+    # -- routes -----------------------------------------------------------------------------
+    def _route(self, record: type[Record]) -> _PutRoute:
+        spec = self.topology.output_spec(record)
+        codec = AvroCodec(spec.record, self._registry, spec.subject)
+        topic = self.topology.output_topic(record)
+        route = _PutRoute(codec.encoder(), codec.header, topic, spec.name, self.limit(topic))
+        self._routes[record] = route
+        return route
+
+    def _output_partition(self, key: str) -> int:
+        # Keys like "{story_id}/{viewer_id}" live with their story: one partition per story.
+        return partition_for(key.split("/", 1)[0], self._partitions)
+
+
+def encode_message(message: Any) -> bytes:
+    """An internal message (a pydantic model, or its fields) as JSON; not part of the contract."""
+    return orjson.dumps(message if type(message) is dict else message.__dict__, default=_plain)
+
+
+def encode_message_batch(items: list[tuple[str, Any]]) -> bytes:
+    """Messages to one stage partition as one record: a JSON array of [key, message] pairs (a
+    single message is a JSON object, so the two never mix up)."""
+    return orjson.dumps(items, default=_plain)
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "__pydantic_fields_set__"):
+        return value.__dict__
+    raise TypeError(f"cannot send {type(value).__name__} in an internal message")
+
+
+def encoded_batches(
+    items: list[tuple[str, Any]],
+    encode_batch: Callable[[list[tuple[str, Any]]], bytes],
+    limit: int = FORWARD_BATCH_BYTES,
+) -> Iterator[bytes]:
+    """`items` in order, encoded by `encode_batch` in runs of at most `limit` bytes (a message
+    larger than that travels alone).
+
+    Each run is sized to fill about three quarters of the limit at the bytes per message seen
+    last; a run that comes out too large is sized again, so each message is encoded about once.
+    """
+    if not items:
+        return
+    sample = items[:SIZE_SAMPLE]
+    per_item = len(encode_batch(sample)) / len(sample)
+    start = 0
+    while start < len(items):
+        run = items[start : start + max(1, int(limit * 0.75 / per_item))]
+        data = encode_batch(run)
+        per_item = len(data) / len(run)
+        if len(data) > limit and len(run) > 1:
+            continue  # sized again from this run
+        yield data
+        start += len(run)
