@@ -50,7 +50,6 @@ from confluent_kafka import Producer
 from bench.harness import broker
 from bench.views_baselines import ceiling, raw_rocksdict
 from streams.admin import create_topics
-from streams.internal_topics import create_internal_topics
 from streams.kafka import producer_config
 from streams.metrics import Counter
 from streams.publish import chunked, encode_chunk
@@ -183,9 +182,7 @@ class EngineRun:
         self.failure: BaseException | None = None
         self.first_views = 0.0
         self.first_views_cpu = 0.0  # the engine thread's CPU time then
-        for handler in self.engine.handlers:
-            if "story-viewed" in handler.topics:
-                self._watch(handler)
+        self._watch(self.engine.topology.stage_of("story-viewed").handler)
         self._durable: dict[str, float] = {}  # what `processed` counted, as of the last commit
         self._watch_commits()
         self._profile = profile
@@ -207,15 +204,12 @@ class EngineRun:
         """Count what each batch commit made durable: the engine handles a batch (counted as
         processed), then commits it (outputs, forwards and changelog acknowledged, checkpoints,
         RocksDB written, offsets committed)."""
-        commit = self.engine._commit
         processed = self.engine.metrics.processed
 
-        def counted(contexts: Any, records: Any) -> None:
-            handled = processed.values()
-            commit(contexts, records)
-            self._durable = handled
+        def committed() -> None:  # in the engine thread, before the next batch starts
+            self._durable = processed.values()
 
-        self.engine._commit = counted  # type: ignore[method-assign]
+        self.engine._on_commit = committed
 
     def _run(self) -> None:
         try:
@@ -427,7 +421,6 @@ def main() -> None:
         tmp = Path(tmp_name)
         settings = Settings(broker=bootstrap, data_dir=tmp / "storystream", partitions=PARTITIONS)
         create_topics(settings)
-        create_internal_topics(settings)
         produce(bootstrap, post_records)
         if "storystream" in args.only:
             started = time.perf_counter()

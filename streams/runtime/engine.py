@@ -51,11 +51,14 @@ class Engine:
         batch_size: int = 20_000,
         tick_interval: float = 0.5,
         on_assignment: Callable[[set[int]], None] | None = None,
+        on_commit: Callable[[], None] | None = None,
         transactional_id: str | None = None,
         standby_interval: float | None = None,
     ) -> None:
         """With `transactional_id`, each batch is one Kafka transaction (`Transactional`);
-        with `standby_interval` (seconds), the worker keeps standby replicas (`Standbys`)."""
+        with `standby_interval` (seconds), the worker keeps standby replicas (`Standbys`).
+        `on_assignment` is told the partitions after each rebalance, `on_commit` after each
+        batch is durable."""
         self.topology = topology
         self.policy = policy
         self.metrics = metrics or Metrics()
@@ -67,6 +70,7 @@ class Engine:
         self._batch_size = batch_size
         self._tick_interval = tick_interval
         self._on_assignment = on_assignment
+        self._on_commit = on_commit
         self._transactional_id = transactional_id
         self._standby_interval = standby_interval
         self._assigned: dict[int, PartitionState] = {}
@@ -150,6 +154,8 @@ class Engine:
                 durable = {p: s for p, s in self._assigned.items() if p in touched or s.store.dirty}
                 if records or durable:
                     durability.commit(durable, _next_offsets(records))
+                    if self._on_commit is not None:
+                        self._on_commit()
                 if records:
                     self.metrics.batch_seconds.set(time.monotonic() - started)
         finally:

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient, ConfigResource
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from schemas.events import parse_event
 from schemas.types import millis
-from streams.admin import _create_prefixed_outputs
+from streams.admin import _create, all_topics
 from streams.cli import main
 from streams.codecs import AvroCodec
 from streams.consume import SETTLE_SECONDS
@@ -25,7 +25,7 @@ from streams.partitioning import partition_for
 from streams.publish import Publisher, publish_stream, validate_line
 from streams.registry import make_registry
 from streams.settings import Settings
-from streams.topics import STORY_STATE, TOPICS
+from streams.topics import STORY_STATE, TOPICS, output_topics
 from tests.integration.cli import run
 
 pytestmark = pytest.mark.integration
@@ -277,14 +277,16 @@ def test_latest_per_key_hides_tombstoned_keys(settings: Settings) -> None:
 def test_topics_create_is_idempotent_and_sets_policies(settings: Settings) -> None:
     first = run("topics", "create", broker=settings.bootstrap())
     assert first.returncode == 0, first.stderr
-    assert len(first.stdout.splitlines()) == len(TOPICS)
-    assert all(line.endswith("exists") for line in first.stdout.splitlines())
+    second = run("topics", "create", broker=settings.bootstrap())
+    specs = all_topics(settings)  # the contract's and the workers' own
+    assert [line.split("\t")[0] for line in second.stdout.splitlines()] == [s.name for s in specs]
+    assert all(line.endswith("exists") for line in second.stdout.splitlines())
 
     admin = AdminClient({"bootstrap.servers": settings.bootstrap()})
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in TOPICS]
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in specs]
     for resource, future in admin.describe_configs(resources).items():
         configs = {k: v.value for k, v in future.result().items()}
-        spec = next(s for s in TOPICS if s.name == resource.name)
+        spec = next(s for s in specs if s.name == resource.name)
         assert configs["cleanup.policy"] == ("compact" if spec.compacted else "delete"), spec.name
         assert "retention.ms" in configs
     metadata = admin.list_topics(timeout=5).topics
@@ -365,9 +367,12 @@ def test_workers_starting_together_may_both_create_the_prefixed_outputs(
     prefixed = settings.model_copy(update={"output_prefix": f"race-{uuid.uuid4().hex[:6]}-"})
     admin = AdminClient({"bootstrap.servers": settings.bootstrap()})
     # when one worker lists the topics, another creates them meanwhile, then the first creates
-    listed = admin.list_topics(timeout=10).topics
-    created = _create_prefixed_outputs(admin, prefixed, listed, 3_600_000)
-    raced = _create_prefixed_outputs(admin, prefixed, listed, 3_600_000)
+    wanted = [
+        NewTopic(spec.name, prefixed.partitions, 1, config=spec.config(3_600_000))
+        for spec in output_topics(prefixed.output_prefix)
+    ]
+    created = _create(admin, wanted)
+    raced = _create(admin, wanted)
     # then the second finds them there instead of failing
     assert created and all(r.created for r in created)
     assert [r.name for r in raced] == [r.name for r in created]
