@@ -28,7 +28,7 @@ from schemas.types import IDENTIFIER_PATTERN
 from streams.auth import TokenError, issue_token, verify_token
 from streams.engine import Engine
 from streams.handlers.follow_graph import author_seen_by
-from streams.handlers.stories import story_view
+from streams.handlers.stories import failed_story, story_view
 from streams.handlers.tray_store import read_tray_state, with_read_marks
 from streams.handlers.views import reaction_state, view_state
 from streams.members import Members
@@ -231,7 +231,14 @@ def install(app: faust.App, api: Api) -> None:
         )
 
     async def story(request: Request, caller: str, story_id: str) -> Any:
-        return (await api.visible_story(request, story_id, caller)).model_dump(mode="json")
+        try:
+            return (await api.visible_story(request, story_id, caller)).model_dump(mode="json")
+        except HttpError as exc:  # its author alone sees a story whose media failed (contract 6)
+            store = api.local_store(story_id)
+            failed = store and exc.status == 404 and failed_story(store, story_id, api.clock())
+            if failed and failed["author_id"] == caller:
+                return failed
+            raise
 
     async def views(request: Request, caller: str, story_id: str) -> Any:
         await api.visible_story(request, story_id, caller)
