@@ -235,8 +235,8 @@ def install(app: faust.App, api: Api) -> None:
             return (await api.visible_story(request, story_id, caller)).model_dump(mode="json")
         except HttpError as exc:  # its author alone sees a story whose media failed (contract 6)
             store = api.local_store(story_id)
-            failed = store and exc.status == 404 and failed_story(store, story_id, api.clock())
-            if failed and failed["author_id"] == caller:
+            failed = failed_story(store, story_id, api.clock()) if store is not None else None
+            if exc.status == 404 and failed is not None and failed["author_id"] == caller:
                 return failed
             raise
 

@@ -101,6 +101,7 @@ class TestImages:
             assert not img.getexif()
             assert "exif" not in img.info and "icc_profile" not in img.info
             top_right = img.getpixel((img.width - 5, 5))
+            assert isinstance(top_right, tuple)
             assert all(abs(a - b) < 40 for a, b in zip(top_right, RED, strict=True))
 
     def test_transparent_png_is_flattened_never_upscaled(
@@ -162,6 +163,7 @@ class TestVideos:
         assert facts["size"] == (240, 320) and facts["rotation"] == 0
         with Image.open(result.renditions[1].path) as poster:  # red corner now top right
             top_right = poster.getpixel((poster.width - 5, 5))
+            assert isinstance(top_right, tuple)
             assert all(abs(a - b) < 60 for a, b in zip(top_right, RED, strict=True))
 
     def test_webm_is_transcoded_to_h264(self, media: dict[str, Path], tmp_path: Path) -> None:
@@ -241,8 +243,9 @@ class TestJobs:
     ) -> None:
         store = InMemoryObjectStore()
         store.put_bytes("uploads/bad/original", media["truncated_mp4"].read_bytes(), "video/mp4")
-        event = MediaUploaded(media_id="bad", author_id="alice", object_key="uploads/bad/original",
-                              content_type="video/mp4", at=NOW)  # fmt: skip
+        event = MediaUploaded(event_id="e-bad", media_id="bad", author_id="alice",
+                              object_key="uploads/bad/original", content_type="video/mp4",
+                              at=NOW)  # fmt: skip
         done = process_upload(store, event, tmp_path, NOW)
         assert done.renditions == [] and done.error and "corrupt video" in done.error
         assert store.list_keys("media/bad/") == []

@@ -225,8 +225,8 @@ def test_posted_media_is_transcoded_shown_and_purged(
     photo = make_image(tmp_path / "photo.png", 800, 600, fmt="PNG")
     clip = make_video(tmp_path / "clip.mp4", 320, 240, seconds=2.0)
     posted: dict[str, dict[str, Any]] = {}
-    for path, kind in ((photo, "image"), (clip, "video")):
-        result = _post(settings, env, "--author", author, "--media", str(path),
+    for media_path, kind in ((photo, "image"), (clip, "video")):
+        result = _post(settings, env, "--author", author, "--media", str(media_path),
                        "--audience", "public")  # fmt: skip
         assert result.returncode == 0, result.stderr
         answer = json.loads(result.stdout)
