@@ -46,6 +46,13 @@ def inspect_file(path: Path, limits: MediaLimits = DEFAULT_LIMITS) -> tuple[str,
     return content_type, kind, size
 
 
+def default_credentials_found() -> bool:
+    """Whether boto3's default chain (environment, ~/.aws, an instance role) has S3 keys."""
+    import botocore.session  # here: only `post` without keys of its own needs it
+
+    return botocore.session.Session().get_credentials() is not None
+
+
 def upload_original(
     store: ObjectStore,
     path: Path,

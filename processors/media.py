@@ -42,7 +42,8 @@ DEFAULT_LIMITS = MediaLimits()
 
 @dataclass(frozen=True)
 class RenditionSpec:
-    """One rendition to produce: `name` is the quality tier (its cap), width/height the result.
+    """One rendition to produce: `name` says what it is (an image's width, `720`; a video's
+    short side, `720p`), width/height its size.
 
     `crop` means center-crop to exactly width x height (the thumbnail); otherwise the source is
     scaled to width x height, which keeps its aspect ratio. `at_ms` is the poster's frame time.
@@ -146,7 +147,7 @@ def _image_plan(width: int, height: int) -> list[RenditionSpec]:
         if (w, h) in seen:
             continue
         seen.add((w, h))
-        specs.append(RenditionSpec(str(tier), "image", w, h, JPEG, "jpg"))
+        specs.append(RenditionSpec(str(w), "image", w, h, JPEG, "jpg"))
     side = min(THUMBNAIL_SIDE, width, height)
     specs.append(RenditionSpec("thumbnail", "thumbnail", side, side, JPEG, "jpg", crop=True))
     return specs
@@ -172,7 +173,8 @@ def _video_plan(width: int, height: int, duration_ms: int) -> list[RenditionSpec
         if size in seen:
             continue
         seen.add(size)
-        specs.append(RenditionSpec(f"{tier}p", "video", size[0], size[1], MP4, "mp4"))
+        name = f"{min(size)}p"  # a 720x1280 source's largest is 720p, not the 1080 tier's name
+        specs.append(RenditionSpec(name, "video", size[0], size[1], MP4, "mp4"))
     largest = specs[0]
     at_ms = min(POSTER_AT_MS, duration_ms // 2)
     specs.append(
@@ -189,6 +191,8 @@ def plan_renditions(
     Images: JPEG 1080, 720 and 480 px wide and a 150x150 center-cropped thumbnail. Videos:
     H.264/AAC MP4 with the short side at 1080, 720 and 480 (portrait stays portrait) and a
     JPEG poster. Never upscaled: tiers above the source's size collapse into one at its size.
+    Each is named by its real size (an image by its width, a video by its short side), never
+    by a tier it does not reach.
     """
     if width <= 0 or height <= 0:
         raise ValueError(f"no renditions for a {width}x{height} source")

@@ -32,6 +32,9 @@ from schemas.records import StoryState, StoryStatus
 
 Phase = Literal["processing", "active", "failed", "expired", "deleted"]
 LifecyclePhase = Literal["live", "highlighted", "ended"]
+# A failure's reason is kept for the author; a longer one (any producer may write
+# media-transcoded) would grow every changelog record of the story.
+MAX_ERROR_CHARS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,7 @@ class Story:
     the removal of the last highlight after expiry); purge is due at
     `max(expires_at, ended_at) + grace` (`processors.expiry.next_due`).
     `media_pending`: the media's `MediaReady` has not come yet (shown as `processing`).
+    `error`: why its media failed (phase failed), shown to its author alone.
     `seen`: ids of the author's highlight and delete events this story took or refused, so a
     redelivered one changes nothing even if the story changed since (a delete refused while
     expired stays refused after a revival). Bounded by the author's own actions on the story.
@@ -82,6 +86,7 @@ class Story:
     highlights: tuple[HighlightMark, ...] = ()
     ended_at: datetime | None = None
     seen: frozenset[str] = frozenset()
+    error: str | None = None
 
     @property
     def highlight_ids(self) -> tuple[str, ...]:
@@ -258,7 +263,7 @@ def _media_ready(story: Story | None, message: MediaReady, ctx: Ctx) -> Story | 
     ):
         return story
     if message.error is not None:
-        return _end(story, "failed", ctx)
+        return replace(_end(story, "failed", ctx), error=message.error[:MAX_ERROR_CHARS])
     return replace(
         story,
         phase="active" if story.phase == "processing" else story.phase,

@@ -32,7 +32,7 @@ from streams.runtime.engine import Engine
 from streams.runtime.store import PartitionStore
 from streams.settings import Settings
 from streams.stages.follow_graph import author_seen_by
-from streams.stages.stories import story_view
+from streams.stages.stories import failed_story, story_view
 from streams.stages.tray_store import read_tray_state, with_read_marks
 from streams.stages.views import reaction_state, view_state
 
@@ -231,7 +231,14 @@ def install(app: faust.App, api: Api) -> None:
         )
 
     async def story(request: Request, caller: str, story_id: str) -> Any:
-        return (await api.visible_story(request, story_id, caller)).model_dump(mode="json")
+        try:
+            return (await api.visible_story(request, story_id, caller)).model_dump(mode="json")
+        except HttpError as exc:  # its author alone sees a story whose media failed (contract 6)
+            store = api.local_store(story_id)
+            failed = failed_story(store, story_id, api.clock()) if store is not None else None
+            if exc.status == 404 and failed is not None and failed["author_id"] == caller:
+                return failed
+            raise
 
     async def views(request: Request, caller: str, story_id: str) -> Any:
         await api.visible_story(request, story_id, caller)

@@ -84,6 +84,25 @@ def _parser() -> argparse.ArgumentParser:
     post.add_argument("--story-id", help="the story's id (default: a new one)")
     post.add_argument("--media-id", help="the media's id (default: a new one)")
     post.add_argument("--ttl", help=f"story time-to-live, sets expires_at {_env('STORY_TTL')}")
+    post.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait for the transcode (asking the API as the author, with a token signed with "
+        "STORYSTREAM_API_SECRET): print the story's renditions and exit 0, or its reason and "
+        "exit 1 when the media failed, or exit 3 after --timeout",
+    )
+    post.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long --wait waits (default 300)",
+    )
+    post.add_argument(
+        "--api-url",
+        help="the API --wait asks (default: that of a running `storystream dev`, else "
+        f"http://127.0.0.1:API_PORT) {_env('API_URL')}",
+    )
 
     consume = sub.add_parser("consume", help="decode a topic to JSON lines")
     consume.add_argument("topic")
@@ -129,6 +148,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
         ("ttl", "story_ttl"),
         ("grace", "expiry_grace"),
         ("api_port", "api_port"),
+        ("api_url", "api_url"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -225,9 +245,12 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from streams.post import PostError, post_story
+    from streams.auth import issue_token
+    from streams.post import PostError, WaitTimeout, post_story, wait_for_story
 
     _need_broker(settings)
+    if args.timeout <= 0:
+        raise SystemExit("storystream post: --timeout must be a positive number of seconds")
     try:
         posted = post_story(
             settings,
@@ -240,7 +263,34 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     except PostError as exc:
         print(f"storystream post: {exc}", file=sys.stderr)
         return 1
-    print(json.dumps(posted.as_dict()))
+    if not args.wait:
+        print(json.dumps(posted.as_dict()))
+        return 0
+    # Polled through the API, as the author: what the author's client is shown, wherever the
+    # story's partition is, with no consumer or offsets of this command's own.
+    api = settings.api_url or devstate.api_url(settings) or settings.advertised_api_url()
+    secret = settings.api_secret.get_secret_value()
+    token = issue_token(args.author, secret, datetime.now(UTC))  # checked by post_story
+    try:
+        story = wait_for_story(api, token, posted.story_id, args.timeout)
+    except PostError as exc:
+        print(json.dumps(posted.as_dict()))
+        print(f"storystream post: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, WaitTimeout) else 1
+    done = {
+        **posted.as_dict(),
+        "status": story.get("status"),
+        "renditions": story.get("renditions"),
+    }
+    if story.get("status") == "failed":
+        done["error"] = story.get("error")
+        print(json.dumps(done))
+        print(
+            f"storystream post: the media of story {posted.story_id} failed: {story.get('error')}",
+            file=sys.stderr,
+        )
+        return 1
+    print(json.dumps(done))
     return 0
 
 

@@ -7,18 +7,16 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from contextlib import ExitStack
 
 from infra.broker import EmbeddedBroker
-from infra.process import spawn, stop
 from infra.s3 import EmbeddedS3
 from streams import devstate
 from streams.admin import create_topics
+from streams.dev_workers import DevWorker, DevWorkers, healthy
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,16 +51,12 @@ def _worker_env(settings: Settings, index: int, s3: EmbeddedS3 | None) -> dict[s
     return env
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=1) as answer:
-            return bool(answer.status == 200)
-    except OSError:
-        return False
-
-
 def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> int:
-    """Run everything until SIGINT/SIGTERM, then stop everything that was started."""
+    """Run everything until SIGINT/SIGTERM, then stop everything that was started.
+
+    A worker that dies meanwhile is restarted (with backoff); the broker, the object store
+    and the other workers stay up, so the embedded broker's in-memory data is kept.
+    """
     stopping = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -88,21 +82,22 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
             settings = settings.model_copy(update={"s3_endpoint_url": s3.endpoint_url})
             print(f"object store: {s3.endpoint_url} (embedded, in memory)", flush=True)
         create_topics(settings)
-        procs: list[subprocess.Popen[bytes]] = []
-        for index in range(workers):
-            log_file = open(settings.data_dir / f"worker-{index}.log", "ab")  # noqa: SIM115
-            stack.callback(log_file.close)
-            proc = spawn(
-                [sys.executable, "-m", "streams.cli", "worker"],
-                log=log_file,
-                env=_worker_env(settings, index, s3),
-            )
-            procs.append(proc)
-            stack.callback(stop, proc, 30.0)
         urls = [f"http://127.0.0.1:{settings.api_port + i}" for i in range(workers)]
+        pool = DevWorkers(
+            DevWorker(
+                index,
+                [sys.executable, "-m", "streams.cli", "worker"],
+                _worker_env(settings, index, s3),
+                settings.data_dir / f"worker-{index}.log",
+                urls[index],
+            )
+            for index in range(workers)
+        )
+        stack.callback(pool.stop)  # before the broker and the object store (LIFO)
+        pool.start()
         deadline = time.monotonic() + 120
-        while not all(_healthy(u) for u in urls) and not stopping.is_set():
-            if any(p.poll() is not None for p in procs) or time.monotonic() > deadline:
+        while not all(healthy(u) for u in urls) and not stopping.is_set():
+            if pool.any_exited() or time.monotonic() > deadline:
                 print(f"a worker failed to start; see {settings.data_dir}/worker-*.log", flush=True)
                 return 1
             time.sleep(0.5)
@@ -116,14 +111,11 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
         )
         stack.callback(devstate.clear, settings.data_dir)
         print(f"api: {urls[0]}" + (f" (and {', '.join(urls[1:])})" if urls[1:] else ""), flush=True)
-        print(
-            f"ready: {workers} worker(s); export STORYSTREAM_BROKER={bootstrap}; Ctrl-C stops",
-            flush=True,
-        )
+        # The data directory, not the broker alone: `post` needs dev's object store too.
+        elsewhere = f"export STORYSTREAM_DATA_DIR={settings.data_dir.absolute()}"
+        print(f"ready: {workers} worker(s); elsewhere: {elsewhere}; Ctrl-C stops", flush=True)
         while not stopping.wait(0.5):
-            for index, proc in enumerate(procs):
-                if proc.poll() is not None:
-                    print(f"worker {index} exited ({proc.returncode}); see its log", flush=True)
-                    stopping.set()
+            for line in pool.supervise():
+                print(line, flush=True)
         print("stopping", flush=True)
     return 0

@@ -50,16 +50,31 @@ def _embedded_keys(state: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
+def running(data_dir: Path) -> dict[str, Any] | None:
+    """What the `storystream dev` running with `data_dir` wrote, or None if none runs there."""
+    try:
+        state = json.loads((data_dir / FILE_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(state, dict) or not _alive(int(state.get("pid", 0))):
+        return None
+    return state
+
+
+def api_url(settings: Settings) -> str | None:
+    """The API of the running `storystream dev` whose broker `settings` uses, or None."""
+    state = running(settings.data_dir)
+    if state is None or state.get("broker") != settings.broker or not state.get("api"):
+        return None
+    return str(state["api"])
+
+
 def resolve(settings: Settings) -> Settings:
     """Fill in what a running `storystream dev` started, for what is unset: its broker, and
     (when the broker is unset or is dev's) its S3 endpoint, the embedded store's keys and its
     story TTL (so `publish` and `post` default `expires_at` as dev's workers expire)."""
-    path = settings.data_dir / FILE_NAME
-    try:
-        state = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return settings
-    if not isinstance(state, dict) or not _alive(int(state.get("pid", 0))):
+    state = running(settings.data_dir)
+    if state is None:
         return settings
     update: dict[str, Any] = {}
     if not settings.broker:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from processors import media_join, stories
 from processors.expiry import next_due
@@ -39,6 +40,19 @@ def story_view(store: PartitionStore, story_id: str, now: datetime) -> StoryStat
     if story.live and story.expires_at <= now and not story.highlighted:
         return None  # due: the expiry scan is about to tombstone it
     return story_state_record(story)
+
+
+def failed_story(store: PartitionStore, story_id: str, now: datetime) -> dict[str, Any] | None:
+    """A story whose media failed, as its author sees it until it would have expired: the
+    StoryState fields as JSON with `status: failed` and the reason in `error`; else None.
+
+    Not a StoryState record: `failed` is kept off `story-state` (its schema has no such status).
+    """
+    story = load_story(store, story_id, committed=True)
+    if story is None or story.phase != "failed" or story.expires_at <= now:
+        return None
+    shown = story_state_record(story).model_dump(mode="json")
+    return {**shown, "status": "failed", "error": story.error or "media failed"}
 
 
 def _save_story(pctx: StageContext, story_id: str, old: Story | None, new: Story | None) -> None:

@@ -36,6 +36,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "alpha": make_image(d / "alpha.png", 300, 200, fmt="PNG"),
         "portrait": make_video(d / "portrait.mp4", 1080, 1920, seconds=2, fps=15),
         "tiny": tiny,
+        "phone": make_video(d / "phone.mp4", 720, 1280, seconds=1, fps=10),
         "silent": make_video(d / "silent.mp4", 320, 240, seconds=1, audio=False),
         "sideways": make_video(d / "sideways.mp4", 320, 240, seconds=1, rotation=-90),
         "webm": make_video(d / "clip.webm", 320, 240, seconds=1, container="webm"),
@@ -95,18 +96,19 @@ class TestImages:
             assert source.getexif()[0x0112] == 6
         result = transcode_media(media["rotated"], tmp_path)
         # 800x600 stored, orientation 6 (turn clockwise): displayed 600x800, never upscaled.
-        assert sizes(result) == {"1080": (600, 800), "480": (480, 640), "thumbnail": (150, 150)}
+        assert sizes(result) == {"600": (600, 800), "480": (480, 640), "thumbnail": (150, 150)}
         with Image.open(result.renditions[0].path) as img:
             assert not img.getexif()
             assert "exif" not in img.info and "icc_profile" not in img.info
             top_right = img.getpixel((img.width - 5, 5))
+            assert isinstance(top_right, tuple)
             assert all(abs(a - b) < 40 for a, b in zip(top_right, RED, strict=True))
 
     def test_transparent_png_is_flattened_never_upscaled(
         self, media: dict[str, Path], tmp_path: Path
     ) -> None:
         result = transcode_media(media["alpha"], tmp_path)
-        assert sizes(result) == {"1080": (300, 200), "thumbnail": (150, 150)}
+        assert sizes(result) == {"300": (300, 200), "thumbnail": (150, 150)}
         with Image.open(result.renditions[0].path) as img:
             assert img.mode == "RGB"
 
@@ -134,8 +136,18 @@ class TestVideos:
 
     def test_small_video_is_never_upscaled(self, media: dict[str, Path], tmp_path: Path) -> None:
         result = transcode_media(media["tiny"], tmp_path)
-        assert sizes(result) == {"1080p": (320, 240), "poster": (320, 240)}
+        assert sizes(result) == {"240p": (320, 240), "poster": (320, 240)}
         assert streams_of(result.renditions[0].path)["size"] == (320, 240)
+
+    def test_phone_video_renditions_are_named_by_their_real_size(
+        self, media: dict[str, Path], tmp_path: Path
+    ) -> None:
+        result = transcode_media(media["phone"], tmp_path)
+        # Its largest rendition is what it is: 720p (never the 1080 tier's name).
+        assert sizes(result) == {"720p": (720, 1280), "480p": (480, 854), "poster": (720, 1280)}
+        for rendition in result.renditions[:2]:
+            assert streams_of(rendition.path)["size"] == (rendition.width, rendition.height)
+            assert rendition.path.name == f"{rendition.spec.name}.mp4"
 
     def test_video_without_audio_stays_silent(self, media: dict[str, Path], tmp_path: Path) -> None:
         result = transcode_media(media["silent"], tmp_path)
@@ -146,11 +158,12 @@ class TestVideos:
     ) -> None:
         assert probe(media["sideways"]).rotation == 270
         result = transcode_media(media["sideways"], tmp_path)
-        assert sizes(result) == {"1080p": (240, 320), "poster": (240, 320)}
+        assert sizes(result) == {"240p": (240, 320), "poster": (240, 320)}
         facts = streams_of(result.renditions[0].path)
         assert facts["size"] == (240, 320) and facts["rotation"] == 0
         with Image.open(result.renditions[1].path) as poster:  # red corner now top right
             top_right = poster.getpixel((poster.width - 5, 5))
+            assert isinstance(top_right, tuple)
             assert all(abs(a - b) < 60 for a, b in zip(top_right, RED, strict=True))
 
     def test_webm_is_transcoded_to_h264(self, media: dict[str, Path], tmp_path: Path) -> None:
@@ -204,11 +217,11 @@ class TestJobs:
             done = process_upload(store, event, tmp_path, NOW, transcoder=pool)
         assert done.error is None and done.media_id == "vid-1" and done.at == NOW
         assert [(r.name, r.content_type) for r in done.renditions] == [
-            ("1080p", "video/mp4"),
+            ("240p", "video/mp4"),
             ("poster", "image/jpeg"),
         ]
         assert store.list_keys("media/vid-1/") == [
-            "media/vid-1/1080p.mp4",
+            "media/vid-1/240p.mp4",
             "media/vid-1/poster.jpg",
         ]
         with urllib.request.urlopen(done.renditions[1].url) as response:  # clients can fetch
@@ -221,8 +234,8 @@ class TestJobs:
         first = process_upload(store, event, tmp_path, NOW)
         again = process_upload(store, event, tmp_path, NOW)
         assert first == again
-        assert [r.name for r in first.renditions] == ["1080", "480", "thumbnail"]
-        assert first.renditions[0].url == store.public_url("media/img-1/1080.jpg")
+        assert [r.name for r in first.renditions] == ["600", "480", "thumbnail"]
+        assert first.renditions[0].url == store.public_url("media/img-1/600.jpg")
         assert len(store.list_keys("media/img-1/")) == 3
 
     def test_bad_upload_becomes_an_error_event(
@@ -230,8 +243,9 @@ class TestJobs:
     ) -> None:
         store = InMemoryObjectStore()
         store.put_bytes("uploads/bad/original", media["truncated_mp4"].read_bytes(), "video/mp4")
-        event = MediaUploaded(media_id="bad", author_id="alice", object_key="uploads/bad/original",
-                              content_type="video/mp4", at=NOW)  # fmt: skip
+        event = MediaUploaded(event_id="e-bad", media_id="bad", author_id="alice",
+                              object_key="uploads/bad/original", content_type="video/mp4",
+                              at=NOW)  # fmt: skip
         done = process_upload(store, event, tmp_path, NOW)
         assert done.renditions == [] and done.error and "corrupt video" in done.error
         assert store.list_keys("media/bad/") == []

@@ -22,6 +22,7 @@ from confluent_kafka import Producer
 from PIL import Image
 
 from connectors.object_store import S3ObjectStore
+from infra.process import free_port
 from infra.s3 import EmbeddedS3
 from processors.media import PUBLIC_PREFIXES, original_key
 from streams.consume import Decoded, read_topic
@@ -224,8 +225,8 @@ def test_posted_media_is_transcoded_shown_and_purged(
     photo = make_image(tmp_path / "photo.png", 800, 600, fmt="PNG")
     clip = make_video(tmp_path / "clip.mp4", 320, 240, seconds=2.0)
     posted: dict[str, dict[str, Any]] = {}
-    for path, kind in ((photo, "image"), (clip, "video")):
-        result = _post(settings, env, "--author", author, "--media", str(path),
+    for media_path, kind in ((photo, "image"), (clip, "video")):
+        result = _post(settings, env, "--author", author, "--media", str(media_path),
                        "--audience", "public")  # fmt: skip
         assert result.returncode == 0, result.stderr
         answer = json.loads(result.stdout)
@@ -265,3 +266,77 @@ def test_posted_media_is_transcoded_shown_and_purged(
     history = _poll("expiry and purge", all_gone, timeout=TTL_S + GRACE_S + 15, every=1.0)
     junk = history[bad_story]
     assert all(state is None or state["status"] == "processing" for state in junk), junk
+
+
+def test_post_without_an_object_store_says_what_to_set(settings: Settings, tmp_path: Path) -> None:
+    # Outside a running dev's directory, with only STORYSTREAM_BROKER set (and no AWS keys).
+    photo = make_image(tmp_path / "photo.jpg", 64, 48)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    no_aws = {
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+    }
+    story_id = f"s-nostore-{TAG}"
+    result = run("post", "--author", f"a-{TAG}", "--media", str(photo), "--story-id", story_id,
+                 broker=settings.bootstrap(), env=no_aws, cwd=elsewhere, timeout=60)  # fmt: skip
+    assert result.returncode == 1, result
+    assert "Unable to locate credentials" not in result.stderr
+    assert "STORYSTREAM_DATA_DIR" in result.stderr and str(elsewhere / "data") in result.stderr
+    assert "STORYSTREAM_S3_ENDPOINT_URL" in result.stderr
+    assert _read(settings, STORY_POSTED, {story_id}) == []
+
+
+def test_post_wait_reports_failed_media_to_its_author_alone(
+    settings: Settings, embedded_s3: EmbeddedS3, start_worker: StartWorker, tmp_path: Path
+) -> None:
+    env = _s3_env(embedded_s3, tmp_path) | {"STORYSTREAM_STORY_TTL": "10m"}
+    worker = start_worker(
+        tmp_path / "worker", app_id=f"{APP_ID}-wait",
+        **{k: v for k, v in env.items() if k != "STORYSTREAM_DATA_DIR"},
+    )  # fmt: skip
+    author = f"a-wait-{TAG}"
+    whole = make_image(tmp_path / "whole.jpg", 640, 480).read_bytes()
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    wait = ("--wait", "--timeout", "60", "--api-url", worker.url)
+
+    failed = _post(settings, env, "--author", author, "--media", str(truncated), *wait)
+    assert failed.returncode == 1, failed
+    assert "failed: corrupt image: image file is truncated" in failed.stderr, failed.stderr
+    answer = json.loads(failed.stdout)
+    assert answer["status"] == "failed" and "truncated" in answer["error"], answer
+    story_id = answer["story_id"]
+    # The author sees it failed, with the reason; everyone else, and its counts, 404.
+    status, body = worker.get(f"/stories/{story_id}", user=author)
+    assert status == 200, body
+    assert (body["status"], body["error"], body["renditions"]) == ("failed", answer["error"], [])
+    assert body["author_id"] == author and body["media_id"] == answer["media_id"]
+    assert worker.get(f"/stories/{story_id}", user=f"u-other-{TAG}")[0] == 404
+    assert worker.get(f"/stories/{story_id}/views", user=author)[0] == 404
+    assert worker.get(f"/users/{author}/stories", user=author)[1] == {"stories": []}
+    # Never on story-state as anything but processing (then its tombstone).
+    assert [s and s["status"] for s in _history(settings, {story_id})[story_id]] == [
+        "processing",
+        None,
+    ]
+
+    good = _post(settings, env, "--author", author, "--media", str(tmp_path / "whole.jpg"), *wait)
+    assert good.returncode == 0, good
+    done = json.loads(good.stdout)
+    assert done["status"] == "active"
+    assert [(r["name"], r["width"]) for r in done["renditions"]] == [
+        ("640", 640),
+        ("480", 480),
+        ("thumbnail", 150),
+    ]
+
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    late = _post(settings, env, "--author", author, "--media", str(tmp_path / "whole.jpg"),
+                 "--wait", "--timeout", "2", "--api-url", nowhere)  # fmt: skip
+    assert late.returncode == 3, late
+    assert "no transcode result after 2 s" in late.stderr and "no answer" in late.stderr
+    assert json.loads(late.stdout)["story_id"]  # it was posted: its ids are printed

@@ -81,12 +81,13 @@ def test_image_plan() -> None:
 
 
 def test_small_image_is_never_upscaled() -> None:
+    # Named by their real width: no "1080" for a 640-wide photo.
     assert dims(plan_renditions("image", 640, 480)) == {
-        "1080": (640, 480),
+        "640": (640, 480),
         "480": (480, 360),
         "thumbnail": (150, 150),
     }
-    assert dims(plan_renditions("image", 100, 80)) == {"1080": (100, 80), "thumbnail": (80, 80)}
+    assert dims(plan_renditions("image", 100, 80)) == {"100": (100, 80), "thumbnail": (80, 80)}
 
 
 def test_portrait_video_plan() -> None:
@@ -104,14 +105,24 @@ def test_landscape_video_plan_and_short_poster() -> None:
 
 
 def test_small_video_is_never_upscaled_and_even() -> None:
-    assert dims(plan_renditions("video", 320, 240, 1000)) == {"1080p": (320, 240),
+    assert dims(plan_renditions("video", 320, 240, 1000)) == {"240p": (320, 240),
                                                               "poster": (320, 240)}  # fmt: skip
-    assert dims(plan_renditions("video", 321, 241, 1000))["1080p"] == (320, 240)
+    assert dims(plan_renditions("video", 321, 241, 1000))["240p"] == (320, 240)
     assert dims(plan_renditions("video", 600, 1000, 1000)) == {
-        "1080p": (600, 1000),
+        "600p": (600, 1000),
         "480p": (480, 800),
         "poster": (600, 1000),
     }
+
+
+def test_video_renditions_are_named_by_their_short_side() -> None:
+    # A 720x1280 phone video: its largest rendition is 720p (it was called 1080p).
+    assert dims(plan_renditions("video", 720, 1280, 1000)) == {
+        "720p": (720, 1280),
+        "480p": (480, 854),
+        "poster": (720, 1280),
+    }
+    assert [s.name for s in plan_renditions("video", 1280, 720, 1000)] == ["720p", "480p", "poster"]
 
 
 def test_empty_source_has_no_plan() -> None:
@@ -121,19 +132,25 @@ def test_empty_source_has_no_plan() -> None:
 
 @given(st.integers(16, 8000), st.integers(16, 8000))
 def test_video_plans_are_even_bounded_and_keep_aspect(width: int, height: int) -> None:
-    for spec in plan_renditions("video", width, height, 1000):
+    specs = plan_renditions("video", width, height, 1000)
+    assert len({spec.name for spec in specs}) == len(specs)  # one object key each
+    for spec in specs:
         assert spec.width % 2 == 0 and spec.height % 2 == 0
         assert spec.width <= width and spec.height <= height
         if spec.kind == "video":
-            assert min(spec.width, spec.height) <= int(spec.name.removesuffix("p"))
+            assert spec.name == f"{min(spec.width, spec.height)}p"
         # Each side is off by at most one pixel from the exact scale (rounding to even).
         assert abs(spec.width * height - spec.height * width) <= width + height
 
 
 @given(st.integers(1, 8000), st.integers(1, 8000))
 def test_image_plans_never_upscale(width: int, height: int) -> None:
-    for spec in plan_renditions("image", width, height):
+    specs = plan_renditions("image", width, height)
+    for spec in specs:
         assert 1 <= spec.width <= width and 1 <= spec.height <= height
+        if spec.kind == "image":
+            assert spec.name == str(spec.width)
+    assert len({spec.name for spec in specs}) == len(specs)  # one object key each
 
 
 def test_object_keys() -> None:

@@ -17,6 +17,7 @@ from processors.messages import (
     StoryOpened,
 )
 from processors.stories import (
+    MAX_ERROR_CHARS,
     Story,
     StoryInput,
     advance,
@@ -157,12 +158,28 @@ def test_failed_media_never_shows_the_story() -> None:
     state = given((posted(media_id=MEDIA), ctx()))
     new, outputs = handle(state, ready(error="bad codec"), ctx(3))
     assert new is not None and new.phase == "failed" and new.ended_at == at(3)
+    assert new.error == "bad codec"  # kept for its author (the API), not published
     assert outputs == [TOMBSTONE, lifecycle("ended")]
     # and it is purged with its media after the grace (counted from expires_at at the earliest)
     assert purge(new, ctx(EXPIRY + GRACE_MIN - 1)) == (new, [])
     gone, last = purge(new, ctx(EXPIRY + GRACE_MIN))
     assert gone is None
     assert last == [lifecycle("purged"), objects("purge")]
+
+
+def test_a_failure_reason_is_kept_bounded() -> None:
+    state = given((posted(media_id=MEDIA), ctx()))
+    new, _ = handle(state, ready(error="x" * 5000), ctx(3))
+    assert new is not None and new.error == "x" * MAX_ERROR_CHARS
+    assert Story.from_bytes(new.to_bytes()) == new
+
+
+def test_a_late_failure_of_an_expired_story_keeps_its_reason() -> None:
+    state, _ = expire(given((posted(media_id=MEDIA, ttl=10), ctx())), ctx(11))
+    assert state is not None and state.phase == "expired"
+    new, outputs = handle(state, ready(error="truncated"), ctx(12))
+    assert new is not None and (new.phase, new.error) == ("failed", "truncated")
+    assert outputs == []  # it was already gone from story-state
 
 
 # --- highlights -------------------------------------------------------------------------
