@@ -347,9 +347,10 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     if state_dir is not None and state_dir.exists() and any(state_dir.iterdir()):
         raise SystemExit(f"storystream replay: --state-dir {state_dir} is not empty")
     summary = replay(settings, prefix, start, end, state_dir)
+    watermark = summary.watermark.isoformat() if summary.watermark else "none"
     print(
-        f"replayed {summary.records} records into {prefix}* topics "
-        f"(watermark {summary.watermark.isoformat() if summary.watermark else 'none'})"
+        f"replayed {summary.records} records ({summary.read} read) into {prefix}* topics: "
+        f"{summary.outputs} outputs, watermark {watermark}"
     )
     return 0
 

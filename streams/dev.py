@@ -108,6 +108,7 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
             s3_endpoint_url=settings.s3_endpoint_url,
             s3_credentials=list(s3.credentials) if s3 else None,
             story_ttl_seconds=settings.story_ttl.total_seconds(),
+            expiry_grace_seconds=settings.expiry_grace.total_seconds(),
         )
         stack.callback(devstate.clear, settings.data_dir)
         print(f"api: {urls[0]}" + (f" (and {', '.join(urls[1:])})" if urls[1:] else ""), flush=True)

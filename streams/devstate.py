@@ -71,8 +71,9 @@ def api_url(settings: Settings) -> str | None:
 
 def resolve(settings: Settings) -> Settings:
     """Fill in what a running `storystream dev` started, for what is unset: its broker, and
-    (when the broker is unset or is dev's) its S3 endpoint, the embedded store's keys and its
-    story TTL (so `publish` and `post` default `expires_at` as dev's workers expire)."""
+    (when the broker is unset or is dev's) its S3 endpoint, the embedded store's keys, its
+    story TTL and expiry grace (so `publish` and `post` default `expires_at`, and `replay`
+    expires and purges, as dev's workers do)."""
     state = running(settings.data_dir)
     if state is None:
         return settings
@@ -81,9 +82,14 @@ def resolve(settings: Settings) -> Settings:
         update["broker"] = state.get("broker")
     elif settings.broker != state.get("broker"):
         return settings  # another system: dev's object store is not its store
-    ttl = state.get("story_ttl_seconds")
-    if "story_ttl" not in settings.model_fields_set and isinstance(ttl, int | float) and ttl > 0:
-        update["story_ttl"] = timedelta(seconds=ttl)
+    for field in ("story_ttl", "expiry_grace"):  # how dev's workers expire and purge
+        seconds = state.get(f"{field}_seconds")
+        if (
+            field not in settings.model_fields_set
+            and isinstance(seconds, int | float)
+            and seconds > 0
+        ):
+            update[field] = timedelta(seconds=seconds)
     if not settings.s3_endpoint_url and state.get("s3_endpoint_url"):
         update["s3_endpoint_url"] = state["s3_endpoint_url"]
     endpoint = update.get("s3_endpoint_url", settings.s3_endpoint_url)

@@ -1,0 +1,150 @@
+"""The replay job: plan the input's spans, stream them merged through the in-process driver,
+publish the outputs stamped with event time."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from schemas.types import from_millis, millis
+from streams.admin import create_topics
+from streams.kafka import producer_config
+from streams.registry import make_registry
+from streams.replay.progress import Progress
+from streams.replay.reader import BrokerReader, Span, merged, plan_spans
+from streams.runtime.inprocess import InProcessDriver
+from streams.runtime.records import InRecord
+from streams.runtime.routing import OutRecord
+from streams.settings import Settings
+from streams.stages.topology import build_topology
+from streams.topics import output_topics
+
+log = logging.getLogger(__name__)
+# How far out of time order a partition's records may be: a partition is read until a record
+# this much later than the range's end.
+MAX_LATENESS = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ReplaySummary:
+    records: int  # input records applied
+    read: int  # input records read (those outside the range included)
+    output_prefix: str
+    watermark: datetime | None
+    outputs: int
+
+
+def replay(
+    settings: Settings,
+    output_prefix: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    state_dir: Path | None = None,
+    progress: Progress | None = None,
+) -> ReplaySummary:
+    """Replay the inputs with event times in [start, end) into `{output_prefix}{topic}` topics.
+
+    The input is what the broker holds when the replay starts; records published meanwhile
+    are not read. Time is event time: stories expire as the input's time passes them, and at
+    the end time, when given."""
+    from streams.worker import policy_of
+
+    progress = progress or Progress()
+    progress.phase("planning")
+    create_topics(settings, output_topics(output_prefix), fresh=True)
+    registry = make_registry(settings.schema_registry_url)
+    topology = build_topology(registry, settings.app_id, settings.partitions, output_prefix)
+    inputs = [t for t in topology.topics if t in topology.external_inputs]
+    start_ms = millis(start) if start else None
+    end_ms = millis(end) if end else None
+    spans = plan_spans(settings.bootstrap(), inputs, start_ms)
+    _warn_if_gone(spans, start)
+    total = sum(span.size for span in spans)
+    producer = Producer(producer_config(settings.bootstrap()))
+    published = 0
+
+    def publish(record: OutRecord, timestamp: int) -> None:
+        nonlocal published
+        published += 1
+        while True:
+            try:
+                producer.produce(
+                    record.topic, record.value, record.key, record.partition, timestamp=timestamp
+                )
+                return
+            except BufferError:
+                producer.poll(0.05)
+
+    reader = BrokerReader(settings.bootstrap(), spans)
+    applied = 0
+    with tempfile.TemporaryDirectory(prefix="storystream-replay-") as tmp:
+        driver = InProcessDriver(
+            topology, registry, policy_of(settings), state_dir or Path(tmp), sink=publish
+        )
+        try:
+            progress.phase("replaying", total)
+            late = None if end_ms is None else end_ms + int(MAX_LATENESS.total_seconds() * 1000)
+            streams = [
+                _until(reader.records((s.topic, s.partition)), late) for s in spans if s.size
+            ]
+            in_range = _within(merged(streams, topology.rank), start_ms, end_ms)
+
+            def counted() -> Iterator[InRecord]:
+                nonlocal applied
+                for record in in_range:
+                    applied += 1
+                    if applied % 1024 == 0:
+                        progress.update(reader.read, f"{applied:,} in range applied")
+                    yield record
+
+            driver.pipe(counted())
+            if end is not None:
+                driver.advance(end)
+            progress.done(reader.read, f"{applied:,} in range applied")
+        finally:
+            reader.close()
+            driver.close()
+    progress.phase("publishing", published)
+    if producer.flush(120) > 0:
+        raise RuntimeError("replay outputs not acknowledged by the broker")
+    progress.done(published)
+    watermark = from_millis(driver.watermark_ms) if driver.watermark_ms is not None else None
+    return ReplaySummary(applied, reader.read, output_prefix, watermark, published)
+
+
+def _until(records: Iterator[InRecord], late_ms: int | None) -> Iterator[InRecord]:
+    """A partition's records until one is `late_ms` or later (the rest are past the range)."""
+    for record in records:
+        if late_ms is not None and record.timestamp >= late_ms:
+            return
+        yield record
+
+
+def _within(
+    records: Iterator[InRecord], start_ms: int | None, end_ms: int | None
+) -> Iterator[InRecord]:
+    for record in records:
+        if (start_ms is None or record.timestamp >= start_ms) and (
+            end_ms is None or record.timestamp < end_ms
+        ):
+            yield record
+
+
+def _warn_if_gone(spans: list[Span], start: datetime | None) -> None:
+    """Say so when the broker no longer holds the start of the range (retention deleted it)."""
+    gone = [s for s in spans if s.first > 0 and s.start == s.first]
+    if gone:
+        names = ", ".join(f"{s.topic}[{s.partition}]" for s in gone[:5])
+        since = f"since {start.isoformat()}" if start else "from the beginning"
+        log.warning(
+            "the broker no longer holds every record %s (%s start at offsets deleted by "
+            "retention): those records are not replayed",
+            since,
+            names,
+        )
