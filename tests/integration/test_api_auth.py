@@ -12,14 +12,18 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
 from streams import web_log
-from streams.auth import INTERNAL_AUDIENCE, INTERNAL_SUBJECT, issue_internal_token
+from streams.auth import INTERNAL_AUDIENCE, INTERNAL_SUBJECT, issue_internal_token, issue_token
 from streams.partitioning import partition_for
 from streams.settings import Settings
+from tests.fuzz.api_inputs import authorization_headers, path_ids, query_strings, wire
 from tests.integration import raw_http
 from tests.integration.worker_fixture import WorkerProcess, http_get, launch_worker
 from tests.integration.workers import SECRET, publish, wait_for
@@ -358,3 +362,102 @@ def test_malformed_requests_log_one_warning_not_a_traceback(
     assert "ERROR" not in text, text[:3000]
     assert all(len(line) < 300 for line in warnings()), warnings()
     assert worker.running and worker.healthy()
+
+
+LIVE_PATHS = [
+    b"/users/{}/tray",
+    b"/users/{}/stories",
+    b"/stories/{}",
+    b"/stories/{}/views",
+    b"/stories/{}/viewers",
+    b"/stories/{}/reactions",
+    b"/internal/authors/{}",
+    b"/internal/stories/{}",
+]
+
+
+@st.composite
+def live_requests(draw: st.DrawFn, alice: str) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """A request line's target and headers: mostly ones the server's parser passes on (ids
+    and queries percent-quoted, a real token) so that the routes see them."""
+    path = draw(st.sampled_from(LIVE_PATHS))
+    value = draw(st.just(alice) | path_ids)
+    query = draw(query_strings(("limit", "cursor", "viewer")))
+    raw = draw(st.integers(0, 3)) == 0  # as bytes, or percent-quoted
+    pieces = (
+        [wire(value), wire(query)]
+        if raw
+        else [quote(wire(value), safe=""), quote(wire(query), safe="=&%")]
+    )
+    target = path.replace(b"{}", pieces[0].encode() if isinstance(pieces[0], str) else pieces[0])
+    if query:
+        target += b"?" + (pieces[1].encode() if isinstance(pieces[1], str) else pieces[1])
+    if draw(st.booleans()):
+        header = draw(authorization_headers).value
+        headers = [] if header is None else [(b"Authorization", wire(header))]
+    else:
+        signer = draw(st.sampled_from(["alice", "storystream-worker", "worker"]))
+        token = (
+            issue_internal_token(SECRET, datetime.now(UTC))
+            if signer == "worker"
+            else issue_token(signer, SECRET, datetime.now(UTC))
+        )
+        headers = [(b"Authorization", b"Bearer " + token.encode())]
+    return target, headers
+
+
+@settings(
+    max_examples=80,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data(), which=st.integers(0, 1))
+def test_live_sample_of_the_fuzzed_inputs(
+    pair: list[WorkerProcess], world: dict[str, str], data: st.DataObject, which: int
+) -> None:
+    """A small live sample of tests/fuzz/test_api_parsing.py's inputs, on the wire to either
+    worker (80 requests, about a second): never a 5xx; JSON whenever a route answered (the
+    server's own parser refuses some requests with a plain 400 first)."""
+    target, headers = data.draw(live_requests(world["alice"]))
+    answer = raw_http.get(port(pair[which]), target, headers)
+    event(f"{answer.status} {answer.headers.get('content-type', '')[:16]}")
+    assert answer.status < 500, (target[:80], answer)
+    if answer.headers.get("content-type", "").startswith("application/json"):
+        body = json.loads(answer.body)
+        assert answer.status < 400 or isinstance(body["error"], str), body
+    else:
+        assert answer.status == 400, (target[:80], answer)
+
+
+def test_path_ids_that_are_not_identifiers_are_a_400(
+    pair: list[WorkerProcess], world: dict[str, str]
+) -> None:
+    token = b"Bearer " + issue_token(world["bob"], SECRET, datetime.now(UTC)).encode()
+    for worker in pair:
+        for target in (
+            b"/stories/%ff",
+            b"/stories/%ED%A0%80",
+            b"/stories/a%2Fb/views",
+            b"/users/%C3%A9/tray",
+            b"/stories/a%0A",
+            b"/stories/" + b"a" * 65,
+        ):
+            answer = raw_http.get(port(worker), target, [(b"Authorization", token)])
+            assert answer.status == 400, (target, answer)
+            assert "must be 1-64 characters" in json.loads(answer.body)["error"], target
+        # No such route, or no such method: the server's own answers are JSON too.
+        for request in (
+            b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"GET /stories/a/b/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"POST /stories/s1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            b"DELETE /stories/s1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"PROPFIND /stories/s1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        ):
+            answer = raw_http.exchange(port(worker), request)
+            assert answer.status in (404, 405), (request, answer)
+            assert json.loads(answer.body)["error"], (request, answer)
+        # Bytes that are not ASCII in the request line: the server's parser refuses them.
+        answer = raw_http.get(port(worker), b"/stories/\xe9", [(b"Authorization", token)])
+        assert answer.status == 400 and b"Invalid char in url" in answer.body
