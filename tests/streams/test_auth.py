@@ -22,6 +22,7 @@ from streams.auth import (
     verify_internal_token,
     verify_token,
 )
+from streams.cli import main
 
 SECRET = "a-secret-of-at-least-32-bytes-long!!"
 
@@ -155,4 +156,18 @@ def test_an_undecodable_token_is_a_token_error(token: str) -> None:
     with pytest.raises(TokenError):
         verify_token(token, SECRET)
     with pytest.raises(TokenError):
+        verify_internal_token(token, SECRET)
+
+
+def test_the_token_command_names_the_configured_audience(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STORYSTREAM_API_SECRET", SECRET)
+    monkeypatch.setenv("STORYSTREAM_API_AUDIENCE", "storystream-app")
+    assert main(["token", "storystream-worker"]) == 0
+    token = capsys.readouterr().out.strip()
+    assert verify_token(token, SECRET, "storystream-app") == "storystream-worker"
+    with pytest.raises(TokenError):
+        verify_token(token, SECRET, "another-app")
+    with pytest.raises(TokenError):  # an ordinary user, whatever the name
         verify_internal_token(token, SECRET)
