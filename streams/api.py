@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import faust
+import orjson
+from aiohttp import web
 from faust.web import Request, Response, View
 from pydantic import TypeAdapter
 
@@ -25,7 +27,14 @@ from processors.trays import read_tray
 from processors.viewer_list import page_bounds, read_page
 from schemas.records import ReactionCounts, StoryState
 from schemas.types import IDENTIFIER_PATTERN
-from streams.auth import TokenError, issue_token, verify_token
+from streams.auth import (
+    INTERNAL_TTL,
+    TokenError,
+    bearer_token,
+    issue_internal_token,
+    verify_internal_token,
+    verify_token,
+)
 from streams.members import Members
 from streams.partitioning import partition_for
 from streams.runtime.engine import Engine
@@ -38,9 +47,9 @@ from streams.stages.views import reaction_state, view_state
 
 log = logging.getLogger(__name__)
 FORWARDED = "X-Storystream-Forwarded"
-INTERNAL_SUBJECT = "storystream-worker"
 _AUTHOR = TypeAdapter(Author)
 _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
+_LIMIT = re.compile(r"[0-9]{1,4}")
 
 
 @dataclass(frozen=True)
@@ -70,9 +79,9 @@ class Api:
         self.members = members
         self.clock = clock
         self._session: aiohttp.ClientSession | None = None
-        self._internal_token = issue_token(
-            INTERNAL_SUBJECT, settings.api_secret.get_secret_value(), clock()
-        )
+        self._secret = settings.api_secret.get_secret_value()
+        self._internal_token = ""
+        self._internal_renew_at: datetime | None = None
 
     # -- ownership and forwarding -----------------------------------------------------------
     def local_store(self, key: str) -> PartitionStore | None:
@@ -121,7 +130,7 @@ class Api:
             raise HttpError(503, f"partition {partition} has no owner yet; retry")
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        headers = {FORWARDED: "1", "Authorization": f"Bearer {self._internal_token}"}
+        headers = {FORWARDED: "1", "Authorization": f"Bearer {self._worker_token()}"}
         url = owner.url.rstrip("/") + path
         async with self._session.get(url, headers=headers, params=query) as answer:
             if answer.status == 404:
@@ -130,15 +139,28 @@ class Api:
                 raise HttpError(503, f"owner of partition {partition} answered {answer.status}")
             return await answer.read()
 
+    def _worker_token(self) -> str:
+        """This worker's token for the others, renewed halfway through its life."""
+        now = self.clock()
+        if self._internal_renew_at is None or now >= self._internal_renew_at:
+            self._internal_token = issue_internal_token(self._secret, now)
+            self._internal_renew_at = now + INTERNAL_TTL / 2
+        return self._internal_token
+
     def authenticate(self, request: Request) -> str:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            raise HttpError(401, "missing bearer token")
+        """The caller's user id, from a user token (never a worker's); 401 otherwise."""
         try:
-            return verify_token(token.strip(), self.settings.api_secret.get_secret_value())
+            token = bearer_token(request.headers.get("Authorization"))
+            return verify_token(token, self._secret, self.settings.api_audience)
         except TokenError as exc:
             raise HttpError(401, f"invalid token: {exc}") from None
+
+    def authenticate_worker(self, request: Request) -> None:
+        """Nothing when the caller is another worker (a worker's token); 401 otherwise."""
+        try:
+            verify_internal_token(bearer_token(request.headers.get("Authorization")), self._secret)
+        except TokenError as exc:
+            raise HttpError(401, f"internal route, not a worker's token: {exc}") from None
 
     # -- reads --------------------------------------------------------------------------------
     async def visible_story(self, request: Request, story_id: str, caller: str) -> StoryState:
@@ -161,39 +183,99 @@ class Api:
         return state
 
 
-def _json(view: View, value: Any, status: int = 200) -> Response:
-    return view.json(value, status=status)
+def viewer_page_query(story_id: str, query: Mapping[str, str]) -> tuple[int, bytes, bytes]:
+    """(limit, start key, prefix) of a viewer-list page from `?limit=&cursor=`; 400 if bad."""
+    limit = query.get("limit", "50")
+    if not _LIMIT.fullmatch(limit) or not 1 <= int(limit) <= 1000:
+        raise HttpError(400, "limit must be an integer from 1 to 1000")
+    try:
+        start, prefix = page_bounds(story_id, query.get("cursor") or None)
+    except ValueError as exc:
+        raise HttpError(400, str(exc)) from None
+    return int(limit), start, prefix
+
+
+def viewer_query(query: Mapping[str, str]) -> str:
+    """The user id of `?viewer=`; 400 if missing or not a user id."""
+    viewer_id = query.get("viewer", "")
+    if not _IDENTIFIER.fullmatch(viewer_id):
+        raise HttpError(400, "viewer: must be 1-64 characters of [A-Za-z0-9_-]")
+    return viewer_id
+
+
+Auth = Literal["user", "worker", "none"]
+
+
+@dataclass(frozen=True)
+class Route:
+    """One endpoint: its handler, the path parameter naming its key (the request goes to the
+    key's owner), and who may call it: a user, another worker, or anyone."""
+
+    handler: Callable[..., Awaitable[Any]]
+    key: str | None = None
+    auth: Auth = "user"
+
+
+async def answer(api: Api, route: Route, request: Request, params: Mapping[str, str]) -> Raw:
+    """The endpoint's answer: its result as JSON, or `{"error": reason}` with its status."""
+    try:
+        caller = ""
+        if route.auth == "user":
+            caller = api.authenticate(request)
+        elif route.auth == "worker":
+            api.authenticate_worker(request)
+        for name, value in params.items():
+            if not _IDENTIFIER.fullmatch(value):
+                raise HttpError(400, f"{name}: must be 1-64 characters of [A-Za-z0-9_-]")
+        result = None
+        if route.key is not None:
+            result = await api.forward(request, params[route.key])
+        if result is None:
+            result = await route.handler(request, caller, **params)
+        return result if isinstance(result, Raw) else Raw(orjson.dumps(result))
+    except HttpError as exc:
+        return Raw(orjson.dumps({"error": exc.reason}), exc.status)
 
 
 def install(app: faust.App, api: Api) -> None:
     """Register the endpoints on the app's web server."""
+    for path, route in routes(api):
+        app.page(path)(_view(api, route))
 
-    def endpoint(
-        key_param: str | None, *, auth: bool = True
-    ) -> Callable[[Callable[..., Awaitable[Any]]], type[View]]:
-        def wrap(handler: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Response]]:
-            async def get(self: View, request: Request, **params: str) -> Response:
-                try:
-                    caller = api.authenticate(request) if auth else ""
-                    result = None
-                    if key_param is not None:
-                        result = await api.forward(request, params[key_param])
-                    if result is None:
-                        result = await handler(request, caller, **params)
-                    if isinstance(result, Raw):
-                        return self.bytes(
-                            result.body, content_type=result.content_type, status=result.status
-                        )
-                    return _json(self, result)
-                except HttpError as exc:
-                    return _json(self, {"error": exc.reason}, exc.status)
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.text(api.engine.metrics.render(), content_type="text/plain; version=0.0.4")
 
-            return get
+    app.page("/metrics")(Metrics)
+    web_app = getattr(app.web, "web_app", None)
+    if isinstance(web_app, web.Application):
+        web_app.middlewares.append(_json_errors)
 
-        def decorate(handler: Callable[..., Awaitable[Any]]) -> type[View]:
-            return type(handler.__name__, (View,), {"get": wrap(handler)})
 
-        return decorate
+def _view(api: Api, route: Route) -> type[View]:
+    async def get(self: View, request: Request, **params: str) -> Response:
+        result = await answer(api, route, request, params)
+        return self.bytes(result.body, content_type=result.content_type, status=result.status)
+
+    return type(route.handler.__name__, (View,), {"get": get})
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """The server's own 4xx answers (no such path, method not allowed) in JSON too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
+
+
+def routes(api: Api) -> list[tuple[str, Route]]:
+    """Every endpoint but `/metrics`, by path."""
 
     async def tray(request: Request, caller: str, user_id: str) -> Any:
         if caller != user_id:
@@ -253,16 +335,7 @@ def install(app: faust.App, api: Api) -> None:
         state = await api.visible_story(request, story_id, caller)
         if caller != state.author_id:
             raise HttpError(403, "only the author may list a story's viewers")
-        try:
-            limit = int(request.query.get("limit", "50"))
-            if not 1 <= limit <= 1000:
-                raise ValueError
-        except ValueError:
-            raise HttpError(400, "limit must be an integer from 1 to 1000") from None
-        try:
-            start, prefix = page_bounds(story_id, request.query.get("cursor") or None)
-        except ValueError as exc:
-            raise HttpError(400, str(exc)) from None
+        limit, start, prefix = viewer_page_query(story_id, request.query)
         store = api.local_store(story_id)
         assert store is not None
         keys = (key for key, _ in store.scan_committed(prefix, start))
@@ -283,15 +356,8 @@ def install(app: faust.App, api: Api) -> None:
             story_id=story_id, counts=counts, total=state.total if state else 0
         ).model_dump(mode="json")
 
-    def _internal_only(caller: str) -> None:
-        if caller != INTERNAL_SUBJECT:
-            raise HttpError(403, "internal endpoint")
-
     async def internal_author(request: Request, caller: str, author_id: str) -> Any:
-        _internal_only(caller)
-        viewer_id = request.query.get("viewer", "")
-        if not _IDENTIFIER.fullmatch(viewer_id):
-            raise HttpError(400, "viewer: must be 1-64 characters of [A-Za-z0-9_-]")
+        viewer_id = viewer_query(request.query)
         store = api.local_store(author_id)
         assert store is not None
         author = author_seen_by(store.get_committed, author_id, viewer_id)
@@ -300,7 +366,6 @@ def install(app: faust.App, api: Api) -> None:
         return Raw(_AUTHOR.dump_json(author))
 
     async def internal_story(request: Request, caller: str, story_id: str) -> Any:
-        _internal_only(caller)
         store = api.local_store(story_id)
         assert store is not None
         state = story_view(store, story_id, api.clock())
@@ -313,21 +378,14 @@ def install(app: faust.App, api: Api) -> None:
             raise HttpError(503, "not consuming")
         return {"status": "ok", "partitions": sorted(api.engine.assigned_partitions)}
 
-    class Metrics(View):
-        async def get(self, request: Request) -> Response:
-            return self.text(api.engine.metrics.render(), content_type="text/plain; version=0.0.4")
-
-    routes: list[tuple[str, type[View]]] = [
-        ("/users/{user_id}/tray", endpoint("user_id")(tray)),
-        ("/users/{author_id}/stories", endpoint("author_id")(author_stories)),
-        ("/stories/{story_id}", endpoint("story_id")(story)),
-        ("/stories/{story_id}/views", endpoint("story_id")(views)),
-        ("/stories/{story_id}/viewers", endpoint("story_id")(viewers)),
-        ("/stories/{story_id}/reactions", endpoint("story_id")(reactions)),
-        ("/internal/authors/{author_id}", endpoint("author_id")(internal_author)),
-        ("/internal/stories/{story_id}", endpoint("story_id")(internal_story)),
-        ("/health", endpoint(None, auth=False)(health)),
-        ("/metrics", Metrics),
+    return [
+        ("/users/{user_id}/tray", Route(tray, "user_id")),
+        ("/users/{author_id}/stories", Route(author_stories, "author_id")),
+        ("/stories/{story_id}", Route(story, "story_id")),
+        ("/stories/{story_id}/views", Route(views, "story_id")),
+        ("/stories/{story_id}/viewers", Route(viewers, "story_id")),
+        ("/stories/{story_id}/reactions", Route(reactions, "story_id")),
+        ("/internal/authors/{author_id}", Route(internal_author, "author_id", "worker")),
+        ("/internal/stories/{story_id}", Route(internal_story, "story_id", "worker")),
+        ("/health", Route(health, None, "none")),
     ]
-    for path, view in routes:
-        app.page(path)(view)

@@ -15,6 +15,7 @@ import faust
 from faust.app.base import BootStrategy
 from mode import Service
 
+from streams import web_log
 from streams.runtime.engine import Engine
 from streams.settings import Settings
 
@@ -97,6 +98,7 @@ def create_app(
                 await loop.run_in_executor(None, companion.stop)
 
     install_api(app)
+    web_log.install()
     # Faust leaves aiokafka's logger at DEBUG, which costs about 10% CPU.
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     return app

@@ -298,7 +298,9 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
     from streams.auth import issue_token
 
     try:
-        print(issue_token(args.user_id, settings.api_secret.get_secret_value(), datetime.now(UTC)))
+        secret = settings.api_secret.get_secret_value()
+        now = datetime.now(UTC)
+        print(issue_token(args.user_id, secret, now, audience=settings.api_audience))
     except ValueError as exc:
         raise SystemExit(f"storystream token: {exc}") from None
     return 0

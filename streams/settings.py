@@ -57,6 +57,12 @@ class Settings(BaseModel):
     expiry_grace: Duration = timedelta(hours=2)
     celebrity_followers: int = Field(100_000, ge=1)
     api_secret: SecretStr = SecretStr("storystream-dev-secret-change-me")
+    api_audience: str | None = Field(
+        None,
+        min_length=1,
+        description="when set, API tokens must name it in `aud` (`storystream token` adds it); "
+        "unset = any `aud` is accepted",
+    )
     data_dir: Path = Path("./data")
     api_port: int = Field(6066, ge=0, le=65535)
     api_bind: str = "127.0.0.1"
