@@ -42,12 +42,12 @@ from streams.auth import (
     issue_internal_token,
     issue_token,
 )
-from streams.engine import Engine
-from streams.handlers.stories import STORIES
 from streams.members import Members
 from streams.partitioning import partition_for
+from streams.runtime.engine import Engine
+from streams.runtime.store import PartitionStore
 from streams.settings import Settings
-from streams.store import PartitionStore
+from streams.stages.stories import STORIES
 from tests.fuzz.api_inputs import (
     SECRET,
     Header,
