@@ -25,10 +25,9 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 from bench.harness import WorkerProcess, broker
 from schemas.types import millis
 from streams.admin import create_topics
-from streams.internal_topics import stage_topic
 from streams.publish import publish_lines
 from streams.settings import Settings
-from streams.topics import STORY_STATE
+from streams.topics import STORY_STATE, stage_topic
 
 
 def _iso(value: datetime) -> str:
@@ -124,7 +123,7 @@ def main() -> None:
                     for i in range(1000)
                 ],
             )
-            author_stage = stage_topic(settings, "author")
+            author_stage = stage_topic(settings.app_id, "author")
             # Long enough for the worker to take the posts in through every stage and then
             # measure the baseline (about 3,000 posts/s here, all stages included).
             lead = args.lead or max(60.0, args.stories / 800 + 30)

@@ -29,10 +29,10 @@ from typing import Any
 from processors import authors
 from processors.authors import Author
 from streams.runtime.engine import InRecord, PartitionContext
+from streams.runtime.store import PartitionStore
 from streams.stages.common import Table, apply_by_key
 from streams.stages.follow_graph import FOLLOWER_TAG, core_key, member_prefix
 from streams.stages.social import apply_authors
-from streams.runtime.store import PartitionStore
 from tests.processors.factories_social import T0, ctx, followed
 
 AUTHOR = "celebrity_author_0001"

@@ -28,10 +28,10 @@ from typing import Any
 from processors import trays
 from processors.trays import TrayState
 from streams.runtime.engine import InRecord, PartitionContext
+from streams.runtime.store import PartitionStore
 from streams.stages.common import by_key, ctx_of
 from streams.stages.social import apply_trays
 from streams.stages.tray_store import TRAYS
-from streams.runtime.store import PartitionStore
 from tests.processors.factories_social import added, at, ctx, seen
 
 SCENARIOS = ((0, 1), (0, 10), (0, 100), (0, 1000), (20, 10), (20, 100))

@@ -36,10 +36,10 @@ from typing import Any
 import fastavro
 
 from bench.views import encode, generate
-from streams.runtime.engine import GC_THRESHOLDS, Engine, InRecord, _Assigned
 from streams.partitioning import partition_for
-from streams.settings import Settings
+from streams.runtime.engine import GC_THRESHOLDS, Engine, InRecord, _Assigned
 from streams.runtime.store import PartitionStore
+from streams.settings import Settings
 from streams.topics import STORY_VIEWED
 from streams.worker import build_engine
 
