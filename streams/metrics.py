@@ -61,6 +61,11 @@ class Metrics:
             "Events processed (on stage topics: messages, several to a batched record).",
             "topic",
         )
+        self.committed = Counter(
+            "storystream_events_committed_total",
+            "Events processed whose batch is durable (outputs acknowledged, checkpoint written).",
+            "topic",
+        )
         self.outputs = Counter("storystream_outputs_total", "Records published.", "topic")
         self.dead_letters = Counter(
             "storystream_dead_letters_total", "Records sent to story-dead-letters.", "topic"
@@ -105,6 +110,7 @@ class Metrics:
         parts: list[str] = []
         for metric in (
             self.processed,
+            self.committed,
             self.outputs,
             self.dead_letters,
             self.expiries,

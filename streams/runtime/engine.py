@@ -154,8 +154,7 @@ class Engine:
                 durable = {p: s for p, s in self._assigned.items() if p in touched or s.store.dirty}
                 if records or durable:
                     durability.commit(durable, _next_offsets(records))
-                    if self._on_commit is not None:
-                        self._on_commit()
+                    self._count_committed()
                 if records:
                     self.metrics.batch_seconds.set(time.monotonic() - started)
         finally:
@@ -169,6 +168,14 @@ class Engine:
                 for assigned in self._assigned.values():
                     assigned.store.close()
                 self._assigned.clear()
+
+    def _count_committed(self) -> None:
+        """What `processed` counted up to this commit is now durable."""
+        processed, committed = self.metrics.processed.values(), self.metrics.committed
+        for topic, count in processed.items():
+            committed.inc(topic, count - committed.value(topic))
+        if self._on_commit is not None:
+            self._on_commit()
 
     def _produced_topics(self) -> list[str]:
         topology = self.topology
