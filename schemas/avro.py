@@ -62,6 +62,13 @@ def _collect(node: Any, namespace: str, out: dict[str, dict[str, Any]]) -> None:
             _collect(kind, namespace, out)
 
 
+def named_types(definition: Any) -> dict[str, dict[str, Any]]:
+    """Every named type (record, enum, fixed) defined in a schema, by full name."""
+    named: dict[str, dict[str, Any]] = {}
+    _collect(definition, NAMESPACE, named)
+    return named
+
+
 def expand(node: Any, named: dict[str, dict[str, Any]], seen: set[str] | None = None) -> Any:
     """Inline named-type references so the schema stands alone (as a registry stores it)."""
     seen = set() if seen is None else seen
@@ -106,8 +113,7 @@ def load_records(directory: Path) -> dict[str, dict[str, Any]]:
     defined: dict[str, tuple[str, dict[str, Any]]] = {}
     for path in sorted(directory.glob("*.avsc")):
         definition = json.loads(path.read_text())
-        named: dict[str, dict[str, Any]] = {}
-        _collect(definition, NAMESPACE, named)
+        named = named_types(definition)
         try:
             expand(definition, named)
         except KeyError as exc:
