@@ -13,7 +13,7 @@ import pytest
 from schemas.avro import latest
 from schemas.events import parse_event
 from streams.codecs import AvroCodec, CodecError
-from streams.registry import ConfluentRegistry, EmbeddedRegistry, make_registry
+from streams.registry import ConfluentRegistry, EmbeddedRegistry, RegistryError, make_registry
 
 
 class _Registry(BaseHTTPRequestHandler):
@@ -88,3 +88,39 @@ def test_confluent_registry_unknown_id_is_a_codec_error(registry_url: str) -> No
     codec = AvroCodec("StoryViewed", ConfluentRegistry(registry_url), "story-viewed-value")
     with pytest.raises(CodecError, match="unknown schema id 7"):
         codec.decode(b"\x00\x00\x00\x00\x07\x00")
+
+
+def test_confluent_registry_gets_the_fixed_ids_from_the_embedded_registry(
+    schema_registry_url: str,
+) -> None:
+    """The project's client path against what `storystream dev` serves: every topic's record
+    registers under its subject as the id fixed in the repo, and every id resolves to a writer
+    schema that reads the current records."""
+    from schemas.avro import history
+    from streams.topics import TOPICS
+
+    registry = ConfluentRegistry(schema_registry_url)
+    for spec in TOPICS:
+        assert registry.id_for(spec.record, spec.subject) == latest(spec.record).schema_id
+    for versions in history().values():
+        for version in versions:
+            assert registry.writer_schema(version.schema_id)["name"].endswith(version.name)
+    codec = AvroCodec("StoryViewed", registry, "story-viewed-value")
+    assert AvroCodec("StoryViewed", EmbeddedRegistry(), "x").decode(codec.encode(VIEW)) == VIEW
+
+
+def test_an_unreachable_registry_is_an_error_of_its_own_not_a_bad_record() -> None:
+    """A record must not be dead-lettered because the registry is down: not a CodecError."""
+    from infra.schema_registry import EmbeddedSchemaRegistry
+    from streams.registry import topic_subjects
+
+    with EmbeddedSchemaRegistry(topic_subjects()) as server:
+        registry = ConfluentRegistry(server.url)
+        codec = AvroCodec("StoryViewed", registry, "story-viewed-value")
+        data = codec.encode(VIEW)  # registered while it answered
+    assert codec.decode(data) == VIEW  # the current id needs no registry
+    with pytest.raises(RegistryError, match=r"schema 7: .*onnect"):
+        codec.decode(b"\x00\x00\x00\x00\x07\x00")  # another writer's id: asked, unreachable
+    fresh = AvroCodec("StoryViewed", ConfluentRegistry(server.url), "story-viewed-value")
+    with pytest.raises(RegistryError, match="cannot register StoryViewed under story-viewed-value"):
+        fresh.encode(VIEW)
