@@ -7,7 +7,12 @@ applies."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,6 +25,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext, StringSerializer
 
+from infra.process import free_port
 from infra.s3 import EmbeddedS3
 from schemas.avro import SCHEMA_DIR, latest
 from streams.settings import Settings
@@ -319,3 +325,54 @@ def test_avro_serializer_produces_events_a_worker_applies(
 
     counts = _wait("the serialized views counted", counted)
     assert counts["unique_viewers"] == 2
+
+
+def test_dev_serves_the_registry_and_prints_its_url(tmp_path: Path) -> None:
+    """`storystream dev` prints the registry beside the broker and records it for commands."""
+    api_port = free_port()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("STORYSTREAM_")}
+    env = clean | {"STORYSTREAM_DATA_DIR": str(tmp_path), "STORYSTREAM_API_PORT": str(api_port)}
+    dev = subprocess.Popen(
+        [sys.executable, "-m", "streams.cli", "dev", "--broker-port", str(free_port())],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert dev.stdout is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 120
+        while not (lines and lines[-1].startswith("ready")):
+            assert time.monotonic() < deadline and dev.poll() is None, lines
+            lines.append(dev.stdout.readline().strip())
+        printed = [line.split(":")[0] for line in lines if line]
+        assert printed[:2] == ["broker", "schema registry"]
+        url = next(line for line in lines if line.startswith("schema registry:")).split()[2]
+        assert json.loads((tmp_path / "dev.json").read_text())["schema_registry_url"] == url
+        client = SchemaRegistryClient({"url": url})
+        assert (
+            client.get_latest_version("story-state-value").schema_id
+            == latest("StoryState").schema_id
+        )
+        # Commands started beside dev find its broker and registry through dev.json.
+        post = {"type": "story_posted", "story_id": "s", "author_id": "a", "created_at": _at(0)}
+        cli = [sys.executable, "-m", "streams.cli"]
+        published = subprocess.run(
+            [*cli, "publish", "-"], input=json.dumps(post), text=True, capture_output=True, env=env
+        )
+        assert published.returncode == 0, published.stderr
+        consumed = subprocess.run(
+            [*cli, "consume", "story-posted", "--from-beginning", "--until-idle", "1"],
+            text=True,
+            capture_output=True,
+            env=env,
+        )
+        assert consumed.returncode == 0, consumed.stderr
+        assert json.loads(consumed.stdout)["value"]["story_id"] == "s"
+    finally:
+        dev.send_signal(signal.SIGINT)
+        dev.wait(timeout=30)
+    assert dev.returncode == 0
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/subjects", timeout=2)  # stopped with dev
