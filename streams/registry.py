@@ -64,16 +64,24 @@ class ConfluentRegistry:
     def id_for(self, record: str, subject: str) -> int:
         key = (record, subject)
         if key not in self._ids:
-            from confluent_kafka.schema_registry import Schema
-
-            text = json.dumps(current_schemas()[record])
-            try:
-                self._ids[key] = self._client.register_schema(subject, Schema(text, "AVRO"))
-            except Exception as exc:  # SchemaRegistryError, or the HTTP client's own errors
-                raise RegistryError(
-                    f"schema registry {self.url}: cannot register {record} under {subject}: {exc}"
-                ) from exc
+            # Every topic's at once: after the first call no record waits on the registry, and
+            # a dead letter's id is known before a record needs one.
+            wanted = {(r, s) for s, r in topic_subjects().items()} | {key}
+            for pair in sorted(wanted - self._ids.keys()):
+                self._ids[pair] = self._register(*pair)
         return self._ids[key]
+
+    def _register(self, record: str, subject: str) -> int:
+        from confluent_kafka.schema_registry import Schema
+
+        text = json.dumps(current_schemas()[record])
+        try:
+            schema_id: int = self._client.register_schema(subject, Schema(text, "AVRO"))
+        except Exception as exc:  # SchemaRegistryError, or the HTTP client's own errors
+            raise RegistryError(
+                f"schema registry {self.url}: cannot register {record} under {subject}: {exc}"
+            ) from exc
+        return schema_id
 
     def writer_schema(self, schema_id: int) -> Any:
         if schema_id not in self._parsed:
