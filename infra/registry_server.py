@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from infra.schema_store import FIXED, RegistryError, SchemaStore
+from infra.schema_store import FIXED, ConfluentError, SchemaStore
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 STORE = web.AppKey("store", SchemaStore)
@@ -32,7 +32,7 @@ async def _confluent_errors(request: web.Request, handler: Handler) -> web.Strea
     """Every error in Confluent's form, so clients report the registry's reason."""
     try:
         return await handler(request)
-    except RegistryError as exc:
+    except ConfluentError as exc:
         return _error(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:  # no such route or method
         return _error(exc.status, exc.status, f"HTTP {exc.status} {exc.reason}")
@@ -45,7 +45,7 @@ def _store(request: web.Request) -> SchemaStore:
 def _schema_id(request: web.Request) -> int:
     text = request.match_info["id"]
     if not text.isdigit():
-        raise RegistryError(404, 40403, f"Schema {text} not found")
+        raise ConfluentError(404, 40403, f"Schema {text} not found")
     return int(text)
 
 
@@ -53,7 +53,7 @@ async def _body(request: web.Request) -> Any:
     try:
         return json.loads(await request.read() or b"null")
     except ValueError as exc:
-        raise RegistryError(400, 400, f"Request body is not JSON: {exc}") from exc
+        raise ConfluentError(400, 400, f"Request body is not JSON: {exc}") from exc
 
 
 async def root(request: web.Request) -> web.Response:
@@ -130,7 +130,7 @@ async def mode(request: web.Request) -> web.Response:
 
 
 async def refused(request: web.Request) -> web.Response:
-    raise RegistryError(422, 42205, f"{request.method} {request.path} is not permitted: {FIXED}")
+    raise ConfluentError(422, 42205, f"{request.method} {request.path} is not permitted: {FIXED}")
 
 
 def create_app(store: SchemaStore) -> web.Application:

@@ -10,8 +10,8 @@ from schemas.avro import NAMESPACE, SchemaVersion, expand, named_types
 
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
 _NAMED = ("record", "error", "enum", "fixed")
-# Subjects registered at run time (a replay's prefixed topics, a client's own naming) are
-# kept in memory; the cap keeps a misbehaving client from growing the process without end.
+# Subjects registered at run time (a client's own naming) are kept in memory; the cap keeps
+# a misbehaving client from growing the process without end.
 MAX_SUBJECTS = 10_000
 FIXED = (
     "this registry serves the schemas fixed in the repository (schemas/history, ids in "
@@ -19,7 +19,7 @@ FIXED = (
 )
 
 
-class RegistryError(Exception):
+class ConfluentError(Exception):
     """An answer in Confluent's error form: HTTP status, `error_code` and `message`."""
 
     def __init__(self, status: int, code: int, message: str) -> None:
@@ -53,8 +53,9 @@ def canonical(node: Any, namespace: str = "") -> Any:
                 **{k: v for k, v in field.items() if k != "doc"},
                 "type": canonical(field.get("type"), namespace),
             }
-            for field in node["fields"]
             if isinstance(field, dict)
+            else field  # kept for the parser to refuse
+            for field in node["fields"]
         ]
     elif kind == "array":
         out["items"] = canonical(node.get("items"), namespace)
@@ -92,7 +93,7 @@ class SchemaStore:
     def schema(self, schema_id: int) -> SchemaVersion:
         """The schema registered with `schema_id`."""
         if schema_id not in self._by_id:
-            raise RegistryError(404, 40403, f"Schema {schema_id} not found")
+            raise ConfluentError(404, 40403, f"Schema {schema_id} not found")
         return self._by_id[schema_id]
 
     def schemas(self) -> list[dict[str, Any]]:
@@ -112,14 +113,14 @@ class SchemaStore:
             return self._answer(subject, len(ids))
         number = int(version) if version.isdigit() else 0
         if not 1 <= number < 2**31:
-            raise RegistryError(
+            raise ConfluentError(
                 422,
                 42202,
                 f"The specified version '{version}' is not a valid version id. Allowed values "
                 'are between [1, 2^31-1] and the string "latest"',
             )
         if number > len(ids):
-            raise RegistryError(404, 40402, f"Version {number} not found.")
+            raise ConfluentError(404, 40402, f"Version {number} not found.")
         return self._answer(subject, number)
 
     def usages(self, schema_id: int) -> list[dict[str, Any]]:
@@ -134,7 +135,7 @@ class SchemaStore:
 
     def _ids(self, subject: str) -> list[int]:
         if subject not in self._subjects:
-            raise RegistryError(404, 40401, f"Subject '{subject}' not found.")
+            raise ConfluentError(404, 40401, f"Subject '{subject}' not found.")
         return self._subjects[subject]
 
     def _answer(self, subject: str, number: int) -> dict[str, Any]:
@@ -148,7 +149,7 @@ class SchemaStore:
         ids = self._ids(subject)
         schema_id = self._identify(body)
         if schema_id not in ids:
-            raise RegistryError(404, 40403, "Schema not found")
+            raise ConfluentError(404, 40403, "Schema not found")
         return self._answer(subject, ids.index(schema_id) + 1)
 
     def register(self, subject: str, body: Any) -> int:
@@ -157,26 +158,26 @@ class SchemaStore:
         while records carrying it stay on the broker."""
         schema_id = self._identify(body)
         if schema_id is None:
-            raise RegistryError(
+            raise ConfluentError(
                 422,
                 42205,
                 f"Schema is not one of this registry's: {FIXED}. A new schema is a new "
                 "version in schemas/history with its id in schemas/ids.json.",
             )
         if isinstance(body.get("id"), int) and body["id"] != schema_id:
-            raise RegistryError(
+            raise ConfluentError(
                 422, 42207, f"Schema id {body['id']} given; this schema's id is {schema_id}"
             )
         ids = self._subjects.get(subject)
         if ids is None:
             if len(self._subjects) >= MAX_SUBJECTS:
-                raise RegistryError(422, 42205, f"Too many subjects ({MAX_SUBJECTS})")
+                raise ConfluentError(422, 42205, f"Too many subjects ({MAX_SUBJECTS})")
             self._subjects[subject] = [schema_id]
         elif schema_id not in ids:
             held = {self._by_id[i].name for i in ids}
             record = self._by_id[schema_id].name
             if held != {record}:
-                raise RegistryError(
+                raise ConfluentError(
                     409,
                     409,
                     f"Schema being registered is incompatible with an earlier schema for "
@@ -188,10 +189,10 @@ class SchemaStore:
     def _identify(self, body: Any) -> int | None:
         """The fixed id of the schema a request carries (None when it is none of them)."""
         if not isinstance(body, dict) or not isinstance(body.get("schema"), str):
-            raise RegistryError(422, 42201, 'Invalid schema: the body needs a "schema" string')
+            raise ConfluentError(422, 42201, 'Invalid schema: the body needs a "schema" string')
         kind = body.get("schemaType") or "AVRO"
         if kind != "AVRO":
-            raise RegistryError(422, 42201, f"Invalid schema: type {kind!r}; {FIXED}, all AVRO")
+            raise ConfluentError(422, 42201, f"Invalid schema: type {kind!r}; {FIXED}, all AVRO")
         try:
             definition = canonical(json.loads(body["schema"]))
             references = body.get("references") or []
@@ -204,8 +205,8 @@ class SchemaStore:
             import fastavro  # here: only registrations and lookups parse a schema
 
             fastavro.parse_schema(definition, named_schemas={}, _force=True)
-        except RegistryError as exc:
-            raise RegistryError(422, 42201, f"Invalid schema: reference: {exc.message}") from exc
+        except ConfluentError as exc:
+            raise ConfluentError(422, 42201, f"Invalid schema: reference: {exc.message}") from exc
         except Exception as exc:  # JSONDecodeError, KeyError, TypeError, SchemaParseException
-            raise RegistryError(422, 42201, f"Invalid schema: {exc}") from exc
+            raise ConfluentError(422, 42201, f"Invalid schema: {exc}") from exc
         return self._by_key.get(_key(canonical(definition)))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from infra.schema_store import RegistryError, SchemaStore, canonical
+from infra.schema_store import ConfluentError, SchemaStore, canonical
 from schemas.avro import HISTORY_DIR, SCHEMA_DIR, history, latest, schema_ids
 from streams.registry import topic_subjects
 
@@ -23,7 +23,7 @@ def _body(definition: Any, **extra: Any) -> dict[str, Any]:
 
 
 def _refused(status: int, code: int) -> Any:
-    def check(exc: pytest.ExceptionInfo[RegistryError]) -> None:
+    def check(exc: pytest.ExceptionInfo[ConfluentError]) -> None:
         assert (exc.value.status, exc.value.code) == (status, code), exc.value.message
 
     return check
@@ -55,17 +55,17 @@ def test_topic_and_record_subjects_hold_the_records_versions(store: SchemaStore)
 
 
 def test_versions_and_subjects_that_do_not_exist(store: SchemaStore) -> None:
-    with pytest.raises(RegistryError) as exc:
+    with pytest.raises(ConfluentError) as exc:
         store.versions("nope-value")
     _refused(404, 40401)(exc)
-    with pytest.raises(RegistryError) as exc:
+    with pytest.raises(ConfluentError) as exc:
         store.version("story-state-value", "2")
     _refused(404, 40402)(exc)
     for bad in ("0", "x", "-2", str(2**31)):
-        with pytest.raises(RegistryError) as exc:
+        with pytest.raises(ConfluentError) as exc:
             store.version("story-state-value", bad)
         _refused(422, 42202)(exc)
-    with pytest.raises(RegistryError) as exc:
+    with pytest.raises(ConfluentError) as exc:
         store.schema(999)
     _refused(404, 40403)(exc)
 
@@ -99,20 +99,20 @@ def test_a_changed_default_is_another_schema(store: SchemaStore) -> None:
     definition = json.loads((SCHEMA_DIR / "StoryState.avsc").read_text())
     field = next(f for f in definition["fields"] if f["name"] == "highlight_ids")
     field["default"] = ["x"]
-    with pytest.raises(RegistryError) as exc:
+    with pytest.raises(ConfluentError) as exc:
         store.lookup("story-state-value", _body(definition))
     _refused(404, 40403)(exc)
-    with pytest.raises(RegistryError, match="schemas/history") as exc:
+    with pytest.raises(ConfluentError, match="schemas/history") as exc:
         store.register("story-state-value", _body(definition))
     _refused(422, 42205)(exc)
     assert store.versions("story-state-value") == [1]  # nothing half-registered
 
 
 def test_lookup_of_a_known_schema_under_another_subject_is_not_found(store: SchemaStore) -> None:
-    with pytest.raises(RegistryError) as exc:
+    with pytest.raises(ConfluentError) as exc:
         store.lookup("story-state-value", _body(latest("Tray").definition))
     _refused(404, 40403)(exc)
-    with pytest.raises(RegistryError) as exc:
+    with pytest.raises(ConfluentError) as exc:
         store.lookup("nope-value", _body(latest("Tray").definition))
     _refused(404, 40401)(exc)
 
@@ -129,21 +129,23 @@ def test_a_new_subject_takes_a_known_schema_with_its_fixed_id(store: SchemaStore
 
 
 def test_another_records_schema_under_a_subject_is_incompatible(store: SchemaStore) -> None:
-    with pytest.raises(RegistryError, match="holds StoryState, not Tray") as exc:
+    with pytest.raises(ConfluentError, match="holds StoryState, not Tray") as exc:
         store.register("story-state-value", _body(latest("Tray").definition))
     _refused(409, 409)(exc)
 
 
 def test_invalid_requests_name_what_is_wrong(store: SchemaStore) -> None:
+    viewer = latest("StoryViewer").definition
     cases: list[tuple[Any, str]] = [
         ({}, 'needs a "schema" string'),
         ({"schema": "{not json"}, "Invalid schema"),
         (_body({"type": "record", "name": "X", "fields": [{"name": "a"}]}), "Invalid schema"),
         ({"schema": '"string"', "schemaType": "PROTOBUF"}, "PROTOBUF"),
         (_body({"type": "array", "items": "io.storystream.Nope"}), "Invalid schema"),
+        (_body({**viewer, "fields": [*viewer["fields"], "junk"]}), "Invalid schema"),
     ]
     for body, reason in cases:
-        with pytest.raises(RegistryError, match=reason) as exc:
+        with pytest.raises(ConfluentError, match=reason) as exc:
             store.register("x-value", body)
         _refused(422, 42201)(exc)
     assert "x-value" not in store.subjects()
@@ -151,7 +153,7 @@ def test_invalid_requests_name_what_is_wrong(store: SchemaStore) -> None:
 
 def test_a_given_id_must_be_the_schemas_own(store: SchemaStore) -> None:
     body = _body(latest("StoryViewer").definition, id=1)
-    with pytest.raises(RegistryError) as exc:
+    with pytest.raises(ConfluentError) as exc:
         store.register("story-viewers-value", body)
     _refused(422, 42207)(exc)
 
@@ -170,6 +172,6 @@ def test_references_resolve_named_types_of_other_subjects(store: SchemaStore) ->
     reference = {"name": "io.storystream.TrayEntry", "subject": "io.storystream.TrayEntry"}
     body = _body(split, references=[{**reference, "version": 1}])
     assert store.register("story-trays-value", body) == latest("Tray").schema_id
-    with pytest.raises(RegistryError, match="reference") as exc:
+    with pytest.raises(ConfluentError, match="reference") as exc:
         store.register("story-trays-value", _body(split, references=[{**reference, "version": 9}]))
     _refused(422, 42201)(exc)
