@@ -68,7 +68,7 @@ def test_every_avsc_file_parses_alone(path: Path) -> None:
     """What a registry, a Kafka UI or an analyst's fastavro gets: the file as it is, nothing
     else loaded before it."""
     parsed = fastavro.parse_schema(json.loads(path.read_text()), named_schemas={})
-    assert parsed["name"] == f"{NAMESPACE}.{path.name.split('.')[0]}"
+    assert isinstance(parsed, dict) and parsed["name"] == f"{NAMESPACE}.{path.name.split('.')[0]}"
 
 
 def _write(directory: Path, name: str, fields: list[dict[str, object]]) -> None:
@@ -132,4 +132,5 @@ def test_every_older_version_is_readable_with_the_current_schema(name: str, vers
         fastavro.schemaless_writer(buf, writer.parsed, record)
         buf.seek(0)
         decoded = fastavro.schemaless_reader(buf, writer.parsed, reader)
+        assert isinstance(decoded, dict)
         assert set(decoded) == {f["name"] for f in current_schemas()[name]["fields"]}
