@@ -71,8 +71,9 @@ def api_url(settings: Settings) -> str | None:
 
 def resolve(settings: Settings) -> Settings:
     """Fill in what a running `storystream dev` started, for what is unset: its broker, and
-    (when the broker is unset or is dev's) its S3 endpoint, the embedded store's keys and its
-    story TTL (so `publish` and `post` default `expires_at` as dev's workers expire)."""
+    (when the broker is unset or is dev's) its schema registry, its S3 endpoint, the embedded
+    store's keys and its story TTL (so `publish` and `post` default `expires_at` as dev's
+    workers expire)."""
     state = running(settings.data_dir)
     if state is None:
         return settings
@@ -81,6 +82,8 @@ def resolve(settings: Settings) -> Settings:
         update["broker"] = state.get("broker")
     elif settings.broker != state.get("broker"):
         return settings  # another system: dev's object store is not its store
+    if not settings.schema_registry_url and state.get("schema_registry_url"):
+        update["schema_registry_url"] = state["schema_registry_url"]
     ttl = state.get("story_ttl_seconds")
     if "story_ttl" not in settings.model_fields_set and isinstance(ttl, int | float) and ttl > 0:
         update["story_ttl"] = timedelta(seconds=ttl)
