@@ -1,4 +1,4 @@
-"""Loads the `.avsc` files: one record per file, named types resolved across files."""
+"""Loads the `.avsc` files: one self-contained record per file, and every registered version."""
 
 from __future__ import annotations
 
@@ -62,6 +62,13 @@ def _collect(node: Any, namespace: str, out: dict[str, dict[str, Any]]) -> None:
             _collect(kind, namespace, out)
 
 
+def named_types(definition: Any) -> dict[str, dict[str, Any]]:
+    """Every named type (record, enum, fixed) defined in a schema, by full name."""
+    named: dict[str, dict[str, Any]] = {}
+    _collect(definition, NAMESPACE, named)
+    return named
+
+
 def expand(node: Any, named: dict[str, dict[str, Any]], seen: set[str] | None = None) -> Any:
     """Inline named-type references so the schema stands alone (as a registry stores it)."""
     seen = set() if seen is None else seen
@@ -98,14 +105,37 @@ def expand(node: Any, named: dict[str, dict[str, Any]], seen: set[str] | None = 
     return out
 
 
+def load_records(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every record in `directory/*.avsc`, by file name. Each file stands alone (any registry or
+    `fastavro.parse_schema` loads it as it is), so a named type used by several records is
+    defined in each of them: the copies must be identical, which keeps one meaning per name."""
+    records: dict[str, dict[str, Any]] = {}
+    defined: dict[str, tuple[str, dict[str, Any]]] = {}
+    for path in sorted(directory.glob("*.avsc")):
+        definition = json.loads(path.read_text())
+        named = named_types(definition)
+        try:
+            expand(definition, named)
+        except KeyError as exc:
+            raise ValueError(
+                f"{path.name}: {exc.args[0]}, not defined in this file; define it inline "
+                "(a copy of its definition elsewhere) so the file loads alone"
+            ) from None
+        for fullname, node in named.items():
+            first_file, first = defined.setdefault(fullname, (path.name, node))
+            if node != first:
+                raise ValueError(
+                    f"{fullname} is defined differently in {first_file} and {path.name}: "
+                    "every copy of a named type must be identical"
+                )
+        records[path.stem] = definition
+    return records
+
+
 @cache
 def current_schemas() -> dict[str, dict[str, Any]]:
-    """Every record in `schemas/*.avsc`, by record name, expanded to stand alone."""
-    raw = {p.stem: json.loads(p.read_text()) for p in sorted(SCHEMA_DIR.glob("*.avsc"))}
-    named: dict[str, dict[str, Any]] = {}
-    for definition in raw.values():
-        _collect(definition, NAMESPACE, named)
-    return {name: expand(definition, named) for name, definition in raw.items()}
+    """Every record in `schemas/*.avsc`, by record name; each one stands alone."""
+    return load_records(SCHEMA_DIR)
 
 
 @cache

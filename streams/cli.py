@@ -15,6 +15,7 @@ from typing import IO, Any, NoReturn
 from pydantic import ValidationError
 
 from streams import devstate
+from streams.registry import RegistryError
 from streams.settings import Settings
 
 
@@ -389,6 +390,9 @@ def main(argv: list[str] | None = None, *, quick_exit: bool = False) -> int:
         code = command(settings, args)
     except KeyboardInterrupt:
         return 130
+    except RegistryError as exc:  # unreachable or refusing: no input is to blame
+        print(f"storystream: {exc}", file=sys.stderr)
+        return 1
     if quick_exit and args.command == "publish":
         _exit_now(code)
     return code

@@ -14,9 +14,11 @@ from contextlib import ExitStack
 
 from infra.broker import EmbeddedBroker
 from infra.s3 import EmbeddedS3
+from infra.schema_registry import EmbeddedSchemaRegistry
 from streams import devstate
 from streams.admin import create_topics
 from streams.dev_workers import DevWorker, DevWorkers, healthy
+from streams.registry import topic_subjects
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ def _worker_env(settings: Settings, index: int, s3: EmbeddedS3 | None) -> dict[s
         "STORYSTREAM_STORY_TTL": f"{settings.story_ttl.total_seconds()}s",
         "STORYSTREAM_EXPIRY_GRACE": f"{settings.expiry_grace.total_seconds()}s",
         "STORYSTREAM_PARTITIONS": str(settings.partitions),
+        "STORYSTREAM_SCHEMA_REGISTRY_URL": settings.schema_registry_url or "",
     }
     if s3 is not None:
         env["STORYSTREAM_S3_ENDPOINT_URL"] = s3.endpoint_url
@@ -76,6 +79,17 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
             for old in settings.data_dir.glob("worker-*"):
                 shutil.rmtree(old, ignore_errors=True)
         settings = settings.model_copy(update={"broker": bootstrap})
+        how = "STORYSTREAM_SCHEMA_REGISTRY_URL"
+        if not settings.schema_registry_url:
+            registry = EmbeddedSchemaRegistry(
+                topic_subjects(),
+                port=_port_or_free(8081),
+                log_path=settings.data_dir / "schema-registry.log",
+            )
+            stack.enter_context(registry)
+            settings = settings.model_copy(update={"schema_registry_url": registry.url})
+            how = "embedded, the fixed ids of schemas/ids.json"
+        print(f"schema registry: {settings.schema_registry_url} ({how})", flush=True)
         s3 = None
         if not settings.s3_endpoint_url:
             s3 = stack.enter_context(EmbeddedS3())
@@ -104,6 +118,7 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
         devstate.write(
             settings.data_dir,
             broker=bootstrap,
+            schema_registry_url=settings.schema_registry_url,
             api=urls[0],
             s3_endpoint_url=settings.s3_endpoint_url,
             s3_credentials=list(s3.credentials) if s3 else None,

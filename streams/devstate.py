@@ -71,9 +71,9 @@ def api_url(settings: Settings) -> str | None:
 
 def resolve(settings: Settings) -> Settings:
     """Fill in what a running `storystream dev` started, for what is unset: its broker, and
-    (when the broker is unset or is dev's) its S3 endpoint, the embedded store's keys, its
-    story TTL and expiry grace (so `publish` and `post` default `expires_at`, and `replay`
-    expires and purges, as dev's workers do)."""
+    (when the broker is unset or is dev's) its schema registry, its S3 endpoint, the embedded
+    store's keys, its story TTL and expiry grace (so `publish` and `post` default
+    `expires_at`, and `replay` expires and purges, as dev's workers do)."""
     state = running(settings.data_dir)
     if state is None:
         return settings
@@ -82,6 +82,8 @@ def resolve(settings: Settings) -> Settings:
         update["broker"] = state.get("broker")
     elif settings.broker != state.get("broker"):
         return settings  # another system: dev's object store is not its store
+    if not settings.schema_registry_url and state.get("schema_registry_url"):
+        update["schema_registry_url"] = state["schema_registry_url"]
     for field in ("story_ttl", "expiry_grace"):  # how dev's workers expire and purge
         seconds = state.get(f"{field}_seconds")
         if (

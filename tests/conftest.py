@@ -1,4 +1,5 @@
-"""Session fixtures: the real embedded broker (or STORYSTREAM_BROKER when set)."""
+"""Session fixtures: the real embedded broker (or STORYSTREAM_BROKER when set) and the embedded
+schema registry."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from infra.broker import EmbeddedBroker
+from infra.schema_registry import EmbeddedSchemaRegistry
 from streams.admin import create_topics
+from streams.registry import topic_subjects
 from streams.settings import Settings
 
 
@@ -29,3 +32,11 @@ def settings(bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Settin
     built = Settings(broker=bootstrap, data_dir=tmp_path_factory.mktemp("data"), partitions=4)
     create_topics(built)
     return built
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url() -> Iterator[str]:
+    """The schema registry `storystream dev` serves, started once for the session (tests that
+    register a schema use subjects of their own: registrations last for the session)."""
+    with EmbeddedSchemaRegistry(topic_subjects()) as registry:
+        yield registry.url

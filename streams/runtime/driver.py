@@ -20,6 +20,7 @@ from processors.context import Policy
 from streams.metrics import Metrics
 from streams.partitioning import partition_for
 from streams.runtime.context import StageContext
+from streams.runtime.errors import Unavailable
 from streams.runtime.limits import RecordTooLarge
 from streams.runtime.records import InRecord, timestamp_of
 from streams.runtime.routing import Router
@@ -122,6 +123,8 @@ class Driver:
         """Apply a run of one topic's records; on failure, isolate the records that fail."""
         try:
             self.topology.stage_of(records[0].topic).handler.handle(ctx, records)
+        except Unavailable:
+            raise  # not the records' fault: the batch is redone once the service is back
         except Exception as exc:
             ctx.store.drop_run()
             self.router.drop()

@@ -10,10 +10,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from schemas.avro import latest
+from infra.schema_registry import EmbeddedSchemaRegistry
+from schemas.avro import current_schemas, history, latest
 from schemas.events import parse_event
 from streams.codecs import AvroCodec, CodecError
-from streams.registry import ConfluentRegistry, EmbeddedRegistry, make_registry
+from streams.registry import (
+    ConfluentRegistry,
+    EmbeddedRegistry,
+    RegistryError,
+    make_registry,
+    topic_subjects,
+)
+from streams.topics import TOPICS
 
 
 class _Registry(BaseHTTPRequestHandler):
@@ -78,7 +86,10 @@ def test_make_registry_picks_by_url(registry_url: str) -> None:
 def test_confluent_registry_registers_and_resolves_over_http(registry_url: str) -> None:
     codec = AvroCodec("StoryViewed", ConfluentRegistry(registry_url), "story-viewed-value")
     data = codec.encode(VIEW)
-    assert data[1:5] == (100).to_bytes(4, "big")
+    # The stub numbers schemas from 100 as they come; the client registers every topic's.
+    assert len(_Registry.schemas) == len({spec.record for spec in TOPICS})
+    text = json.dumps(current_schemas()["StoryViewed"])
+    assert data[1:5] == (100 + _Registry.schemas.index(text)).to_bytes(4, "big")
     # A fresh client (another process) resolves the writer schema by id from the server.
     reader = AvroCodec("StoryViewed", ConfluentRegistry(registry_url), "story-viewed-value")
     assert reader.decode(data) == VIEW
@@ -88,3 +99,35 @@ def test_confluent_registry_unknown_id_is_a_codec_error(registry_url: str) -> No
     codec = AvroCodec("StoryViewed", ConfluentRegistry(registry_url), "story-viewed-value")
     with pytest.raises(CodecError, match="unknown schema id 7"):
         codec.decode(b"\x00\x00\x00\x00\x07\x00")
+
+
+def test_confluent_registry_gets_the_fixed_ids_from_the_embedded_registry(
+    schema_registry_url: str,
+) -> None:
+    """The project's client path against what `storystream dev` serves: every topic's record
+    registers under its subject as the id fixed in the repo, and every id resolves to a writer
+    schema that reads the current records."""
+
+    registry = ConfluentRegistry(schema_registry_url)
+    for spec in TOPICS:
+        assert registry.id_for(spec.record, spec.subject) == latest(spec.record).schema_id
+    for versions in history().values():
+        for version in versions:
+            assert registry.writer_schema(version.schema_id)["name"].endswith(version.name)
+    codec = AvroCodec("StoryViewed", registry, "story-viewed-value")
+    assert AvroCodec("StoryViewed", EmbeddedRegistry(), "x").decode(codec.encode(VIEW)) == VIEW
+
+
+def test_an_unreachable_registry_is_an_error_of_its_own_not_a_bad_record() -> None:
+    """A record must not be dead-lettered because the registry is down: not a CodecError."""
+
+    with EmbeddedSchemaRegistry(topic_subjects()) as server:
+        registry = ConfluentRegistry(server.url)
+        codec = AvroCodec("StoryViewed", registry, "story-viewed-value")
+        data = codec.encode(VIEW)  # registered while it answered
+    assert codec.decode(data) == VIEW  # the current id needs no registry
+    with pytest.raises(RegistryError, match=r"schema 7: .*onnect"):
+        codec.decode(b"\x00\x00\x00\x00\x07\x00")  # another writer's id: asked, unreachable
+    fresh = AvroCodec("StoryViewed", ConfluentRegistry(server.url), "story-viewed-value")
+    with pytest.raises(RegistryError, match=r"cannot register \w+ under [\w-]+-value: .*onnect"):
+        fresh.encode(VIEW)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +20,7 @@ from streams.partitioning import partition_for
 from streams.registry import EmbeddedRegistry
 from streams.runtime.context import StageContext
 from streams.runtime.driver import Driver, PartitionState
+from streams.runtime.errors import Unavailable
 from streams.runtime.records import InRecord
 from streams.runtime.routing import OutRecord, Router
 from streams.runtime.store import PartitionStore
@@ -185,3 +187,21 @@ def test_producers_records_need_a_utf8_key_on_its_murmur2_partition(tmp_path: Pa
     assert partitions[other].store.get(b"count\x01story-1") is None
     for state in partitions.values():
         state.store.close()
+
+
+class Unreachable:
+    def handle(self, ctx: StageContext, records: Sequence[InRecord]) -> None:
+        raise Unavailable("registry down")
+
+    def tick(self, ctx: StageContext) -> None:
+        pass
+
+
+def test_a_service_that_cannot_answer_fails_the_batch_and_dead_letters_nothing(
+    tmp_path: Path,
+) -> None:
+    driver, router, partitions = _driver(tmp_path, (Stage("s", ("in",), Unreachable()),))
+    with pytest.raises(Unavailable):
+        driver.process(partitions, _records([b"ok", b"ok"]), AT)
+    assert router.take_records() == []
+    partitions[0].store.close()
