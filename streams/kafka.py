@@ -22,7 +22,7 @@ def producer_config(bootstrap: str, **overrides: Any) -> dict[str, Any]:
         "linger.ms": 20,
         "batch.num.messages": 10_000,
         "queue.buffering.max.messages": 500_000,
-        "queue.buffering.max.kbytes": 512 * 1024,
+        "queue.buffering.max.kbytes": 128 * 1024,  # a full queue makes produce() wait
         "compression.type": "none",
         "delivery.timeout.ms": 300_000,
         "delivery.report.only.error": True,
@@ -59,6 +59,7 @@ def engine_consumer_config(bootstrap: str, group_id: str) -> dict[str, Any]:
         "heartbeat.interval.ms": 1000,
         "max.poll.interval.ms": 300_000,
         "fetch.wait.max.ms": 50,
+        "queued.max.messages.kbytes": 32 * 1024,  # fetched ahead of the batches, at most
     }
 
 

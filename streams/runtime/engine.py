@@ -49,6 +49,7 @@ class Engine:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
         batch_size: int = 20_000,
+        batch_bytes: int = 8 * 1024 * 1024,
         tick_interval: float = 0.5,
         on_assignment: Callable[[set[int]], None] | None = None,
         on_commit: Callable[[], None] | None = None,
@@ -68,6 +69,7 @@ class Engine:
         self._state_dir = state_dir
         self._registry = registry
         self._batch_size = batch_size
+        self._batch_bytes = batch_bytes
         self._tick_interval = tick_interval
         self._on_assignment = on_assignment
         self._on_commit = on_commit
@@ -183,15 +185,19 @@ class Engine:
         return [*routes, *topology.output_topics, topology.changelog]
 
     def _fetch(self, consumer: Consumer) -> list[Message]:
-        """Up to batch_size records: one poll, topped up from what the client has already
-        fetched (no waiting), so a busy worker takes big batches while an idle one answers
-        within the poll timeout."""
-        messages: list[Message] = consumer.consume(self._batch_size, timeout=0.1)
-        while messages and len(messages) < self._batch_size:
-            more = consumer.consume(self._batch_size - len(messages), timeout=0)
+        """Up to batch_size records and about batch_bytes of values: one poll, topped up from
+        what the client has already fetched (no waiting), so a busy worker takes big batches
+        while an idle one answers within the poll timeout. The bytes bound a batch of stage
+        records, each of which carries many forwarded messages."""
+        step = 1000
+        messages: list[Message] = consumer.consume(step, timeout=0.1)
+        size = sum(len(m.value() or b"") for m in messages)
+        while messages and len(messages) < self._batch_size and size < self._batch_bytes:
+            more = consumer.consume(min(step, self._batch_size - len(messages)), timeout=0)
             if not more:
                 break
             messages += more
+            size += sum(len(m.value() or b"") for m in more)
         return messages
 
     def _between_runs(self) -> None:

@@ -28,7 +28,6 @@ if TYPE_CHECKING:
     from streams.runtime.context import StageContext
 
 FORWARD_BATCH_BYTES = 256 * 1024  # a batch of forwards, well below a record's limit
-SIZE_SAMPLE = 64
 DEFAULT_LIMIT = payload_limit(1_048_588)
 
 
@@ -128,7 +127,7 @@ class Router:
             raise RecordTooLarge(f"message to stage {stage}", len(key) + len(encoded), limit)
         partition = partition_for(key, self._partitions)
         if route.batched:
-            self._run_forwards.append((stage, partition, key, orjson.Fragment(encoded)))
+            self._run_forwards.append((stage, partition, key, encoded))
         else:
             self._run_records.append(OutRecord(route.topic, key.encode(), encoded, partition))
 
@@ -212,7 +211,7 @@ class Router:
         for (stage, partition), items in grouped.items():
             topic = self.topology.route(stage).topic
             assert topic is not None
-            for value in encoded_batches(items, encode_message_batch):
+            for value in forward_records(items):
                 yield OutRecord(topic, b"", value, partition)
 
     # -- routes -----------------------------------------------------------------------------
@@ -246,27 +245,51 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot send {type(value).__name__} in an internal message")
 
 
-def encoded_batches(
-    items: list[tuple[str, Any]],
-    encode_batch: Callable[[list[tuple[str, Any]]], bytes],
-    limit: int = FORWARD_BATCH_BYTES,
+def forward_records(
+    items: list[tuple[str, Any]], limit: int = FORWARD_BATCH_BYTES
 ) -> Iterator[bytes]:
-    """`items` in order, encoded by `encode_batch` in runs of at most `limit` bytes (a message
-    larger than that travels alone).
+    """`items` (key, message: its fields, or its JSON already encoded) in order, as
+    `encode_message_batch` records of at most `limit` bytes (a message larger than that
+    travels alone). Messages given as fields are encoded DICT_RUN at a time, in one call."""
+    record: list[bytes] = []
+    size = 2
+    for piece in _pair_texts(items, limit):
+        if record and size + len(piece) + 1 > limit:
+            yield b"[" + b",".join(record) + b"]"
+            record, size = [], 2
+        record.append(piece)
+        size += len(piece) + 1
+    if record:
+        yield b"[" + b",".join(record) + b"]"
 
-    Each run is sized to fill about three quarters of the limit at the bytes per message seen
-    last; a run that comes out too large is sized again, so each message is encoded about once.
-    """
-    if not items:
-        return
-    sample = items[:SIZE_SAMPLE]
-    per_item = len(encode_batch(sample)) / len(sample)
-    start = 0
-    while start < len(items):
-        run = items[start : start + max(1, int(limit * 0.75 / per_item))]
-        data = encode_batch(run)
-        per_item = len(data) / len(run)
-        if len(data) > limit and len(run) > 1:
-            continue  # sized again from this run
-        yield data
-        start += len(run)
+
+DICT_RUN = 500  # messages given as fields, encoded together (about 100 bytes each)
+
+
+def _pair_texts(items: list[tuple[str, Any]], limit: int) -> Iterator[bytes]:
+    """Comma-separated `[key, message]` texts: one per encoded message, one per run of
+    messages given as fields (each within `limit`, unless one message alone is over it)."""
+    run: list[tuple[str, Any]] = []
+    for key, message in items:
+        if type(message) is bytes:
+            if run:
+                yield from _run_texts(run, limit)
+                run = []
+            yield b"[" + orjson.dumps(key) + b"," + message + b"]"
+        else:
+            run.append((key, message))
+            if len(run) == DICT_RUN:
+                yield from _run_texts(run, limit)
+                run = []
+    if run:
+        yield from _run_texts(run, limit)
+
+
+def _run_texts(run: list[tuple[str, Any]], limit: int) -> Iterator[bytes]:
+    text = encode_message_batch(run)[1:-1]
+    if len(text) + 2 <= limit or len(run) == 1:
+        yield text
+    else:  # halves, each encoded again: only for limits near a run's size
+        middle = len(run) // 2
+        yield from _run_texts(run[:middle], limit)
+        yield from _run_texts(run[middle:], limit)

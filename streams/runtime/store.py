@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from rocksdict import BlockBasedOptions, Options, Rdict, WriteBatch
+from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 from streams.runtime.limits import RecordTooLarge
 
@@ -21,20 +21,61 @@ DECODED_CACHE_SIZE = 100_000  # decoded values kept by `get_decoded`, then forgo
 T = TypeVar("T")
 
 
+class StateMemory:
+    """The memory RocksDB may use for every partition store of a process together: one block
+    cache, which the memtables are charged to as well, so their sum stays near `limit`."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.cache = Cache(limit)
+        # Memtables may take half; a store flushes its memtable when they would take more.
+        self.write_buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
+            limit // 2, False, self.cache
+        )
+
+    @property
+    def used(self) -> int:
+        """Bytes held now by the cache, memtables included."""
+        usage: int = self.cache.get_usage()
+        return usage
+
+
+DEFAULT_MEMORY = 256 * 1024 * 1024
+_default_memory: StateMemory | None = None
+
+
+def default_memory() -> StateMemory:
+    """The process's state memory when none is given (made when first needed)."""
+    global _default_memory
+    if _default_memory is None:
+        _default_memory = StateMemory(DEFAULT_MEMORY)
+    return _default_memory
+
+
 class PartitionStore:
     """Key-value state of one partition; keys and values are bytes."""
 
-    def __init__(self, path: Path, max_record_bytes: int | None = None) -> None:
+    def __init__(
+        self, path: Path, max_record_bytes: int | None = None, memory: StateMemory | None = None
+    ) -> None:
         """`max_record_bytes`: the largest key and value a write may hold (one changelog
-        record); a larger write raises RecordTooLarge."""
+        record); a larger write raises RecordTooLarge. `memory`: shared with the process's
+        other stores (default: `default_memory()`)."""
         path.mkdir(parents=True, exist_ok=True)
+        memory = memory or default_memory()
         options = Options(raw_mode=True)
         options.create_if_missing(True)
+        options.set_write_buffer_manager(memory.write_buffers)
+        options.set_write_buffer_size(min(32 * 1024 * 1024, memory.limit // 8))
+        options.set_max_write_buffer_number(2)
         # Whole-key Bloom filters: most lookups on the views path are for absent keys.
         options.set_memtable_whole_key_filtering(True)
         options.set_memtable_prefix_bloom_ratio(0.1)
         tables = BlockBasedOptions()
         tables.set_bloom_filter(10, False)
+        tables.set_block_cache(memory.cache)
+        tables.set_cache_index_and_filter_blocks(True)  # counted in the cache, not beside it
+        tables.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(tables)
         self.path = path
         self._db = Rdict(str(path), options)

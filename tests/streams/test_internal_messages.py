@@ -26,7 +26,7 @@ from schemas.events import Rendition
 from streams.codecs import CodecError
 from streams.metrics import Metrics
 from streams.runtime.records import InRecord
-from streams.runtime.routing import encode_message, encode_message_batch, encoded_batches
+from streams.runtime.routing import encode_message, encode_message_batch, forward_records
 from streams.stages.common import InternalMessage, decode_message, internal_messages
 
 AT = datetime(2026, 11, 22, 10, 0, 0, 123000, tzinfo=UTC)
@@ -135,32 +135,31 @@ def test_a_message_given_as_its_fields_travels_as_the_model_does() -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(
-    st.lists(st.tuples(st.text("abc", min_size=1, max_size=5), st.text("xyz", max_size=60))),
+    st.lists(
+        st.tuples(
+            st.text("abc", min_size=1, max_size=5), st.text("xyz", max_size=60), st.booleans()
+        )
+    ),
     st.integers(30, 200),
 )
-def test_forward_batches_keep_every_message_in_order_within_the_size_limit(
-    items: list[tuple[str, str]], limit: int
+def test_forward_records_keep_every_message_in_order_within_the_size_limit(
+    given: list[tuple[str, str, bool]], limit: int
 ) -> None:
-    records = list(encoded_batches(items, orjson.dumps, limit=limit))
+    # messages given as fields or as their JSON already encoded, mixed
+    items = [(k, orjson.dumps({"m": m}) if encoded else {"m": m}) for k, m, encoded in given]
+    records = list(forward_records(items, limit=limit))
     decoded = [orjson.loads(record) for record in records]
-    assert [tuple(item) for batch in decoded for item in batch] == items
+    assert [(k, v["m"]) for batch in decoded for k, v in batch] == [(k, m) for k, m, _ in given]
     assert all(decoded) or not items
     for record, batch in zip(records, decoded, strict=True):
         if len(batch) > 1:  # a message over the limit may travel alone
             assert len(record) <= limit
 
 
-def test_a_large_forward_batch_is_encoded_about_once_even_when_its_sizes_vary() -> None:
-    # small messages first (they size the runs), then ones ten times larger
-    items = [(f"k{i}", "x" * (5 if i < 1000 else 50)) for i in range(20_000)]
-    encoded: list[int] = []
-
-    def encode(batch: list[tuple[str, str]]) -> bytes:
-        encoded.append(len(batch))
-        return orjson.dumps(batch)
-
-    records = list(encoded_batches(items, encode, limit=4096))
-    decoded = [tuple(item) for record in records for item in orjson.loads(record)]
+def test_a_large_forward_batch_fills_records_close_to_the_limit() -> None:
+    items = [(f"k{i}", {"m": "x" * (5 if i < 1000 else 50)}) for i in range(20_000)]
+    records = list(forward_records(items, limit=4096))
+    decoded = [(k, v) for record in records for k, v in orjson.loads(record)]
     assert decoded == items
     assert all(len(record) <= 4096 for record in records)
-    assert sum(encoded) < 1.2 * len(items)  # each about once (the old halving: 2.9 times)
+    assert all(len(record) > 2048 for record in records[:-1])  # at least half full
