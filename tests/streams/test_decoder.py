@@ -69,11 +69,14 @@ class Letters:
         self.letters.append((record.offset, reason))
 
 
-def decode_all(spec: TopicSpec, values: list[bytes | None]) -> tuple[list[Any], Letters]:
-    """The topic's records decoded as its handler decodes them: (decoded, dead letters)."""
+def decode_all(
+    spec: TopicSpec, values: list[bytes | None], dec: Decoder | None = None
+) -> tuple[list[Any], Letters]:
+    """The topic's records decoded as its handler decodes them (by `dec`, or a new decoder):
+    (decoded, dead letters)."""
     records = [InRecord(spec.name, 0, i, b"k", value, 0) for i, value in enumerate(values)]
     pctx = Letters()
-    dec = decoder(spec)
+    dec = dec or decoder(spec)
     if spec.record == "StoryViewed":
         return dec.values(pctx, records), pctx  # type: ignore[arg-type]
     return [model for _, model in dec.models(pctx, records)], pctx  # type: ignore[arg-type]
