@@ -32,7 +32,6 @@ from schemas.types import AVRO_INTEGER_RANGES, EPOCH, MAX_MILLIS, MIN_MILLIS, fr
 
 _MILLI = timedelta(milliseconds=1)
 INT_MIN, INT_MAX = AVRO_INTEGER_RANGES["int"]
-LONG_MIN, LONG_MAX = AVRO_INTEGER_RANGES["long"]
 
 Parts = list[bytes]
 FieldWriter = Callable[[Any, Parts], None]
