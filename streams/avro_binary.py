@@ -531,6 +531,7 @@ def _inline_reader(
             f"{pad}elif b == {(1 - null_index) * 2}:",
             *other,
             f"{pad}else:",
+            f"{pad}    b = RV(data, pos - 1)[0]  # the branch's index (or why it has none)",
             f"{pad}    raise ValueError(f'{field}: union branch {{b}} out of range (2 branches)')",
         ]
     env[slot] = _reader(schema, named)

@@ -255,7 +255,7 @@ _RENDITION_HEAD = b"\x06720\x16https://x/y"  # name, url: then width
         (
             "MediaUploaded",
             _body("MediaUploaded", _UPLOAD)[:-2] + b"\x04",
-            "size_bytes: union branch 4",
+            "size_bytes: union branch 2 out of range",
         ),
         (
             "StoryPosted",

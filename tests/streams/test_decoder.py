@@ -98,10 +98,6 @@ def test_a_view_of_a_time_past_any_datetime_is_dead_lettered_alone() -> None:
     ]  # fmt: skip
 
 
-def _header(spec: TopicSpec) -> bytes:
-    return AvroCodec(spec.record, REGISTRY, spec.subject).header
-
-
 def _other_header(spec: TopicSpec) -> bytes:
     """The header of another record's schema id (a record of the wrong type)."""
     other = "StoryDeleted" if spec.record != "StoryDeleted" else "StoryViewed"
@@ -178,6 +174,25 @@ def test_every_time_of_every_input_topic_outside_years_1_to_9999_is_refused(
         decoded, pctx = decode_all(spec, [data])
         assert decoded == [] and len(pctx.letters) == 1, field
         assert f"{field}: {ms} ms is {reason}" in pctx.letters[0][1]
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "reason"),
+    [
+        ("media_uploaded", "story_id", "story_id: union branch 4 out of range"),
+        ("story_reacted", "text", "text: union branch 4 out of range"),
+        ("highlight_added", "title", "title: union branch 4 out of range"),
+    ],
+)
+def test_a_bad_union_branch_is_dead_lettered_naming_its_field(
+    kind: str, field: str, reason: str
+) -> None:
+    event = sample(kind)
+    spec = next(s for model, (s, _) in EVENT_ROUTES.items() if isinstance(event, model))
+    data = AvroCodec(spec.record, REGISTRY, spec.subject).encode({**event.__dict__, field: None})
+    assert data.endswith(b"\x00")  # the field is the record's last: its null branch
+    decoded, pctx = decode_all(spec, [data[:-1] + b"\x08"])
+    assert decoded == [] and reason in pctx.letters[0][1]
 
 
 def test_the_decoders_cover_every_input_event() -> None:
