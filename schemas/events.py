@@ -9,7 +9,16 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, model_validator
 
-from schemas.types import DEFAULT_STORY_TTL, MAX_REPLY_CHARS, Identifier, Reaction, UtcDatetime
+from schemas.types import (
+    DEFAULT_STORY_TTL,
+    MAX_MILLIS,
+    MAX_REPLY_CHARS,
+    Identifier,
+    Reaction,
+    UtcDatetime,
+    avro_integer,
+    from_millis,
+)
 
 # Copying a ready hasher costs less than making one from its parameters (~0.2 us a line).
 _EVENT_ID_HASH = hashlib.blake2b(digest_size=16)
@@ -33,8 +42,8 @@ class Rendition(BaseModel):
 
     name: str = Field(min_length=1, max_length=64)
     url: str = Field(pattern=r"^https?://")
-    width: int = Field(ge=1)
-    height: int = Field(ge=1)
+    width: Annotated[int, avro_integer("int", ge=1)]
+    height: Annotated[int, avro_integer("int", ge=1)]
     content_type: str = Field(min_length=3, max_length=128)
 
 
@@ -70,6 +79,7 @@ class Event(BaseModel):
 
 
 _NO_EXPIRY = datetime(9999, 12, 31, tzinfo=UTC)
+_LAST_TIME = from_millis(MAX_MILLIS)
 
 
 class StoryPosted(Event):
@@ -98,6 +108,11 @@ class StoryPosted(Event):
                 created = _UTC.validate_python(data["created_at"])
             except ValueError:  # created_at's error suffices: a placeholder that passes
                 return {**data, "expires_at": _NO_EXPIRY}
+            if created > _LAST_TIME - ttl:
+                raise ValueError(
+                    f"expires_at: created_at + the story TTL ({ttl}) is after {_LAST_TIME:%Y-%m-%d}"
+                    ": give expires_at"
+                )
             data = {**data, "expires_at": created + ttl}
         return data
 
@@ -186,7 +201,7 @@ class MediaUploaded(Event):
     object_key: Annotated[str, Field(min_length=1, max_length=1024)]
     content_type: Annotated[str, Field(min_length=3, max_length=128)]
     at: UtcDatetime
-    size_bytes: Annotated[int, Field(ge=0)] | None = None
+    size_bytes: Annotated[int, avro_integer("long", ge=0)] | None = None
     story_id: Identifier | None = None
 
 
@@ -198,7 +213,7 @@ class MediaTranscoded(Event):
     media_id: Identifier
     renditions: list[Rendition]
     at: UtcDatetime
-    duration_ms: Annotated[int, Field(ge=0)] | None = None
+    duration_ms: Annotated[int, avro_integer("long", ge=0)] | None = None
     error: str | None = None
 
 

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, ConfigDict
 
 from schemas.events import Audience, MediaType, Rendition
-from schemas.types import Base64Bytes, UtcDatetime
+from schemas.types import AvroInt, AvroLong, Base64Bytes, UtcDatetime
 
 StoryStatus = Literal["processing", "active", "highlighted"]
 
@@ -52,8 +52,8 @@ class ViewCount(Record):
     avro_record: ClassVar[str] = "ViewCount"
 
     story_id: str
-    unique_viewers: int
-    total_views: int
+    unique_viewers: AvroLong
+    total_views: AvroLong
     sketch: Base64Bytes
 
 
@@ -69,16 +69,16 @@ class ReactionCounts(Record):
     avro_record: ClassVar[str] = "ReactionCounts"
 
     story_id: str
-    counts: dict[str, int]
-    total: int
+    counts: dict[str, AvroLong]
+    total: AvroLong
 
 
 class DeadLetter(Record):
     avro_record: ClassVar[str] = "DeadLetter"
 
     source_topic: str
-    partition: int
-    offset: int
+    partition: AvroInt
+    offset: AvroLong
     error: str
     original_key: Base64Bytes | None = None
     original_value: Base64Bytes | None = None

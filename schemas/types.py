@@ -12,6 +12,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BeforeValidator,
+    Field,
     PlainSerializer,
     StringConstraints,
     ValidationInfo,
@@ -23,6 +24,24 @@ MAX_REPLY_CHARS = 1000
 DEFAULT_STORY_TTL = timedelta(hours=24)
 
 Identifier = Annotated[str, StringConstraints(pattern=IDENTIFIER_PATTERN)]
+
+# Avro's integers are 32-bit (`int`) and 64-bit (`long`) signed: a larger value has no encoding
+# (a writer wraps it, a reader refuses it).
+AVRO_INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "int": (-(1 << 31), (1 << 31) - 1),
+    "long": (-(1 << 63), (1 << 63) - 1),
+}
+
+
+def avro_integer(avro_type: str, ge: int | None = None) -> Any:
+    """The bounds of a field of Avro type `int` or `long` (narrowed by `ge`), as one pydantic
+    Field: one constraint of each kind, so none overrides another."""
+    low, high = AVRO_INTEGER_RANGES[avro_type]
+    return Field(ge=low if ge is None else max(low, ge), le=high)
+
+
+AvroInt = Annotated[int, avro_integer("int")]
+AvroLong = Annotated[int, avro_integer("long")]
 
 
 # Bytes in JSON (`storystream consume`, the API) are standard base64 (RFC 4648 section 4, with
@@ -60,6 +79,24 @@ def check_time_text(value: Any, info: ValidationInfo) -> Any:
     return value
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLI = timedelta(milliseconds=1)
+
+
+def millis(value: datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime (exact integer arithmetic)."""
+    return (value - EPOCH) // _MILLI
+
+
+def from_millis(value: int) -> datetime:
+    """The UTC datetime of milliseconds since the epoch."""
+    return EPOCH + value * _MILLI
+
+
+# A `timestamp-millis` must also be a Python datetime (years 1-9999): the readers refuse others.
+MIN_MILLIS = millis(datetime.min.replace(tzinfo=UTC))
+MAX_MILLIS = millis(datetime.max.replace(tzinfo=UTC))
+
 UtcDatetime = Annotated[
     AwareDatetime, BeforeValidator(check_time_text), AfterValidator(to_utc_millis)
 ]
@@ -96,17 +133,3 @@ def check_reaction(value: str) -> str:
 
 
 Reaction = Annotated[str, AfterValidator(check_reaction)]
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MILLI = timedelta(milliseconds=1)
-
-
-def millis(value: datetime) -> int:
-    """Milliseconds since the epoch of an aware datetime (exact integer arithmetic)."""
-    return (value - EPOCH) // _MILLI
-
-
-def from_millis(value: int) -> datetime:
-    """The UTC datetime of milliseconds since the epoch."""
-    return EPOCH + value * _MILLI

@@ -12,6 +12,13 @@ both against fastavro, byte for byte and value for value, for every schema in `s
 Values: a record is a mapping or an object with `__dict__` (a pydantic model); a
 `timestamp-millis` long is written from an aware datetime or from an int of milliseconds, and
 read back as an aware UTC datetime.
+
+Hostile bytes: both sides keep to Avro's ranges. A writer raises ValueError for an `int` or
+`long` its type cannot hold (never wrapped bytes), and for a time outside years 1-9999 (a
+Python datetime's). A reader raises EOFError, IndexError or ValueError (UnicodeDecodeError
+among them) for anything malformed: a varint over 10 bytes or past its type's range, a time
+outside years 1-9999, a string, bytes or block of items longer than the bytes left (so a
+declared length never allocates more than the record holds), a bad enum index or union branch.
 """
 
 from __future__ import annotations
@@ -21,9 +28,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from schemas.types import EPOCH, from_millis, millis
+from schemas.types import AVRO_INTEGER_RANGES, EPOCH, MAX_MILLIS, MIN_MILLIS, from_millis, millis
 
 _MILLI = timedelta(milliseconds=1)
+INT_MIN, INT_MAX = AVRO_INTEGER_RANGES["int"]
 
 Parts = list[bytes]
 FieldWriter = Callable[[Any, Parts], None]
@@ -35,7 +43,9 @@ _FLOAT = struct.Struct("<f")
 
 
 def varint(n: int) -> bytes:
-    """Avro's zig-zag variable-length encoding of an int or long."""
+    """Avro's zig-zag variable-length encoding of an int or long (ValueError outside a long's
+    range)."""
+    value = n
     n = (n << 1) ^ (n >> 63)
     if n < 128:
         return _SMALL[n]
@@ -52,6 +62,8 @@ def varint(n: int) -> bytes:
                 n >> 35,
             )
         )
+    if n >> 64:  # only a value outside a long's range zig-zags this far
+        raise ValueError(f"{value} is out of range for an Avro long")
     out = bytearray()
     while n > 127:
         out.append(n & 127 | 128)
@@ -61,17 +73,36 @@ def varint(n: int) -> bytes:
 
 
 def read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    """The zig-zag varint at `pos`, and the position after it."""
+    """The zig-zag varint (an Avro long) at `pos`, and the position after it."""
     byte = data[pos]
     pos += 1
     n = byte & 127
     shift = 7
     while byte > 127:
+        if shift > 63:  # also bounds the work: a run of continuation bytes is not read on
+            raise ValueError(f"a varint over 10 bytes at {pos - 10}")
         byte = data[pos]
         pos += 1
         n |= (byte & 127) << shift
         shift += 7
+    if n >> 64:
+        raise ValueError(f"a varint out of range for an Avro long before {pos}")
     return (n >> 1) ^ -(n & 1), pos
+
+
+def read_int(data: bytes, pos: int) -> tuple[int, int]:
+    """The zig-zag varint of an Avro int at `pos`, and the position after it."""
+    value, end = read_varint(data, pos)
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"{value} at {pos} is out of range for an Avro int")
+    return value, end
+
+
+def time_millis(value: int) -> int:
+    """`value` if it is a time of years 1-9999 in epoch milliseconds, else ValueError."""
+    if not MIN_MILLIS <= value <= MAX_MILLIS:
+        raise ValueError(f"{value} ms is outside years 1-9999")
+    return value
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -104,8 +135,17 @@ def _write_long(value: int, parts: Parts) -> None:
     parts.append(varint(value))
 
 
+def _write_int(value: int, parts: Parts) -> None:
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"{value} is out of range for an Avro int")
+    parts.append(varint(value))
+
+
 def _write_timestamp(value: datetime | int, parts: Parts) -> None:
-    parts.append(varint(value if type(value) is int else millis(value)))  # type: ignore[arg-type]
+    if type(value) is int:
+        parts.append(varint(time_millis(value)))
+    else:
+        parts.append(varint(millis(value)))  # type: ignore[arg-type]  # a datetime
 
 
 def _write_boolean(value: bool, parts: Parts) -> None:
@@ -120,7 +160,7 @@ def _write_null(value: None, parts: Parts) -> None:
 _PRIMITIVE_WRITERS: dict[str, FieldWriter] = {
     "null": _write_null,
     "boolean": _write_boolean,
-    "int": _write_long,
+    "int": _write_int,
     "long": _write_long,
     "string": _write_string,
     "bytes": _write_bytes,
@@ -172,18 +212,28 @@ def _record_writer(schema: dict[str, Any], named: dict[str, FieldWriter]) -> Fie
             lines.append(f"    x = d[{name!r}] if {name!r} in d else D{i}")
         else:
             lines.append(f"    x = d[{name!r}]")
-        lines += _inline_writer(field["type"], named, env, f"F{i}", "    ")
+        lines += _inline_writer(field["type"], named, env, f"F{i}", "    ", name)
     compiled.append(_generated("write", lines, env, f"<avro writer {schema['name']}>"))
     return compiled[0]
 
 
 def _inline_writer(
-    schema: Any, named: dict[str, FieldWriter], env: dict[str, Any], slot: str, pad: str
+    schema: Any,
+    named: dict[str, FieldWriter],
+    env: dict[str, Any],
+    slot: str,
+    pad: str,
+    field: str,
 ) -> list[str]:
-    """Source lines writing the value `x` of `schema` (a call for anything but primitives)."""
+    """Source lines writing the value `x` of `schema` (a call for anything but primitives);
+    a value out of its type's range raises ValueError naming `field`."""
     kind = _inline_kind(schema)
     if kind == "timestamp":
-        return [f"{pad}add(varint(x if type(x) is int else millis(x)))"]
+        return [
+            f"{pad}if type(x) is not int: add(varint(millis(x)))",
+            f"{pad}elif {MIN_MILLIS} <= x <= {MAX_MILLIS}: add(varint(x))",
+            f"{pad}else: raise ValueError(f'{field}: {{x}} ms is outside years 1-9999')",
+        ]
     if kind == "string":
         return [
             f"{pad}b = x.encode()",
@@ -191,13 +241,18 @@ def _inline_writer(
             f"{pad}add(b)",
         ]
     if kind in ("long", "int"):
-        return [f"{pad}add(S[x * 2] if 0 <= x < 64 else varint(x))"]
+        low, high = AVRO_INTEGER_RANGES[kind]
+        return [
+            f"{pad}if 0 <= x < 64: add(S[x * 2])",
+            f"{pad}elif {low} <= x <= {high}: add(varint(x))",
+            f"{pad}else: raise ValueError(f'{field}: {{x!r}} is out of range for an Avro {kind}')",
+        ]
     if kind == "enum":
         env[slot] = _enum_writer(schema, named)[0]
         return [f"{pad}add({slot}[x])"]
     if isinstance(schema, list) and len(schema) == 2 and "null" in schema:
         null_index = schema.index("null")
-        other = _inline_writer(schema[1 - null_index], named, env, slot + "u", pad + "    ")
+        other = _inline_writer(schema[1 - null_index], named, env, slot + "u", pad + "    ", field)
         null_tag, other_tag = varint(null_index), varint(1 - null_index)
         return [
             f"{pad}if x is None: add({null_tag!r})",
@@ -255,7 +310,57 @@ def _block_writer(item: FieldWriter, pairs: bool) -> FieldWriter:
 # -- reading ----------------------------------------------------------------------------------
 def compile_reader(schema: Any) -> FieldReader:
     """A function decoding one value of `schema` at a position: (value, position after it)."""
-    return _reader(schema, {})
+    return _reader(schema, _Named(_definitions(schema, {})))
+
+
+class _Named(dict[str, FieldReader]):
+    """The readers of named types compiled so far, and every named type's definition."""
+
+    def __init__(self, schemas: dict[str, Any]) -> None:
+        super().__init__()
+        self.schemas = schemas
+
+
+def _definitions(schema: Any, out: dict[str, Any]) -> dict[str, Any]:
+    """Every named type defined in `schema`, by its short name."""
+    if isinstance(schema, list):
+        for branch in schema:
+            _definitions(branch, out)
+    elif isinstance(schema, dict):
+        kind = schema.get("type")
+        if kind in ("record", "enum", "fixed"):
+            out.setdefault(_fullname(schema), schema)
+        for field in schema.get("fields", ()):
+            _definitions(field["type"], out)
+        for key in ("items", "values"):
+            if key in schema:
+                _definitions(schema[key], out)
+        if isinstance(kind, (dict, list)):
+            _definitions(kind, out)
+    return out
+
+
+def _min_size(schema: Any, schemas: dict[str, Any], seen: frozenset[str] = frozenset()) -> int:
+    """The fewest bytes a value of `schema` takes (a reference to a record being defined
+    counts as none)."""
+    if isinstance(schema, list):
+        return 1  # the branch index
+    if isinstance(schema, str):
+        if schema in _PRIMITIVE_READERS:
+            return _PRIMITIVE_SIZES[schema]
+        name = _short(schema)
+        if name in seen or name not in schemas:
+            return 0
+        return _min_size(schemas[name], schemas, seen | {name})
+    kind = schema["type"]
+    if kind == "record":
+        seen = seen | {_fullname(schema)}
+        return sum(_min_size(field["type"], schemas, seen) for field in schema["fields"])
+    if kind == "fixed":
+        return int(schema["size"])
+    if kind in ("enum", "array", "map"):
+        return 1
+    return _min_size(kind, schemas, seen)
 
 
 def _read_string(data: bytes, pos: int) -> tuple[str, int]:
@@ -275,8 +380,10 @@ def _read_bytes(data: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def _read_timestamp(data: bytes, pos: int) -> tuple[datetime, int]:
-    value, pos = read_varint(data, pos)
-    return from_millis(value), pos
+    value, end = read_varint(data, pos)
+    if not MIN_MILLIS <= value <= MAX_MILLIS:
+        raise ValueError(f"a time at {pos}: {value} ms is outside years 1-9999")
+    return from_millis(value), end
 
 
 def _read_boolean(data: bytes, pos: int) -> tuple[bool, int]:
@@ -288,6 +395,8 @@ def _read_boolean(data: bytes, pos: int) -> tuple[bool, int]:
 
 def _read_fixed(codec: struct.Struct) -> FieldReader:
     def read(data: bytes, pos: int) -> tuple[Any, int]:
+        if pos + codec.size > len(data):
+            raise EOFError(f"{codec.size} bytes at {pos} overrun {len(data)} bytes")
         return codec.unpack_from(data, pos)[0], pos + codec.size
 
     return read
@@ -296,16 +405,19 @@ def _read_fixed(codec: struct.Struct) -> FieldReader:
 _PRIMITIVE_READERS: dict[str, FieldReader] = {
     "null": lambda data, pos: (None, pos),
     "boolean": _read_boolean,
-    "int": read_varint,
+    "int": read_int,
     "long": read_varint,
     "string": _read_string,
     "bytes": _read_bytes,
     "float": _read_fixed(_FLOAT),
     "double": _read_fixed(_DOUBLE),
 }
+_PRIMITIVE_SIZES = {"null": 0, "float": 4, "double": 8} | {
+    kind: 1 for kind in ("boolean", "int", "long", "string", "bytes")
+}
 
 
-def _reader(schema: Any, named: dict[str, FieldReader]) -> FieldReader:
+def _reader(schema: Any, named: _Named) -> FieldReader:
     if isinstance(schema, str):
         if schema in _PRIMITIVE_READERS:
             return _PRIMITIVE_READERS[schema]
@@ -323,21 +435,31 @@ def _reader(schema: Any, named: dict[str, FieldReader]) -> FieldReader:
         named[_fullname(schema)] = reader = _enum_reader(schema["symbols"])
         return reader
     if kind in ("array", "map"):
-        item = _reader(schema["items" if kind == "array" else "values"], named)
-        return _block_reader(item, pairs=kind == "map")
+        items = schema["items" if kind == "array" else "values"]
+        # Each item takes a byte at least (a map's key does), so a block's count is bounded by
+        # the bytes left: a declared count never allocates or loops past the record's size.
+        if kind == "array" and _min_size(items, named.schemas) == 0:
+            raise NotImplementedError(f"an array of {items!r}: items that may take no bytes")
+        return _block_reader(_reader(items, named), pairs=kind == "map")
     return _reader(kind, named)
 
 
-def _record_reader(schema: dict[str, Any], named: dict[str, FieldReader]) -> FieldReader:
+def _record_reader(schema: dict[str, Any], named: _Named) -> FieldReader:
     """One generated function per record, with short strings, small longs, enums and
     `["null", X]` unions of them read inline (the common case takes no call)."""
     compiled: list[FieldReader] = []
     named[_fullname(schema)] = lambda data, pos: compiled[0](data, pos)  # self-reference
-    env: dict[str, Any] = {"RV": read_varint, "RS": _read_string, "EPOCH": EPOCH, "MILLI": _MILLI}
+    env: dict[str, Any] = {
+        "RV": read_varint,
+        "RI": read_int,
+        "RS": _read_string,
+        "EPOCH": EPOCH,
+        "MILLI": _MILLI,
+    }
     lines = ["def read(data, pos):", "    n = len(data)"]
     names = []
     for i, field in enumerate(schema["fields"]):
-        lines += _inline_reader(field["type"], named, env, f"x{i}", f"F{i}", "    ")
+        lines += _inline_reader(field["type"], named, env, f"x{i}", f"F{i}", "    ", field["name"])
         names.append(f"{field['name']!r}: x{i}")
     lines.append(f"    return {{{', '.join(names)}}}, pos")
     compiled.append(_generated("read", lines, env, f"<avro reader {schema['name']}>"))
@@ -345,7 +467,13 @@ def _record_reader(schema: dict[str, Any], named: dict[str, FieldReader]) -> Fie
 
 
 def _inline_reader(
-    schema: Any, named: dict[str, FieldReader], env: dict[str, Any], var: str, slot: str, pad: str
+    schema: Any,
+    named: _Named,
+    env: dict[str, Any],
+    var: str,
+    slot: str,
+    pad: str,
+    field: str,
 ) -> list[str]:
     """Source lines reading a value of `schema` at `pos` into `var` (and advancing `pos`)."""
     kind = _inline_kind(schema)
@@ -356,11 +484,16 @@ def _inline_reader(
             f"{pad}{var} = b & 127",
             f"{pad}shift = 7",
             f"{pad}while b > 127:",
+            f"{pad}    if shift > 63:",
+            f"{pad}        raise ValueError(f'{field}: a varint over 10 bytes before {{pos}}')",
             f"{pad}    b = data[pos]",
             f"{pad}    pos += 1",
             f"{pad}    {var} |= (b & 127) << shift",
             f"{pad}    shift += 7",
-            f"{pad}{var} = EPOCH + ((({var} >> 1) ^ -({var} & 1)) * MILLI)",
+            f"{pad}{var} = ({var} >> 1) ^ -({var} & 1)",
+            f"{pad}if not {MIN_MILLIS} <= {var} <= {MAX_MILLIS}:",
+            f"{pad}    raise ValueError(f'{field}: {{{var}}} ms is outside years 1-9999')",
+            f"{pad}{var} = EPOCH + {var} * MILLI",
         ]
     if kind == "string":  # a length below 64 is one even byte
         return [
@@ -375,19 +508,21 @@ def _inline_reader(
             f"{pad}    {var}, pos = RS(data, pos)",
         ]
     if kind in ("long", "int"):
-        return _varint_lines(var, pad)
+        return _varint_lines(var, pad, "RV" if kind == "long" else "RI")
     if kind == "enum":
         env[slot] = symbols = list(schema["symbols"])
         named.setdefault(_fullname(schema), _enum_reader(symbols))
         return [
-            *_varint_lines(var, pad),  # the symbol's index
+            *_varint_lines(var, pad, "RI"),  # the symbol's index
             f"{pad}if not 0 <= {var} < {len(symbols)}:",
-            f"{pad}    raise ValueError(f'enum index {{{var}}} out of range')",
+            f"{pad}    raise ValueError(f'{field}: enum index {{{var}}} out of range')",
             f"{pad}{var} = {slot}[{var}]",
         ]
     if isinstance(schema, list) and len(schema) == 2 and "null" in schema:
         null_index = schema.index("null")
-        other = _inline_reader(schema[1 - null_index], named, env, var, slot + "u", pad + "    ")
+        other = _inline_reader(
+            schema[1 - null_index], named, env, var, slot + "u", pad + "    ", field
+        )
         return [
             f"{pad}b = data[pos]",
             f"{pad}pos += 1",
@@ -396,28 +531,29 @@ def _inline_reader(
             f"{pad}elif b == {(1 - null_index) * 2}:",
             *other,
             f"{pad}else:",
-            f"{pad}    raise ValueError(f'union branch {{b}} out of range (2 branches)')",
+            f"{pad}    b = RV(data, pos - 1)[0]  # the branch's index (or why it has none)",
+            f"{pad}    raise ValueError(f'{field}: union branch {{b}} out of range (2 branches)')",
         ]
     env[slot] = _reader(schema, named)
     return [f"{pad}{var}, pos = {slot}(data, pos)"]
 
 
-def _varint_lines(var: str, pad: str) -> list[str]:
+def _varint_lines(var: str, pad: str, read: str) -> list[str]:
     """Source lines reading a long, int or enum index into `var`: a value below 64 in magnitude
-    is one byte, read inline; anything longer goes through read_varint."""
+    is one byte, read inline; anything longer goes through `read` (read_varint or read_int)."""
     return [
         f"{pad}b = data[pos]",
         f"{pad}if b < 128:",
         f"{pad}    {var} = (b >> 1) ^ -(b & 1)",
         f"{pad}    pos += 1",
         f"{pad}else:",
-        f"{pad}    {var}, pos = RV(data, pos)",
+        f"{pad}    {var}, pos = {read}(data, pos)",
     ]
 
 
 def _enum_reader(symbols: list[str]) -> FieldReader:
     def read(data: bytes, pos: int) -> tuple[str, int]:
-        index, pos = read_varint(data, pos)
+        index, pos = read_int(data, pos)
         if not 0 <= index < len(symbols):
             raise ValueError(f"enum index {index} out of range ({len(symbols)} symbols)")
         return symbols[index], pos
@@ -425,11 +561,11 @@ def _enum_reader(symbols: list[str]) -> FieldReader:
     return read
 
 
-def _union_reader(branches: list[Any], named: dict[str, FieldReader]) -> FieldReader:
+def _union_reader(branches: list[Any], named: _Named) -> FieldReader:
     readers = [_reader(branch, named) for branch in branches]
 
     def read(data: bytes, pos: int) -> tuple[Any, int]:
-        index, pos = read_varint(data, pos)
+        index, pos = read_int(data, pos)
         if not 0 <= index < len(readers):
             raise ValueError(f"union branch {index} out of range ({len(readers)} branches)")
         return readers[index](data, pos)
@@ -447,6 +583,8 @@ def _block_reader(item: FieldReader, pairs: bool) -> FieldReader:
             if count < 0:  # a negative count is followed by the block's size in bytes
                 count = -count
                 _, pos = read_varint(data, pos)
+            if count > len(data) - pos:  # each item takes a byte at least
+                raise EOFError(f"a block of {count} items at {pos} overruns {len(data)} bytes")
             for _ in range(count):
                 if pairs:
                     key, pos = _read_string(data, pos)

@@ -52,6 +52,10 @@ class AvroCodec:
         # takes a model's attributes (nested models too) or a dict, and records written with
         # the current schema decode without fastavro's schema walk.
         self._read: FieldReader | None = None
+        # Records of other writer schemas are first read with a reader compiled from the writer
+        # schema (strict about lengths and ranges, as the current schema's is), then resolved
+        # by fastavro, which accepts a string or block cut short by the end of the record.
+        self._writer_reads: dict[int, FieldReader | None] = {}
         self._schema_id: int | None = None
         self._header: bytes | None = None
         self._encode: Callable[[Any], bytes] | None = None  # compiled with the header
@@ -124,6 +128,17 @@ class AvroCodec:
         start)."""
         import fastavro
 
+        schema_id = _HEADER.unpack_from(data)[1]
+        if schema_id not in self._writer_reads:
+            try:
+                self._writer_reads[schema_id] = compile_reader(writer)
+            except NotImplementedError:  # a type the compiled readers lack: fastavro alone
+                self._writer_reads[schema_id] = None
+        strict = self._writer_reads[schema_id]
+        if strict is not None:
+            _, end = strict(data, _HEADER.size)
+            if end != len(data):
+                raise ValueError(f"{len(data) - end} trailing bytes")
         if self._reader is None:
             self._reader = fastavro.parse_schema(current_schemas()[self.record], _force=True)
         buf = io.BytesIO(data)

@@ -25,7 +25,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from schemas.events import EVENT_ADAPTER, Event, InputEvent, derive_event_id
 from schemas.types import DEFAULT_STORY_TTL, millis
-from streams.codecs import AvroCodec
+from streams.codecs import AvroCodec, CodecError
 from streams.kafka import producer_config
 from streams.publish_flat import FlatLane
 from streams.publish_lane import PublishLane
@@ -86,7 +86,10 @@ def _describe(exc: ValidationError) -> tuple[str, ...]:
     out = []
     for error in exc.errors(include_url=False):
         if error["type"] == "json_invalid":
-            out.append(f"not valid JSON: {error['ctx'].get('error', error['msg'])}")
+            reason = str(error["ctx"].get("error", error["msg"]))
+            if reason.startswith("recursion limit exceeded"):
+                reason = f"nested too deep ({reason})"
+            out.append(f"not valid JSON: {reason}")
             continue
         if error["type"] == "model_attributes_type":
             out.append("a line must be a JSON object")
@@ -95,6 +98,9 @@ def _describe(exc: ValidationError) -> tuple[str, ...]:
         loc = [str(part) for part in error["loc"]]
         if len(loc) > 1:
             loc = loc[1:]
+        elif error["type"] == "value_error":  # the event's own rule: its message names fields
+            out.append(error["msg"].removeprefix("Value error, "))
+            continue
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             loc = ["type"]
         out.append(f"{'.'.join(loc) or 'line'}: {error['msg']}")
@@ -189,7 +195,7 @@ def _encode_lines(
     checked = iter(validate_chunk(rest, story_ttl))
     records: list[Encoded] = []
     invalid: list[InvalidLine] = []
-    for content, result in zip(contents, encoded, strict=True):
+    for number, content, result in zip(numbers, contents, encoded, strict=True):
         if result is None:
             if not content:
                 continue  # a blank line
@@ -197,7 +203,11 @@ def _encode_lines(
             if isinstance(event, InvalidLine):
                 invalid.append(event)
                 continue
-            result = encoder.encode(event)
+            try:
+                result = encoder.encode(event)
+            except CodecError as exc:  # a value the models took and Avro cannot hold
+                invalid.append(InvalidLine(number, (str(exc),)))
+                continue
         records.append(result)
     return records, invalid
 

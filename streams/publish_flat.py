@@ -28,7 +28,7 @@ from pydantic import AwareDatetime, BaseModel
 
 from schemas.avro import current_schemas
 from schemas.events import EVENT_TYPES, Event, StoryPosted, derive_event_id
-from schemas.types import check_reaction, to_utc_millis
+from schemas.types import MAX_MILLIS, check_reaction, to_utc_millis
 from streams.avro_binary import compile_writer, varint
 from streams.codecs import AvroCodec
 from streams.publish_lane import (
@@ -125,8 +125,8 @@ def _flat_field(hint: Any, metadata: list[Any]) -> _Flat | None:
         flat = _Flat(Annotated[str, msgspec.Meta(min_length=20, max_length=32)])
         flat.time = True
         return flat
-    if hint is int and not after and set(rules) <= {"ge"}:
-        return _Flat(Annotated[int, msgspec.Meta(ge=rules.get("ge"), le=_INT63)])
+    if hint is int and not after and set(rules) <= {"ge", "le"}:
+        return _Flat(Annotated[int, msgspec.Meta(ge=rules.get("ge"), le=rules.get("le", _INT63))])
     if hint is str and set(after) <= {check_reaction}:
         return _string_field(rules, bool(after))
     return None
@@ -276,8 +276,9 @@ class FlatLane:
             if field_name == "event_id":
                 lines.append(f"    p{i} = L[len(b)] if len(b) < 256 else varint(len(b))")
                 lines.append(f"    q{i} = b")
-        if model is StoryPosted:
-            lines.append(f"    if {times['expires_at']} <= {times['created_at']}: raise NOT_MINE")
+        if model is StoryPosted:  # and a derived expiry past year 9999 is the models' to name
+            expiry = f"{times['created_at']} < {times['expires_at']} <= {MAX_MILLIS}"
+            lines.append(f"    if not {expiry}: raise NOT_MINE")
         time_var = times[model.time_field]  # type: ignore[attr-defined]
         lines.append(
             f"    return {topic!r}, k_{key_field}, b''.join(({', '.join(parts)},)), {time_var}"
@@ -359,7 +360,7 @@ class FlatLane:
         decode = self._decode
         try:
             structs: list[Any] = list(map(decode, lines))
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
             structs = [self._decode_or_none(line) for line in lines]
         out: list[Encoded | None] = []
         append = out.append
@@ -373,5 +374,5 @@ class FlatLane:
     def _decode_or_none(self, line: bytes) -> Any:
         try:
             return self._decode(line)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return None
+        except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+            return None  # RecursionError: nested deeper than msgspec goes (the models say so)

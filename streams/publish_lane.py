@@ -30,8 +30,8 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, StringConstraint
 from pydantic.fields import FieldInfo
 
 from schemas.events import EVENT_TYPES, StoryPosted, derive_event_id
-from schemas.types import check_reaction, check_time_text, to_utc_millis
-from streams.codecs import AvroCodec
+from schemas.types import MAX_MILLIS, check_reaction, check_time_text, to_utc_millis
+from streams.codecs import AvroCodec, CodecError
 from streams.registry import SchemaRegistry
 from streams.topics import EVENT_ROUTES
 
@@ -110,6 +110,9 @@ class _Times:
 
 
 # -- rules from type hints --------------------------------------------------------------------
+_BOUNDS = (annotated_types.MinLen, annotated_types.MaxLen, annotated_types.Ge, annotated_types.Le)
+
+
 def _constraints(metadata: list[Any]) -> dict[str, Any]:
     """Flatten pydantic and annotated-types metadata into {constraint: value}."""
     out: dict[str, Any] = {}
@@ -121,7 +124,7 @@ def _constraints(metadata: list[Any]) -> dict[str, Any]:
             if set(fields) - {"pattern", "min_length", "max_length"}:
                 raise Unsupported(f"string constraints {fields}")
             out.update(fields)
-        elif isinstance(item, annotated_types.MinLen | annotated_types.MaxLen | annotated_types.Ge):
+        elif isinstance(item, _BOUNDS):
             out.update(_attributes(item))
         elif isinstance(item, BeforeValidator) and item.func is check_time_text:
             continue  # the lanes take only that form of a time themselves (`_Times`)
@@ -245,11 +248,13 @@ class _Rules:
         return lambda pad: [f"{pad}if {' or '.join(tests)}: raise NOT_MINE"]
 
     def _int_rule(self, rules: dict[str, Any], after: list[Callable[..., Any]]) -> Rule:
-        if set(rules) - {"ge"} or after:
+        if set(rules) - {"ge", "le"} or after:
             raise Unsupported(f"int rules {rules} {after}")
         tests = ["type(x) is not int", "x.bit_length() > 63"]
         if "ge" in rules:
             tests.append(f"x < {int(rules['ge'])}")
+        if "le" in rules:
+            tests.append(f"x > {int(rules['le'])}")
         return lambda pad: [f"{pad}if {' or '.join(tests)}: raise NOT_MINE"]
 
     def model(self, model: type[BaseModel]) -> Callable[..., dict[str, Any]]:
@@ -355,9 +360,10 @@ class PublishLane:
                 data.pop("expires_at", None)
                 derived["expires_at"] = self._times.millis(data["created_at"]) + self._ttl_ms
             value = plan.check(data, derived)
-        except (orjson.JSONDecodeError, _NotMine, KeyError, TypeError):
-            return None
-        if plan.expiry and value["expires_at"] <= value["created_at"]:
+            if plan.expiry and not value["created_at"] < value["expires_at"] <= MAX_MILLIS:
+                return None  # a derived expiry past year 9999 too: the models name the field
+            encoded = plan.codec.encode(value)
+        except (orjson.JSONDecodeError, _NotMine, KeyError, TypeError, CodecError):
             return None
         key: str = value[plan.key_field]
-        return plan.topic, key.encode(), plan.codec.encode(value), value[plan.time_field]
+        return plan.topic, key.encode(), encoded, value[plan.time_field]

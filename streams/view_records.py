@@ -5,8 +5,8 @@ A StoryViewed is `event_id, type, story_id, viewer_id, viewed_at`; a StoryViewer
 viewer_id, first_viewed_at`, the same three fields with the same types. So the bytes of a view
 from its story id on are, as they are, the StoryViewer body of a first view (checked against
 the schemas when this module is imported). A record the slicer does not expect (another schema id,
-an id of 64 characters or more, anything malformed) goes through the codec's general reader,
-which decodes it or says why it cannot.
+an id of 64 characters or more, a time outside years 1-9999, anything malformed) goes through
+the codec's general reader, which decodes it or says why it cannot.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from processors.views import View
 from schemas.avro import current_schemas
+from schemas.types import MAX_MILLIS, MIN_MILLIS
 from streams.avro_binary import read_varint
 from streams.codecs import AvroCodec
 
@@ -64,8 +65,8 @@ def view_reader(codec: AvroCodec) -> Callable[[bytes | None], View]:
         if n > 127 or n & 1 or m > 127 or m & 1:
             return None
         at, end = read_varint(data, time)
-        if end != len(data):
-            return None
+        if end != len(data) or not MIN_MILLIS <= at <= MAX_MILLIS:
+            return None  # a time past years 1-9999 is no datetime: the general reader says so
         view: View = _new(
             View,
             (
@@ -82,7 +83,7 @@ def view_reader(codec: AvroCodec) -> Callable[[bytes | None], View]:
         if data is not None and data.startswith(header):
             try:
                 view = sliced(data)
-            except (IndexError, UnicodeDecodeError):
+            except (IndexError, ValueError):  # UnicodeDecodeError, an overlong varint
                 view = None  # the general reader says what is wrong
             if view is not None:
                 return view

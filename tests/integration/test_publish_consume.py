@@ -209,6 +209,77 @@ def test_invalid_lines_are_named_and_not_published(settings: Settings, tmp_path:
     assert again.returncode == 0 and "invalid 3" in again.stdout
 
 
+def _hostile_mix(tag: str) -> tuple[list[str], dict[int, str], dict[str, list[str]]]:
+    """Valid lines among hostile ones (issue 22, rows 5 and 6): the lines, the hostile ones'
+    expected `line N: field` by number, and the ids each topic must hold."""
+    t = "2026-11-22T10:00:00Z"
+    view = {"type": "story_viewed", "story_id": f"s-{tag}", "viewed_at": t}
+    post = {"type": "story_posted", "author_id": f"a-{tag}", "created_at": t}
+    rendition = {"name": "720", "url": "https://cdn.example/x.jpg", "width": 720, "height": 1280,
+                 "content_type": "image/jpeg"}  # fmt: skip
+    upload = {"type": "media_uploaded", "author_id": f"a-{tag}", "object_key": "k",
+              "content_type": "image/jpeg", "at": t}  # fmt: skip
+    deep = '{"a":' * 1000 + "1" + "}" * 1000  # ~6 KB, nested 1,000 deep
+    entries: list[tuple[str, str | None]] = [
+        (json.dumps({**view, "viewer_id": "v1"}), None),
+        (deep, "not valid JSON: nested too deep"),
+        (json.dumps({**view, "viewer_id": "v2"}), None),
+        (json.dumps({**view, "viewer_id": "v3"})[:-1] + ', "x": ' + deep + "}", "not valid JSON"),
+        (json.dumps({**post, "story_id": f"p1-{tag}", "media": [{**rendition, "width": 2**31 - 1}]}), None),
+        (json.dumps({**post, "story_id": f"p2-{tag}", "media": [{**rendition, "width": 2**31}]}), "media.0.width"),
+        (json.dumps({**post, "story_id": f"p3-{tag}", "media": [{**rendition, "height": 2**70}]}), "media.0.height"),
+        (json.dumps({**upload, "media_id": f"m1-{tag}", "size_bytes": 2**64}), "size_bytes"),
+        (json.dumps({**upload, "media_id": f"m2-{tag}", "size_bytes": 2**63 - 1}), None),
+        (json.dumps({**post, "story_id": f"p4-{tag}", "created_at": "9999-12-31T23:00:00Z"}), "expires_at"),
+        (json.dumps({**view, "viewer_id": "v4"}), None),
+    ]  # fmt: skip
+    lines = [line for line, _ in entries]
+    bad = {number: field for number, (_, field) in enumerate(entries, start=1) if field}
+    kept = {
+        "story-viewed": ["v1", "v2", "v4"],
+        "story-posted": [f"p1-{tag}"],
+        "media-uploaded": [f"m2-{tag}"],
+    }
+    return lines, bad, kept
+
+
+@pytest.mark.parametrize("source", ["file", "stdin"])
+def test_hostile_lines_are_named_and_every_valid_line_is_published(
+    settings: Settings, tmp_path: Path, source: str
+) -> None:
+    # given a file mixing valid lines with lines nested 1,000 deep and integers past Avro's
+    tag = uuid.uuid4().hex[:8]
+    lines, bad, kept = _hostile_mix(tag)
+    text = "\n".join(lines) + "\n"
+    path = tmp_path / "hostile.jsonl"
+    path.write_text(text)
+    # when the command publishes it (its worker processes for a file, blocks for stdin)
+    if source == "file":
+        result = run("publish", str(path), broker=settings.bootstrap())
+    else:
+        result = run("publish", "-", broker=settings.bootstrap(), stdin=text.encode())
+    # then the summary is printed, each hostile line is named with its field, and exit is 1
+    assert result.returncode == 1, result.stderr
+    assert f"published {len(lines) - len(bad)}, invalid {len(bad)}" in result.stdout
+    assert "Traceback" not in result.stderr
+    reported = [line for line in result.stderr.splitlines() if line.startswith("invalid: ")]
+    assert len(reported) == len(bad), result.stderr
+    for report, (number, field) in zip(reported, sorted(bad.items()), strict=True):
+        assert report.startswith(f"invalid: line {number}: {field}"), report
+    # and every valid line is on its topic
+    id_field = {
+        "story-viewed": "viewer_id",
+        "story-posted": "story_id",
+        "media-uploaded": "media_id",
+    }
+    for topic, ids in kept.items():
+        values = [r["value"] for r in _consume(settings.bootstrap(), topic) if tag in str(r["key"])]
+        got = [value[id_field[topic]] for value in values]  # type: ignore[index]
+        assert got == ids, topic
+        if topic == "story-posted":  # an Avro int's largest value, as it was given
+            assert values[0]["media"][0]["width"] == 2**31 - 1  # type: ignore[index]
+
+
 @pytest.mark.parametrize("source", ["file", "pipe"])
 def test_invalid_lines_in_later_blocks_keep_their_line_numbers(
     settings: Settings, tmp_path: Path, source: str

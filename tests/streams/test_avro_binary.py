@@ -130,3 +130,161 @@ def test_a_missing_field_with_a_default_is_written_as_fastavro_writes_it() -> No
     assert compile_writer(schema)(value) == _fastavro_bytes(parsed, value)
     with pytest.raises(KeyError):
         compile_writer(schema)({k: v for k, v in value.items() if k != "at"})
+
+
+# -- hostile values and bytes ------------------------------------------------------------------
+_RENDITION = {
+    "name": "720",
+    "url": "https://x/y",
+    "width": 720,
+    "height": 1280,
+    "content_type": "image/jpeg",
+}
+_VIEW = {
+    "event_id": "e1",
+    "type": "story_viewed",
+    "story_id": "s1",
+    "viewer_id": "u1",
+    "viewed_at": 0,
+}
+_UPLOAD = {
+    "event_id": "e1", "type": "media_uploaded", "media_id": "m", "author_id": "a",
+    "object_key": "k", "content_type": "image/jpeg", "at": 0, "size_bytes": None, "story_id": None,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("record", "value", "field"),
+    [
+        ("Rendition", {**_RENDITION, "width": 2**31}, "width"),
+        ("Rendition", {**_RENDITION, "height": -(2**31) - 1}, "height"),
+        ("Rendition", {**_RENDITION, "width": 2**70}, "width"),
+        ("MediaUploaded", {**_UPLOAD, "size_bytes": 2**63}, "size_bytes"),
+        ("MediaUploaded", {**_UPLOAD, "size_bytes": -(2**63) - 1}, "size_bytes"),
+        (
+            "ViewCount",
+            {"story_id": "s", "unique_viewers": 2**64, "total_views": 1, "sketch": b""},
+            "unique_viewers",
+        ),
+        ("StoryViewed", {**_VIEW, "viewed_at": -(2**62)}, "viewed_at"),
+        ("StoryViewed", {**_VIEW, "viewed_at": 253402300800000}, "viewed_at"),  # year 10000
+        ("StoryViewed", {**_VIEW, "viewed_at": 2**64}, "viewed_at"),
+        (
+            "DeadLetter",
+            {"source_topic": "t", "partition": 2**31, "offset": 0, "error": "e", "at": 0},
+            "partition",
+        ),
+    ],
+)
+def test_a_writer_refuses_a_value_its_avro_type_cannot_hold(
+    record: str, value: dict[str, Any], field: str
+) -> None:
+    # never wrapped bytes: fastavro refuses the same values
+    with pytest.raises(ValueError, match=f"{field}: .* (out of range for an Avro|outside years)"):
+        compile_writer(current_schemas()[record])(value)
+
+
+@pytest.mark.parametrize(
+    ("schema", "value"),
+    [
+        ({"type": "map", "values": "long"}, {"like": 2**63}),
+        ({"type": "array", "items": "int"}, [2**31]),
+        (["null", "int"], -(2**31) - 1),
+        ({"type": "long", "logicalType": "timestamp-millis"}, -(2**62)),
+        ("long", 2**63),
+        ("int", 2**31),
+    ],
+)
+def test_nested_and_standalone_integers_are_range_checked_too(schema: Any, value: Any) -> None:
+    with pytest.raises(ValueError, match="out of range|outside years"):
+        compile_writer(schema)(value)
+
+
+@given(
+    st.one_of(st.integers(2**63, 2**80), st.integers(-(2**80), -(2**63) - 1)),
+)
+def test_varint_refuses_what_a_long_cannot_hold(n: int) -> None:
+    with pytest.raises(ValueError, match="out of range for an Avro long"):
+        varint(n)
+
+
+def test_the_extremes_of_each_range_are_written_as_fastavro_writes_them() -> None:
+    for record, value in [
+        ("Rendition", {**_RENDITION, "width": 2**31 - 1, "height": -(2**31)}),
+        ("MediaUploaded", {**_UPLOAD, "size_bytes": 2**63 - 1, "at": 253402300799999}),
+        ("MediaUploaded", {**_UPLOAD, "size_bytes": -(2**63), "at": -62135596800000}),
+    ]:
+        schema = current_schemas()[record]
+        data = _fastavro_bytes(fastavro.parse_schema(schema, _force=True), value)
+        assert compile_writer(schema)(value) == data
+        assert compile_reader(schema)(data, 0)[1] == len(data)
+
+
+def _body(record: str, value: dict[str, Any]) -> bytes:
+    return compile_writer(current_schemas()[record])(value)
+
+
+_VIEW_HEAD = _body("StoryViewed", _VIEW)[:-1]  # all but the time (0: one byte)
+_RENDITION_HEAD = b"\x06720\x16https://x/y"  # name, url: then width
+
+
+@pytest.mark.parametrize(
+    ("record", "data", "reason"),
+    [
+        (
+            "StoryViewed",
+            _VIEW_HEAD + varint(-(2**62)),
+            "viewed_at: -4611686018427387904 ms is outside years 1-9999",
+        ),
+        ("StoryViewed", _VIEW_HEAD + varint(2**63 - 1), "outside years 1-9999"),
+        ("StoryViewed", _VIEW_HEAD + b"\xff" * 10 + b"\x01", "over 10 bytes"),
+        ("StoryViewed", _VIEW_HEAD + b"\xff" * 1_000_000, "over 10 bytes"),  # not a hang
+        (
+            "Rendition",
+            _RENDITION_HEAD + varint(2**31) + b"\x02\x02a",
+            "out of range for an Avro int",
+        ),
+        (
+            "Rendition",
+            _RENDITION_HEAD + b"\xff" * 9 + b"\x7f" + b"\x02\x02a",
+            "out of range for an Avro long",
+        ),
+        ("Rendition", _RENDITION_HEAD + b"\xff" * 20, "over 10 bytes"),
+        ("StoryViewed", b"\x02e\x02", "type: enum index 1 out of range"),
+        ("StoryViewed", b"\x02e" + varint(2**40), "out of range for an Avro int"),
+        (
+            "MediaUploaded",
+            _body("MediaUploaded", _UPLOAD)[:-2] + b"\x04",
+            "size_bytes: union branch 2 out of range",
+        ),
+        (
+            "StoryPosted",
+            b"\x02e\x00\x02s\x02a\x00\x00\x00\x02" + varint(2**62),
+            "block of 4611686018427387904 items",
+        ),
+        (
+            "StoryPosted",
+            b"\x02e\x00\x02s\x02a\x00\x00\x00\x02" + varint(-(2**63)) + b"\x00",
+            "block of 9223372036854775808 items",
+        ),
+        ("ReactionCounts", b"\x02s" + varint(2**50), "block of 1125899906842624 items"),
+        ("ViewCount", b"\x02s\x00\x00" + varint(2**62), "overrun"),  # a huge declared length
+        ("ViewCount", b"\x02s\x00\x00\x01", "overrun"),  # a negative one
+        ("StoryViewed", b"\x02\xff\x00\x02s\x02u\x00", "decode byte 0xff"),  # not UTF-8
+        ("StoryViewed", b"\x02e\x00\x02s\x02u", "index out of range"),  # truncated
+    ],
+)
+def test_a_reader_refuses_malformed_bytes_with_a_reason(
+    record: str, data: bytes, reason: str
+) -> None:
+    with pytest.raises((ValueError, EOFError, IndexError), match=reason):
+        compile_reader(current_schemas()[record])(data, 0)
+
+
+def test_an_array_of_items_that_may_take_no_bytes_is_left_to_fastavro() -> None:
+    # its block count could not be bounded by the bytes left
+    with pytest.raises(NotImplementedError):
+        compile_reader({"type": "array", "items": "null"})
+    empty = {"type": "record", "name": "Empty", "fields": []}
+    with pytest.raises(NotImplementedError):
+        compile_reader({"type": "array", "items": empty})
