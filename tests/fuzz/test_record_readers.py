@@ -34,7 +34,7 @@ from schemas.avro import current_schemas
 from schemas.events import parse_event
 from schemas.types import MAX_MILLIS, MIN_MILLIS, millis
 from streams.codecs import AvroCodec, CodecError
-from streams.handlers.common import Decoder
+from streams.stages.common import Decoder
 from streams.topics import TopicSpec, route
 from tests.schemas.strategies import events
 from tests.streams.test_decoder import (

@@ -13,10 +13,10 @@ from processors.views import View
 from schemas.events import EVENT_TYPES, Event, parse_event
 from streams.avro_binary import varint
 from streams.codecs import AvroCodec
-from streams.engine import InRecord
-from streams.handlers.common import Decoder
-from streams.handlers.views import check_view
 from streams.registry import EmbeddedRegistry
+from streams.runtime.records import InRecord
+from streams.stages.common import Decoder
+from streams.stages.views import check_view
 from streams.topics import EVENT_ROUTES, TopicSpec
 from streams.view_records import view_reader
 
