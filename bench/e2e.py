@@ -32,9 +32,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench.harness import WorkerProcess, broker
 from schemas.avro import current_schemas
-from streams.admin import create_topics
-from streams.kafka import reader_config
-from streams.offsets import end_offsets
+from streams.kafka.admin import create_topics
+from streams.kafka.clients import reader_config
+from streams.kafka.offsets import end_offsets
 from streams.settings import Settings
 from streams.topics import stage_topic
 

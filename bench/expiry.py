@@ -24,8 +24,8 @@ from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from bench.harness import WorkerProcess, broker
 from schemas.types import millis
-from streams.admin import create_topics
-from streams.publish import publish_lines
+from streams.kafka.admin import create_topics
+from streams.publish.publisher import publish_lines
 from streams.settings import Settings
 from streams.topics import STORY_STATE, stage_topic
 

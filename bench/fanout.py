@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from bench.harness import WorkerProcess, broker
-from streams.admin import create_topics
-from streams.publish import publish_lines
+from streams.kafka.admin import create_topics
+from streams.publish.publisher import publish_lines
 from streams.settings import Settings
 from streams.topics import STORY_TRAYS
 

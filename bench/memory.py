@@ -29,8 +29,8 @@ from typing import Any
 
 from bench.e2e import _settled
 from bench.harness import WorkerProcess, broker
-from streams.admin import create_topics
-from streams.auth import issue_token
+from streams.api.auth import issue_token
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
 PARTITIONS = 4

@@ -41,9 +41,9 @@ from confluent_kafka import Producer
 
 from bench.harness import Timer, broker, rate
 from bench.raw_produce import Record, produce_all
-from streams.admin import create_topics
-from streams.kafka import producer_config
-from streams.publish import (
+from streams.kafka.admin import create_topics
+from streams.kafka.clients import producer_config
+from streams.publish.publisher import (
     _LANES,
     BULK_PRODUCER,
     chunked,

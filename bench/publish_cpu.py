@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from bench.publish import generate
-from streams.publish import _lanes, blocks, encode_block_packed
+from streams.publish.publisher import _lanes, blocks, encode_block_packed
 
 TTL = timedelta(hours=24)
 

@@ -21,8 +21,8 @@ import time
 
 from infra.broker import EmbeddedBroker
 from infra.schema_registry import EmbeddedSchemaRegistry
-from streams.admin import create_topics
-from streams.registry import topic_subjects
+from streams.codecs.registry import topic_subjects
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
 LINE = '{"type":"story_viewed","story_id":"s","viewer_id":"v","viewed_at":"2026-12-03T10:00:00Z"}\n'

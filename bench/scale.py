@@ -45,7 +45,7 @@ from pathlib import Path
 from bench.harness import WorkerProcess, broker
 from bench.views import encode, generate, produce
 from infra.process import free_port
-from streams.admin import create_topics
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
 PARTITIONS = 4

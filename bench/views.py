@@ -49,12 +49,12 @@ from confluent_kafka import Producer
 
 from bench.harness import broker
 from bench.views_baselines import ceiling, raw_rocksdict
-from streams.admin import create_topics
-from streams.kafka import producer_config
-from streams.metrics import Counter
-from streams.publish import chunked, encode_chunk
+from streams.kafka.admin import create_topics
+from streams.kafka.clients import producer_config
+from streams.publish.publisher import chunked, encode_chunk
+from streams.runtime.metrics import Counter
 from streams.settings import Settings
-from streams.worker import build_engine
+from streams.worker.build import build_engine
 
 PARTITIONS = 4
 CONTENDERS = ("ceiling", "rocksdict", "storystream", "quix", "faust")

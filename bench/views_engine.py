@@ -36,12 +36,12 @@ from typing import Any
 import fastavro
 
 from bench.views import encode, generate
-from streams.partitioning import partition_for
+from streams.kafka.partitioning import partition_for
 from streams.runtime.engine import GC_THRESHOLDS, Engine, InRecord, _Assigned
 from streams.runtime.store import PartitionStore
 from streams.settings import Settings
 from streams.topics import STORY_VIEWED
-from streams.worker import build_engine
+from streams.worker.build import build_engine
 
 PARTITIONS = 4
 BATCH = 20_000

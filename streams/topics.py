@@ -26,7 +26,7 @@ from schemas.records import (
     Tray,
     ViewCount,
 )
-from streams.kafka import CHANGELOG_DELETE_RETENTION_MS
+from streams.kafka.clients import CHANGELOG_DELETE_RETENTION_MS
 
 Kind = Literal["input", "pipeline", "output", "dead-letters", "stage", "changelog", "members"]
 

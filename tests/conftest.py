@@ -10,8 +10,8 @@ import pytest
 
 from infra.broker import EmbeddedBroker
 from infra.schema_registry import EmbeddedSchemaRegistry
-from streams.admin import create_topics
-from streams.registry import topic_subjects
+from streams.codecs.registry import topic_subjects
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from schemas.types import from_millis, millis
-from streams.admin import create_topics
-from streams.kafka import producer_config
-from streams.registry import make_registry
+from streams.codecs.registry import make_registry
+from streams.kafka.admin import create_topics
+from streams.kafka.clients import producer_config
 from streams.replay.progress import Progress
 from streams.replay.reader import BrokerReader, Span, merged, plan_spans
 from streams.runtime.inprocess import InProcessDriver
@@ -53,7 +53,7 @@ def replay(
     The input is what the broker holds when the replay starts; records published meanwhile
     are not read. Time is event time: stories expire as the input's time passes them, and at
     the end time, when given."""
-    from streams.worker import policy_of
+    from streams.worker.build import policy_of
 
     progress = progress or Progress()
     progress.phase("planning")

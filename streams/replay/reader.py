@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from streams.kafka import reader_config
-from streams.offsets import end_offsets, offsets_at
+from streams.kafka.clients import reader_config
+from streams.kafka.offsets import end_offsets, offsets_at
 from streams.runtime.records import InRecord, in_record
 
 BUFFERED_PER_PARTITION = 5_000  # records held per partition before its fetches pause

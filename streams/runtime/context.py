@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from processors.context import Output, Policy
 from schemas.types import millis
-from streams.metrics import Metrics
+from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore
 

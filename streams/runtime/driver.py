@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from processors.context import Policy
-from streams.metrics import Metrics
-from streams.partitioning import partition_for
+from streams.kafka.partitioning import partition_for
 from streams.runtime.context import StageContext
 from streams.runtime.errors import Unavailable
 from streams.runtime.limits import RecordTooLarge
+from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord, timestamp_of
 from streams.runtime.routing import Router
 from streams.runtime.store import PartitionStore

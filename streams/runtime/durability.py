@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from streams.kafka import producer_config
+from streams.kafka.clients import producer_config
 from streams.runtime.driver import PartitionState
 from streams.runtime.store import CHECKPOINT_KEY
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from processors.context import Policy
-from streams.kafka import engine_consumer_config
-from streams.metrics import Metrics
-from streams.registry import SchemaRegistry
+from streams.codecs.registry import SchemaRegistry
+from streams.kafka.clients import engine_consumer_config
 from streams.runtime.driver import Driver, PartitionState
 from streams.runtime.durability import AtLeastOnce, Durability, Transactional
 from streams.runtime.limits import topic_limits
+from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord, in_record
 from streams.runtime.restore import Restorer, Standbys
 from streams.runtime.routing import OutRecord, Router

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from processors.context import Policy
 from schemas.types import from_millis, millis
-from streams.metrics import Metrics
-from streams.registry import SchemaRegistry
+from streams.codecs.registry import SchemaRegistry
 from streams.runtime.driver import Driver, PartitionState
+from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord
 from streams.runtime.routing import OutRecord, Router
 from streams.runtime.store import PartitionStore

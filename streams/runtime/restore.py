@@ -11,10 +11,10 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from streams.kafka import CHANGELOG_DELETE_RETENTION_MS, restore_consumer_config
-from streams.metrics import Metrics
+from streams.kafka.clients import CHANGELOG_DELETE_RETENTION_MS, restore_consumer_config
 from streams.runtime.driver import PartitionState
 from streams.runtime.durability import local_checkpoint
+from streams.runtime.metrics import Metrics
 from streams.runtime.store import CHECKPOINT_KEY, PartitionStore
 from streams.runtime.topology import Topology
 

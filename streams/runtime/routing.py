@@ -16,11 +16,11 @@ import orjson
 from processors.context import Forward, ForwardMany, Output, Put, PutMany, Tombstone
 from schemas.records import DeadLetter, Record
 from schemas.types import from_millis
-from streams.codecs import AvroCodec
-from streams.metrics import Metrics
-from streams.partitioning import partition_for
-from streams.registry import SchemaRegistry
+from streams.codecs.avro import AvroCodec
+from streams.codecs.registry import SchemaRegistry
+from streams.kafka.partitioning import partition_for
 from streams.runtime.limits import RecordTooLarge, payload_limit
+from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord
 from streams.runtime.topology import Topology
 

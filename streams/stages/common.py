@@ -23,8 +23,8 @@ from processors.messages import (
     TrayStoryAdded,
     TrayStoryRemoved,
 )
-from streams.codecs import AvroCodec, CodecError
-from streams.registry import SchemaRegistry
+from streams.codecs.avro import AvroCodec, CodecError
+from streams.codecs.registry import SchemaRegistry
 from streams.runtime.context import StageContext
 from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore

@@ -7,7 +7,7 @@ from typing import Any
 
 from processors import authors, trays
 from processors.messages import StorySeen
-from streams.registry import SchemaRegistry
+from streams.codecs.registry import SchemaRegistry
 from streams.runtime.context import StageContext
 from streams.runtime.records import InRecord
 from streams.stages import tray_store

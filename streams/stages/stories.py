@@ -12,7 +12,7 @@ from processors.expiry import next_due
 from processors.media_join import PendingMedia
 from processors.stories import Story, story_state_record
 from schemas.records import StoryState
-from streams.registry import SchemaRegistry
+from streams.codecs.registry import SchemaRegistry
 from streams.runtime.context import StageContext
 from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore

@@ -3,7 +3,7 @@ and state, and where each stage's forwards go. The live engine, replay and the t
 
 from __future__ import annotations
 
-from streams.registry import SchemaRegistry
+from streams.codecs.registry import SchemaRegistry
 from streams.runtime.topology import Route, Stage, Topology
 from streams.stages.social import AuthorHandler, TrayHandler
 from streams.stages.stories import MediaJoinHandler, StoryHandler

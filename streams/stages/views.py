@@ -27,7 +27,8 @@ from processors.viewer_list import (
 )
 from schemas.events import StoryReacted, StoryViewed
 from schemas.types import IDENTIFIER_PATTERN
-from streams.registry import SchemaRegistry
+from streams.codecs.registry import SchemaRegistry
+from streams.codecs.view_slicer import view_reader
 from streams.runtime.context import StageContext
 from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore
@@ -35,7 +36,6 @@ from streams.stages import parking
 from streams.stages.common import Decoder, ctx_of
 from streams.stages.due import DueIndex
 from streams.topics import STORY_REACTED, STORY_VIEWED
-from streams.view_records import view_reader
 
 INFO = b"info\x01"
 VIEW_STATE = b"views\x01"

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 
-from streams.auth import INTERNAL_AUDIENCE, INTERNAL_SUBJECT, _internal_key
+from streams.api.auth import INTERNAL_AUDIENCE, INTERNAL_SUBJECT, _internal_key
 
 SECRET = "fuzz-secret-of-at-least-32-bytes-long"
 Signer = Literal["api", "worker", "none"]

@@ -1,5 +1,5 @@
 """Bounded fuzzing of the API's header, query and path parsing, in process, through the very
-function every endpoint answers with (`streams.api.answer`), on real RocksDB state.
+function every endpoint answers with (`streams.api.routes.answer`), on real RocksDB state.
 
 Budget: derandomized hypothesis (the same inputs every run, no example database), 1,650
 examples over five properties, a few seconds of CI time; a live sample of the same inputs goes
@@ -33,8 +33,7 @@ from processors.stories import Story
 from processors.viewer_list import viewer_order_key
 from schemas.events import Audience
 from schemas.types import IDENTIFIER_PATTERN
-from streams.api import Api, HttpError, Raw, Route, answer, routes, viewer_page_query
-from streams.auth import (
+from streams.api.auth import (
     INTERNAL_AUDIENCE,
     INTERNAL_SUBJECT,
     TokenError,
@@ -42,8 +41,9 @@ from streams.auth import (
     issue_internal_token,
     issue_token,
 )
-from streams.members import Members
-from streams.partitioning import partition_for
+from streams.api.members import Members
+from streams.api.routes import Api, HttpError, Raw, Route, answer, routes, viewer_page_query
+from streams.kafka.partitioning import partition_for
 from streams.runtime.engine import Engine
 from streams.runtime.store import PartitionStore
 from streams.settings import Settings

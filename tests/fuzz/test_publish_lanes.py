@@ -34,8 +34,11 @@ from hypothesis import strategies as st
 
 from schemas.avro import current_schemas
 from schemas.events import Event
-from streams.codecs import AvroCodec
-from streams.publish import (
+from streams.codecs.avro import AvroCodec
+from streams.publish.flat import FlatLane
+from streams.publish.lane import PublishLane
+from streams.publish.pool import OrderedPool
+from streams.publish.publisher import (
     Encoder,
     InvalidLine,
     _packed,
@@ -44,9 +47,6 @@ from streams.publish import (
     unpack,
     validate_line,
 )
-from streams.publish_flat import FlatLane
-from streams.publish_lane import PublishLane
-from streams.publish_pool import OrderedPool
 from tests.schemas.strategies import events
 from tests.streams.test_decoder import SAMPLES
 

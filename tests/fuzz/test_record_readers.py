@@ -33,7 +33,7 @@ from processors.views import View
 from schemas.avro import current_schemas
 from schemas.events import parse_event
 from schemas.types import MAX_MILLIS, MIN_MILLIS, millis
-from streams.codecs import AvroCodec, CodecError
+from streams.codecs.avro import AvroCodec, CodecError
 from streams.stages.common import Decoder
 from streams.topics import TopicSpec, route
 from tests.schemas.strategies import events

@@ -18,7 +18,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from infra.registry_server import CONTENT_TYPE
 from infra.schema_registry import EmbeddedSchemaRegistry
 from schemas.avro import SCHEMA_DIR, history, latest, schema_ids
-from streams.registry import topic_subjects
+from streams.codecs.registry import topic_subjects
 
 
 @pytest.fixture

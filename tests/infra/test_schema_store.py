@@ -10,7 +10,7 @@ import pytest
 
 from infra.schema_store import ConfluentError, SchemaStore, canonical
 from schemas.avro import HISTORY_DIR, SCHEMA_DIR, history, latest, schema_ids
-from streams.registry import topic_subjects
+from streams.codecs.registry import topic_subjects
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from streams import web_log
-from streams.auth import INTERNAL_AUDIENCE, INTERNAL_SUBJECT, issue_internal_token, issue_token
-from streams.partitioning import partition_for
+from streams.api import web_log
+from streams.api.auth import INTERNAL_AUDIENCE, INTERNAL_SUBJECT, issue_internal_token, issue_token
+from streams.kafka.partitioning import partition_for
 from streams.settings import Settings
 from tests.fuzz.api_inputs import authorization_headers, path_ids, query_strings, wire
 from tests.integration import raw_http

@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from infra.process import free_port
-from streams.auth import issue_token
+from streams.api.auth import issue_token
 from streams.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import pytest
 
 from infra.broker import EmbeddedBroker
 from infra.process import free_port
-from streams.admin import create_topics
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 from tests.integration.tcp_proxy import TcpProxy
 from tests.integration.workers import SECRET, Worker, latest, publish, raw_latests, wait_for

@@ -25,9 +25,9 @@ from connectors.object_store import S3ObjectStore
 from infra.process import free_port
 from infra.s3 import EmbeddedS3
 from processors.media import PUBLIC_PREFIXES, original_key
-from streams.consume import Decoded, read_topic
-from streams.kafka import producer_config
-from streams.registry import make_registry
+from streams.cli.consume import Decoded, read_topic
+from streams.codecs.registry import make_registry
+from streams.kafka.clients import producer_config
 from streams.settings import Settings
 from streams.topics import (
     DEAD_LETTERS,

@@ -17,13 +17,13 @@ from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from schemas.events import parse_event
 from schemas.types import millis
-from streams.admin import _create, all_topics
-from streams.cli import main
-from streams.codecs import AvroCodec
-from streams.consume import SETTLE_SECONDS
-from streams.partitioning import partition_for
-from streams.publish import Publisher, publish_stream, validate_line
-from streams.registry import make_registry
+from streams.cli.consume import SETTLE_SECONDS
+from streams.cli.main import main
+from streams.codecs.avro import AvroCodec
+from streams.codecs.registry import make_registry
+from streams.kafka.admin import _create, all_topics
+from streams.kafka.partitioning import partition_for
+from streams.publish.publisher import Publisher, publish_stream, validate_line
 from streams.settings import Settings
 from streams.topics import STORY_STATE, TOPICS, output_topics
 from tests.integration.cli import run

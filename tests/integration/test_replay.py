@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Producer
 
-from streams.kafka import producer_config
-from streams.publish import Encoder, validate_line
+from streams.kafka.clients import producer_config
+from streams.publish.publisher import Encoder, validate_line
 from streams.settings import Settings
 from tests.integration.cli import run
 from tests.integration.workers import SECRET, Worker, publish, raw_latests, wait_for

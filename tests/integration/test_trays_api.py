@@ -15,7 +15,7 @@ from typing import Any
 import datasketches
 import pytest
 
-from streams.auth import issue_token
+from streams.api.auth import issue_token
 from streams.settings import Settings
 from tests.integration.workers import SECRET, Worker, latest, publish, wait_for
 

@@ -23,7 +23,7 @@ import pytest
 
 from infra.process import free_port, spawn, stop
 from infra.s3 import EmbeddedS3
-from streams.auth import issue_token
+from streams.api.auth import issue_token
 from streams.settings import Settings
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from infra.process import free_port, spawn, stop
-from streams.auth import issue_token
+from streams.api.auth import issue_token
 from tests.integration.cli import run
 
 SECRET = "test-secret-of-at-least-32-bytes-long"

@@ -8,9 +8,9 @@ from datetime import datetime
 from hypothesis import given, settings
 
 from schemas.events import Event, parse_event
-from streams.codecs import AvroCodec
-from streams.publish import validate_line
-from streams.registry import make_registry
+from streams.codecs.avro import AvroCodec
+from streams.codecs.registry import make_registry
+from streams.publish.publisher import validate_line
 from streams.topics import route
 from tests.schemas.strategies import events
 

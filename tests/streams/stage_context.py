@@ -8,8 +8,8 @@ from datetime import datetime
 from typing import Any
 
 from processors.context import Output, Policy
-from streams.metrics import Metrics
 from streams.runtime.context import StageContext
+from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore
 

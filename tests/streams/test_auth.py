@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 
-from streams.auth import (
+from streams.api.auth import (
     INTERNAL_AUDIENCE,
     INTERNAL_SUBJECT,
     LEEWAY,
@@ -22,7 +22,7 @@ from streams.auth import (
     verify_internal_token,
     verify_token,
 )
-from streams.cli import main
+from streams.cli.main import main
 
 SECRET = "a-secret-of-at-least-32-bytes-long!!"
 

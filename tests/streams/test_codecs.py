@@ -10,8 +10,8 @@ import pytest
 from schemas.avro import latest
 from schemas.events import parse_event
 from schemas.records import StoryViewer
-from streams.codecs import AvroCodec, CodecError
-from streams.registry import EmbeddedRegistry
+from streams.codecs.avro import AvroCodec, CodecError
+from streams.codecs.registry import EmbeddedRegistry
 
 VIEW = parse_event(
     {

@@ -11,14 +11,14 @@ import pytest
 
 from processors.views import View
 from schemas.events import EVENT_TYPES, Event, parse_event
-from streams.avro_binary import varint
-from streams.codecs import AvroCodec
-from streams.registry import EmbeddedRegistry
+from streams.codecs.avro import AvroCodec
+from streams.codecs.binary import varint
+from streams.codecs.registry import EmbeddedRegistry
+from streams.codecs.view_slicer import view_reader
 from streams.runtime.records import InRecord
 from streams.stages.common import Decoder
 from streams.stages.views import check_view
 from streams.topics import EVENT_ROUTES, TopicSpec
-from streams.view_records import view_reader
 
 REGISTRY = EmbeddedRegistry()
 AT = "2026-11-22T10:00:00Z"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.dev_workers import Backoff, DevWorker, DevWorkers, describe_exit
+from streams.cli.dev_workers import Backoff, DevWorker, DevWorkers, describe_exit
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 

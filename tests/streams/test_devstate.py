@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from streams import devstate
+from streams.cli import devstate
 from streams.settings import Settings
 
 REGISTRY = "http://127.0.0.1:8081"

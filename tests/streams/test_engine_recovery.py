@@ -15,19 +15,19 @@ from pathlib import Path
 import pytest
 
 from processors.viewer_list import page_bounds, read_page
-from streams.admin import create_topics
-from streams.metrics import Metrics
-from streams.partitioning import partition_for
-from streams.publish import publish_lines
-from streams.registry import EmbeddedRegistry
+from streams.codecs.registry import EmbeddedRegistry
+from streams.kafka.admin import create_topics
+from streams.kafka.partitioning import partition_for
+from streams.publish.publisher import publish_lines
 from streams.runtime.engine import Engine
+from streams.runtime.metrics import Metrics
 from streams.runtime.restore import Restorer
 from streams.runtime.store import PartitionStore
 from streams.settings import Settings
 from streams.stages.topology import build_topology
 from streams.stages.views import view_state
 from streams.topics import internal_topics
-from streams.worker import build_engine
+from streams.worker.build import build_engine
 
 pytestmark = pytest.mark.integration
 

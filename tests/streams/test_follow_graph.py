@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from processors import authors
 from processors.authors import ActiveStory, Author
 from processors.context import Ctx
-from streams.metrics import Metrics
 from streams.runtime.context import StageContext
+from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore
 from streams.stages.follow_graph import (

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from processors.views import View
 from schemas.types import millis
-from streams.auth import issue_token
+from streams.api.auth import issue_token
 from streams.stages.views import check_view
 
 AT = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)

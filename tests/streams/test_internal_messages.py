@@ -23,8 +23,8 @@ from processors.messages import (
     TrayStoryRemoved,
 )
 from schemas.events import Rendition
-from streams.codecs import CodecError
-from streams.metrics import Metrics
+from streams.codecs.avro import CodecError
+from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord
 from streams.runtime.routing import encode_message, encode_message_batch, forward_records
 from streams.stages.common import InternalMessage, decode_message, internal_messages

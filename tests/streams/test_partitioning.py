@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.partitioning import murmur2, partition_for
+from streams.kafka.partitioning import murmur2, partition_for
 
 # From the Java client's own tests (org.apache.kafka.common.utils.UtilsTest.testMurmur2).
 KAFKA_VECTORS = {

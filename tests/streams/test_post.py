@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infra.process import free_port
-from streams.post import PostError, WaitTimeout, missing_object_store, wait_for_story
+from streams.cli.post import PostError, WaitTimeout, missing_object_store, wait_for_story
 from streams.settings import Settings
 
 STORY = {"story_id": "s1", "author_id": "alice", "renditions": []}

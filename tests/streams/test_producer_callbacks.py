@@ -8,7 +8,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from streams.kafka import producer_config
+from streams.kafka.clients import producer_config
 
 
 def _closed_port() -> int:

@@ -14,7 +14,10 @@ from typing import Any
 import pytest
 
 from schemas.events import Event
-from streams.publish import (
+from streams.publish.flat import FlatLane
+from streams.publish.lane import PublishLane
+from streams.publish.pool import OrderedPool
+from streams.publish.publisher import (
     Block,
     Encoder,
     InvalidLine,
@@ -26,9 +29,6 @@ from streams.publish import (
     unpack,
     validate_line,
 )
-from streams.publish_flat import FlatLane
-from streams.publish_lane import PublishLane
-from streams.publish_pool import OrderedPool
 
 TTL = timedelta(hours=24)
 ENCODER = Encoder(None)

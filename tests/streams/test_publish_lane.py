@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, StringConstraints
 
 from schemas.events import EVENT_TYPES, Event
-from streams.publish import (
+from streams.publish.flat import FlatLane
+from streams.publish.lane import PublishLane, Unsupported, _Rules, _Times
+from streams.publish.publisher import (
     Encoder,
     InvalidLine,
     _packed,
@@ -25,8 +27,6 @@ from streams.publish import (
     unpack,
     validate_line,
 )
-from streams.publish_flat import FlatLane
-from streams.publish_lane import PublishLane, Unsupported, _Rules, _Times
 from tests.schemas.strategies import events
 
 TTL = timedelta(hours=24)

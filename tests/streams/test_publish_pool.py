@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from streams.publish_pool import OrderedPool, WorkerError
+from streams.publish.pool import OrderedPool, WorkerError
 
 
 def _slow_echo(task: int) -> bytes:

@@ -13,8 +13,8 @@ import pytest
 from infra.schema_registry import EmbeddedSchemaRegistry
 from schemas.avro import current_schemas, history, latest
 from schemas.events import parse_event
-from streams.codecs import AvroCodec, CodecError
-from streams.registry import (
+from streams.codecs.avro import AvroCodec, CodecError
+from streams.codecs.registry import (
     ConfluentRegistry,
     EmbeddedRegistry,
     RegistryError,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from streams.cli import _parser, build_settings
+from streams.cli.main import _parser, build_settings
 from streams.settings import Settings, parse_duration
 
 

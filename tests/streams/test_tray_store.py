@@ -21,8 +21,8 @@ from processors import trays
 from processors.context import Ctx, Policy
 from processors.trays import SeenStory, TrayState, TrayStory
 from schemas.types import millis
-from streams.metrics import Metrics
 from streams.runtime.context import StageContext
+from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore
 from streams.stages.social import apply_trays

@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from processors.views import View
 from schemas.avro import current_schemas
 from schemas.types import millis
-from streams import view_records
-from streams.codecs import AvroCodec, CodecError
-from streams.registry import EmbeddedRegistry
-from streams.view_records import view_reader
+from streams.codecs import view_slicer as view_records
+from streams.codecs.avro import AvroCodec, CodecError
+from streams.codecs.registry import EmbeddedRegistry
+from streams.codecs.view_slicer import view_reader
 from tests.processors.factories_views import viewed
 from tests.streams.test_avro_binary import values
 

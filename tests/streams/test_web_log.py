@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
-from streams import web_log
+from streams.api import web_log
 
 
 class Clock:

@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 
 from processors.context import Policy, Put
 from schemas.records import DeadLetter, StoryViewer
-from streams.codecs import AvroCodec
-from streams.metrics import Metrics
-from streams.partitioning import partition_for
-from streams.registry import EmbeddedRegistry
+from streams.codecs.avro import AvroCodec
+from streams.codecs.registry import EmbeddedRegistry
+from streams.kafka.partitioning import partition_for
 from streams.runtime.context import StageContext
 from streams.runtime.driver import Driver, PartitionState
 from streams.runtime.errors import Unavailable
+from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord
 from streams.runtime.routing import OutRecord, Router
 from streams.runtime.store import PartitionStore

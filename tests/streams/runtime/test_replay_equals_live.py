@@ -16,9 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.context import Policy
-from streams.partitioning import partition_for
-from streams.publish import Encoder, validate_line
-from streams.registry import EmbeddedRegistry
+from streams.codecs.registry import EmbeddedRegistry
+from streams.kafka.partitioning import partition_for
+from streams.publish.publisher import Encoder, validate_line
 from streams.replay.reader import merged
 from streams.runtime.inprocess import InProcessDriver
 from streams.runtime.records import InRecord

@@ -10,9 +10,9 @@ from typing import Any
 from processors.context import ForwardMany, Output, Policy, PutMany, expand
 from processors.messages import StoryLifecycle, StorySeen
 from schemas.records import StoryViewer
-from streams.metrics import Metrics
-from streams.registry import EmbeddedRegistry
+from streams.codecs.registry import EmbeddedRegistry
 from streams.runtime.context import StageContext
+from streams.runtime.metrics import Metrics
 from streams.runtime.routing import Router
 from streams.runtime.store import PartitionStore
 from streams.runtime.topology import Route, Stage, Topology

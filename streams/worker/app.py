@@ -15,7 +15,7 @@ import faust
 from faust.app.base import BootStrategy
 from mode import Service
 
-from streams import web_log
+from streams.api import web_log
 from streams.runtime.engine import Engine
 from streams.settings import Settings
 
@@ -86,7 +86,7 @@ def create_app(
                 log.exception("stream engine failed; stopping the worker")
                 engine.failure = exc
                 # The worker's own signal handling stops every service in order; the exit
-                # status then says the worker failed (see streams.worker.run_worker).
+                # status then says the worker failed (see streams.worker.build.run_worker).
                 os.kill(os.getpid(), signal.SIGTERM)
 
         async def on_stop(self) -> None:

@@ -14,8 +14,8 @@ from typing import IO, Any, NoReturn
 
 from pydantic import ValidationError
 
-from streams import devstate
-from streams.registry import RegistryError
+from streams.cli import devstate
+from streams.codecs.registry import RegistryError
 from streams.settings import Settings
 
 
@@ -168,7 +168,7 @@ def _need_broker(settings: Settings) -> str:
 
 
 def cmd_topics_create(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.admin import create_topics
+    from streams.kafka.admin import create_topics
 
     _need_broker(settings)
     for result in create_topics(settings):
@@ -187,7 +187,7 @@ def _open_input(name: str) -> IO[bytes]:
 
 
 def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.publish import Progress, default_processes, publish_stream
+    from streams.publish.publisher import Progress, default_processes, publish_stream
 
     bootstrap = _need_broker(settings)
     processes = args.processes or default_processes()
@@ -211,8 +211,8 @@ def cmd_publish(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_consume(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.consume import latest_per_key, read_topic
-    from streams.registry import make_registry
+    from streams.cli.consume import latest_per_key, read_topic
+    from streams.codecs.registry import make_registry
     from streams.topics import lookup
 
     bootstrap = _need_broker(settings)
@@ -246,8 +246,8 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from streams.auth import issue_token
-    from streams.post import PostError, WaitTimeout, post_story, wait_for_story
+    from streams.api.auth import issue_token
+    from streams.cli.post import PostError, WaitTimeout, post_story, wait_for_story
 
     _need_broker(settings)
     if args.timeout <= 0:
@@ -296,7 +296,7 @@ def cmd_post(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.auth import issue_token
+    from streams.api.auth import issue_token
 
     try:
         secret = settings.api_secret.get_secret_value()
@@ -308,7 +308,7 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.dev import run_dev
+    from streams.cli.dev import run_dev
 
     if settings.processing_guarantee == "exactly_once" and not settings.broker:
         raise SystemExit(
@@ -320,7 +320,7 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.worker import run_worker
+    from streams.worker.build import run_worker
 
     _need_broker(settings)
     return run_worker(settings)

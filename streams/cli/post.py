@@ -20,9 +20,9 @@ from connectors.upload import UploadError, default_credentials_found, inspect_fi
 from processors.media import media_kind
 from schemas.events import Audience, parse_event
 from schemas.types import Identifier
-from streams.media_service import media_limits, object_store
-from streams.publish import Encoder, Publisher
+from streams.publish.publisher import Encoder, Publisher
 from streams.settings import Settings
+from streams.worker.media import media_limits, object_store
 
 _IDENTIFIER: TypeAdapter[str] = TypeAdapter(Identifier)
 

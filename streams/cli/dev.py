@@ -15,10 +15,10 @@ from contextlib import ExitStack
 from infra.broker import EmbeddedBroker
 from infra.s3 import EmbeddedS3
 from infra.schema_registry import EmbeddedSchemaRegistry
-from streams import devstate
-from streams.admin import create_topics
-from streams.dev_workers import DevWorker, DevWorkers, healthy
-from streams.registry import topic_subjects
+from streams.cli import devstate
+from streams.cli.dev_workers import DevWorker, DevWorkers, healthy
+from streams.codecs.registry import topic_subjects
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
 log = logging.getLogger(__name__)

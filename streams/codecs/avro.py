@@ -12,8 +12,8 @@ from pydantic import BaseModel, ValidationError
 from schemas.avro import current_schemas
 from schemas.events import EVENT_TYPES, Event
 from schemas.records import RECORD_TYPES, Record
-from streams.avro_binary import FieldReader, compile_reader, compile_writer
-from streams.registry import SchemaRegistry
+from streams.codecs.binary import FieldReader, compile_reader, compile_writer
+from streams.codecs.registry import SchemaRegistry
 
 MAGIC = 0
 T = TypeVar("T")

@@ -22,10 +22,10 @@ from connectors.transcoder import Transcoder
 from processors.media import PUBLIC_PREFIXES, MediaLimits
 from schemas.events import MediaUploaded
 from schemas.records import DeadLetter
-from streams.codecs import AvroCodec, CodecError
-from streams.kafka import producer_config
-from streams.metrics import Metrics
-from streams.registry import SchemaRegistry
+from streams.codecs.avro import AvroCodec, CodecError
+from streams.codecs.registry import SchemaRegistry
+from streams.kafka.clients import producer_config
+from streams.runtime.metrics import Metrics
 from streams.settings import Settings
 from streams.stages.common import decode_message
 from streams.topics import DEAD_LETTERS, MEDIA_TRANSCODED, MEDIA_UPLOADED

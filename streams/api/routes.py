@@ -27,7 +27,7 @@ from processors.trays import read_tray
 from processors.viewer_list import page_bounds, read_page
 from schemas.records import ReactionCounts, StoryState
 from schemas.types import IDENTIFIER_PATTERN
-from streams.auth import (
+from streams.api.auth import (
     INTERNAL_TTL,
     TokenError,
     bearer_token,
@@ -35,8 +35,8 @@ from streams.auth import (
     verify_internal_token,
     verify_token,
 )
-from streams.members import Members
-from streams.partitioning import partition_for
+from streams.api.members import Members
+from streams.kafka.partitioning import partition_for
 from streams.runtime.engine import Engine
 from streams.runtime.store import PartitionStore
 from streams.settings import Settings

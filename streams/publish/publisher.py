@@ -25,12 +25,12 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from schemas.events import EVENT_ADAPTER, Event, InputEvent, derive_event_id
 from schemas.types import DEFAULT_STORY_TTL, millis
-from streams.codecs import AvroCodec, CodecError
-from streams.kafka import producer_config
-from streams.publish_flat import FlatLane
-from streams.publish_lane import PublishLane
-from streams.publish_pool import OrderedPool
-from streams.registry import make_registry
+from streams.codecs.avro import AvroCodec, CodecError
+from streams.codecs.registry import make_registry
+from streams.kafka.clients import producer_config
+from streams.publish.flat import FlatLane
+from streams.publish.lane import PublishLane
+from streams.publish.pool import OrderedPool
 from streams.topics import route
 
 CHUNK_LINES = 2000

@@ -12,9 +12,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
 
-from streams.codecs import AvroCodec, CodecError
-from streams.kafka import reader_config
-from streams.registry import SchemaRegistry
+from streams.codecs.avro import AvroCodec, CodecError
+from streams.codecs.registry import SchemaRegistry
+from streams.kafka.clients import reader_config
 from streams.topics import TopicSpec
 
 

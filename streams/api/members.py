@@ -12,7 +12,7 @@ from typing import cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
-from streams.kafka import producer_config
+from streams.kafka.clients import producer_config
 
 log = logging.getLogger(__name__)
 

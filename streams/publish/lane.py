@@ -31,8 +31,8 @@ from pydantic.fields import FieldInfo
 
 from schemas.events import EVENT_TYPES, StoryPosted, derive_event_id
 from schemas.types import MAX_MILLIS, check_reaction, check_time_text, to_utc_millis
-from streams.codecs import AvroCodec, CodecError
-from streams.registry import SchemaRegistry
+from streams.codecs.avro import AvroCodec, CodecError
+from streams.codecs.registry import SchemaRegistry
 from streams.topics import EVENT_ROUTES
 
 Encoded = tuple[str, bytes, bytes, int]  # topic, key, value, timestamp (ms)

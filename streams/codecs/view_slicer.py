@@ -17,8 +17,8 @@ from typing import Any
 from processors.views import View
 from schemas.avro import current_schemas
 from schemas.types import MAX_MILLIS, MIN_MILLIS
-from streams.avro_binary import read_varint
-from streams.codecs import AvroCodec
+from streams.codecs.avro import AvroCodec
+from streams.codecs.binary import read_varint
 
 _SHARED = ("story_id", "viewer_id")
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import faust
 
 from processors.context import Policy
-from streams import api as api_module
-from streams.admin import create_topics
-from streams.app import create_app
-from streams.media_service import MediaService
-from streams.members import Members
-from streams.registry import make_registry
+from streams.api import routes as api_module
+from streams.api.members import Members
+from streams.codecs.registry import make_registry
+from streams.kafka.admin import create_topics
 from streams.runtime.engine import Engine
 from streams.settings import Settings
 from streams.stages.topology import build_topology
 from streams.topics import stage_topic
+from streams.worker.app import create_app
+from streams.worker.media import MediaService
 
 log = logging.getLogger(__name__)
 

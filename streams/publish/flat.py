@@ -29,9 +29,10 @@ from pydantic import AwareDatetime, BaseModel
 from schemas.avro import current_schemas
 from schemas.events import EVENT_TYPES, Event, StoryPosted, derive_event_id
 from schemas.types import MAX_MILLIS, check_reaction, to_utc_millis
-from streams.avro_binary import compile_writer, varint
-from streams.codecs import AvroCodec
-from streams.publish_lane import (
+from streams.codecs.avro import AvroCodec
+from streams.codecs.binary import compile_writer, varint
+from streams.codecs.registry import SchemaRegistry
+from streams.publish.lane import (
     _MILLI,
     _constraints,
     _is_reaction,
@@ -40,7 +41,6 @@ from streams.publish_lane import (
     _Times,
     second_millis,
 )
-from streams.registry import SchemaRegistry
 from streams.topics import EVENT_ROUTES
 
 Encoded = tuple[str, bytes, bytes, int]  # topic, key, value, timestamp (ms)

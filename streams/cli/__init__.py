@@ -1,0 +1,1 @@
+"""The `storystream` command line (contract section 2)."""

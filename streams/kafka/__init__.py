@@ -1,0 +1,1 @@
+"""Kafka clients: their configurations, topic creation, partitions and offsets."""

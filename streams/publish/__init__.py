@@ -1,0 +1,1 @@
+"""`storystream publish`: JSON lines validated, encoded and produced, in several lanes."""
