@@ -12,7 +12,9 @@ from pydantic import BaseModel, ValidationError
 from schemas.avro import current_schemas
 from schemas.events import EVENT_TYPES, Event
 from schemas.records import RECORD_TYPES, Record
-from streams.codecs.binary import FieldReader, compile_reader, compile_writer
+from streams.codecs.binary import FieldReader
+from streams.codecs.binary_reader import compile_reader
+from streams.codecs.binary_writer import compile_writer
 from streams.codecs.registry import SchemaRegistry
 
 MAGIC = 0

@@ -30,7 +30,8 @@ from schemas.avro import current_schemas
 from schemas.events import EVENT_TYPES, Event, StoryPosted, derive_event_id
 from schemas.types import MAX_MILLIS, check_reaction, to_utc_millis
 from streams.codecs.avro import AvroCodec
-from streams.codecs.binary import compile_writer, varint
+from streams.codecs.binary import varint
+from streams.codecs.binary_writer import compile_writer
 from streams.codecs.registry import SchemaRegistry
 from streams.publish.lane import (
     _MILLI,

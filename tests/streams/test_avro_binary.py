@@ -12,7 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.avro import current_schemas
-from streams.codecs.binary import compile_reader, compile_writer, read_varint, varint
+from streams.codecs.binary import read_varint, varint
+from streams.codecs.binary_reader import compile_reader
+from streams.codecs.binary_writer import compile_writer
 
 _TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=70)
 _TIMES = st.integers(-(10**12), 10**13).map(
