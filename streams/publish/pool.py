@@ -10,7 +10,9 @@ order, and a result is the worker's bytes as they are (the pool pickled them onc
 from __future__ import annotations
 
 import fcntl
+import os
 import signal
+import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -39,7 +41,10 @@ class OrderedPool:
     """
 
     def __init__(self, work: Callable[[Any], bytes], processes: int) -> None:
-        context = get_context("fork")
+        # Forked while other threads run (librdkafka's, in a long-lived process), a child may
+        # inherit a lock one of them held (malloc's) and never get it: then the workers start
+        # from a fresh server process instead, at the cost of their imports.
+        context = get_context("fork") if _threads() == 1 else get_context("forkserver")
         self._workers: list[tuple[BaseProcess, Connection, Connection]] = []
         for _ in range(processes):
             task_reader, task_writer = context.Pipe(duplex=False)
@@ -90,6 +95,14 @@ class OrderedPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _threads() -> int:
+    """The threads of this process, native ones included."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # not Linux: trust the interpreter's count
+        return threading.active_count()
 
 
 def _grow(pipe: Connection) -> None:
