@@ -246,7 +246,7 @@ public final class ViewsBench {
                     status = first != null ? "capped" : "no view within " + config.capSeconds + "s";
                     break;
                 }
-                Thread.sleep(2);
+                Thread.sleep(20); // the clocks are read by the stream threads, not here
             }
             if (status.equals("ok")) {
                 committed = waitCommitted(config, appId, progress, failure);
