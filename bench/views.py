@@ -423,6 +423,7 @@ def run_kstreams(bootstrap: str, tmp: Path, views: int, logs: Path | None = None
     except views_kstreams.Unavailable as exc:
         return [Result("kstreams", "Kafka Streams", 0, 0.0, f"skipped: {exc}")]
     results = []
+    compared = views_kstreams.compare_counts(bootstrap, PARTITIONS)
     for p in passes:
         warmth = "warm" if p.warm else "cold JIT"
         key = "kstreams-cold" if not p.warm else "kstreams" if p.threads == 1 else "kstreams-2t"
@@ -436,6 +437,7 @@ def run_kstreams(bootstrap: str, tmp: Path, views: int, logs: Path | None = None
             f"JVM CPU by thread (s): {p.top_threads()}\n      "
             f"first view {p.first_after_launch:.1f}s after the pass started; outputs "
             f"{p.outputs}; not applied {p.rejected or 'none'}"
+            + (f"\n      {compared}" if p is passes[-1] else "")
         )
         results.append(
             Result(

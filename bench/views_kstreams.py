@@ -9,17 +9,21 @@ stream thread, then two). Each pass prints one JSON line of figures (see `KafkaS
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra.process import spawn, stop
 from schemas.avro import current_schemas, latest
+
+HEADER = 5  # Confluent wire format: magic byte and 4-byte schema id
 
 PROJECT = Path(__file__).parent / "kstreams"
 JAR = PROJECT / "target" / "kstreams-views.jar"
@@ -207,3 +211,47 @@ def run(
         tail = log_path.read_text(errors="replace")[-1500:]
         raise Unavailable(f"the JVM printed no pass (exit {proc.returncode}); log tail:\n{tail}")
     return passes
+
+
+def _final_counts(bootstrap: str, topic: str, partitions: int) -> dict[str, tuple[int, int]]:
+    """The last (unique_viewers, total_views) of every story on a ViewCount topic."""
+    import fastavro
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    schema = fastavro.parse_schema(current_schemas()["ViewCount"], _force=True)
+    reader: Callable[..., Any] = fastavro.schemaless_reader
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": "bench-compare", "enable.auto.commit": False}
+    )
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
+    counts: dict[str, tuple[int, int]] = {}
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() - quiet_since < 3:  # the topic is complete: its writers are done
+            messages = consumer.consume(10_000, timeout=0.5)
+            if messages:
+                quiet_since = time.monotonic()
+            for msg in messages:
+                value, key = msg.value(), msg.key()
+                if msg.error() is None and value is not None and key is not None:
+                    record: dict[str, Any] = reader(io.BytesIO(value[HEADER:]), schema)
+                    counts[key.decode()] = (record["unique_viewers"], record["total_views"])
+    finally:
+        consumer.close()
+    return counts
+
+
+def compare_counts(bootstrap: str, partitions: int, output_prefix: str = "kstreams-") -> str:
+    """How Kafka Streams' final counts compare with storystream's (when storystream ran on this
+    broker first): stories with equal (unique viewers, total views), and the others."""
+    ours = _final_counts(bootstrap, "story-view-counts", partitions)
+    if not ours:
+        return "storystream's counts are not on this broker: not compared"
+    theirs = _final_counts(bootstrap, f"{output_prefix}view-counts", partitions)
+    differ = {k: (ours.get(k), theirs.get(k)) for k in ours.keys() | theirs.keys()}
+    differ = {k: pair for k, pair in differ.items() if pair[0] != pair[1]}
+    shown = ", ".join(f"{k}: {a} vs {b}" for k, (a, b) in sorted(differ.items())[:3])
+    return (
+        f"final (unique, total) equal to storystream's for {len(ours) - len(differ):,} of "
+        f"{len(ours):,} stories" + (f"; differing: {shown}" if differ else "")
+    )
