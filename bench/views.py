@@ -47,6 +47,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from bench import views_kstreams
 from bench.harness import broker
 from bench.views_baselines import ceiling, raw_rocksdict
 from streams.kafka.admin import create_topics
@@ -57,7 +58,7 @@ from streams.settings import Settings
 from streams.worker.build import build_engine
 
 PARTITIONS = 4
-CONTENDERS = ("ceiling", "rocksdict", "storystream", "quix", "faust")
+CONTENDERS = ("ceiling", "rocksdict", "storystream", "kstreams", "quix", "faust")
 CAP_SECONDS = 120.0  # per framework contender
 TARGET_RATE = 50_000
 Event = dict[str, Any]  # a JSON line of the contract, before validation
@@ -74,10 +75,18 @@ class Result:
     count: int
     seconds: float
     note: str = ""
+    cpu: float = 0.0  # CPU seconds of the timed work (what `per_core` divides by)
+    process_cpu: float = 0.0  # the whole process's (every thread's) over the same span
+    jit_cpu: float = 0.0  # of which a JVM's JIT compiler threads
 
     @property
     def rate(self) -> float:
         return self.count / self.seconds if self.seconds > 0 else 0.0
+
+    @staticmethod
+    def per_core(count: int, cpu: float) -> float:
+        """Records per CPU second."""
+        return count / cpu if cpu > 0 else 0.0
 
 
 def _iso(value: datetime) -> str:
@@ -182,6 +191,7 @@ class EngineRun:
         self.failure: BaseException | None = None
         self.first_views = 0.0
         self.first_views_cpu = 0.0  # the engine thread's CPU time then
+        self.first_views_process_cpu = 0.0  # and the process's (librdkafka, RocksDB threads too)
         self._watch(self.engine.topology.stage_of("story-viewed").handler)
         self._durable: dict[str, float] = {}  # what `processed` counted, as of the last commit
         self._watch_commits()
@@ -196,6 +206,7 @@ class EngineRun:
             if not self.first_views:
                 self.first_views = time.perf_counter()
                 self.first_views_cpu = time.thread_time()
+                self.first_views_process_cpu = time.process_time()
             handle(pctx, records)
 
         handler.handle = timed
@@ -275,6 +286,7 @@ def run_storystream(settings: Settings, views: int, seen: int, profile: bool) ->
         run.wait("story-viewed", views, CAP_SECONDS * 2)
         done = time.perf_counter()
         cpu = run.cpu_seconds() - run.first_views_cpu
+        process_cpu = time.process_time() - run.first_views_process_cpu
         seconds = done - run.first_views
         metrics = run.engine.metrics
         outputs = _counter(metrics.outputs)
@@ -291,7 +303,8 @@ def run_storystream(settings: Settings, views: int, seen: int, profile: bool) ->
         run.stop()
     rejected = _counter(metrics.rejected)
     note = (
-        f"engine thread CPU {cpu:.2f}s for the views: {cpu / views * 1e6:.0f} us a view\n      "
+        f"engine thread CPU {cpu:.2f}s for the views: {cpu / views * 1e6:.0f} us a view; "
+        f"process CPU {process_cpu:.2f}s ({process_cpu / views * 1e6:.0f} us)\n      "
         f"joined+restored in {joined:.1f}s; from the assignment: {views / (done - assigned):,.0f}/s "
         f"({done - assigned:.2f}s)\n      outputs by the last view {outputs}; not applied "
         f"{rejected or 'none'}\n      StorySeen forwards taken by the trays stage: "
@@ -300,7 +313,7 @@ def run_storystream(settings: Settings, views: int, seen: int, profile: bool) ->
     if profiler is not None:
         print_profile(profiler)
     name = "storystream engine" + (" (profiled)" if profile else "")
-    return Result("storystream", name, views, seconds, note)
+    return Result("storystream", name, views, seconds, note, cpu, process_cpu)
 
 
 def _counter(counter: Counter) -> dict[str, int]:
@@ -392,6 +405,55 @@ def run_framework(
     return Result(framework, name, count, seconds, note)
 
 
+# -- Kafka Streams (a JVM) ------------------------------------------------------------------
+def run_kstreams(bootstrap: str, tmp: Path, views: int, logs: Path | None = None) -> list[Result]:
+    """Kafka Streams' passes (`bench.views_kstreams`): cold, warm, warm on two stream threads;
+    `kstreams` is the warm one-thread pass. Each is timed from its first view to the commit of
+    the offsets covering its last (outputs and changelogs flushed before), as storystream is."""
+    try:
+        passes = views_kstreams.run(
+            bootstrap,
+            views,
+            PARTITIONS,
+            tmp / "kstreams-state",
+            (logs or tmp) / "kstreams.log",
+            f"bench-kstreams-{os.getpid()}",
+            CAP_SECONDS,
+        )
+    except views_kstreams.Unavailable as exc:
+        return [Result("kstreams", "Kafka Streams", 0, 0.0, f"skipped: {exc}")]
+    results = []
+    compared = views_kstreams.compare_counts(bootstrap, PARTITIONS)
+    for p in passes:
+        warmth = "warm" if p.warm else "cold JIT"
+        key = "kstreams-cold" if not p.warm else "kstreams" if p.threads == 1 else "kstreams-2t"
+        note = (
+            f"{p.status}; to the last view processed {p.count / max(p.seconds, 1e-9):,.0f}/s; "
+            f"JVM process CPU {p.process_cpu_committed:.2f}s "
+            f"({p.process_cpu_committed / max(p.count, 1) * 1e6:.0f} us a view), stream "
+            f"thread(s) {p.stream_threads_cpu_committed:.2f}s "
+            f"({p.stream_threads_cpu_committed / max(p.count, 1) * 1e6:.0f} us); JIT compiling "
+            f"{p.jit_cpu:.2f}s of the process's\n      "
+            f"JVM CPU by thread (s): {p.top_threads()}\n      "
+            f"first view {p.first_after_launch:.1f}s after the pass started; outputs "
+            f"{p.outputs}; not applied {p.rejected or 'none'}"
+            + (f"\n      {compared}" if p is passes[-1] else "")
+        )
+        results.append(
+            Result(
+                key,
+                f"Kafka Streams ({p.threads} thread{'s' if p.threads > 1 else ''}, {warmth})",
+                p.count,
+                p.seconds_committed,
+                note,
+                p.stream_threads_cpu_committed,
+                p.process_cpu_committed,
+                p.jit_cpu,
+            )
+        )
+    return results
+
+
 # -- main -----------------------------------------------------------------------------------
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -436,7 +498,13 @@ def main() -> None:
         )
 
         for name in args.only:
-            if name == "ceiling":
+            if name == "kstreams":
+                found = run_kstreams(bootstrap, tmp, args.views, args.logs)
+                for result in found[:-1]:
+                    results.append(result)
+                    print_result(result)
+                result = found[-1]
+            elif name == "ceiling":
                 count, secs, counts = ceiling(bootstrap, "story-viewed", PARTITIONS, args.views)
                 assert sum(counts.values()) == count
                 result = Result(name, "ceiling: consume+decode+dict", count, secs)
@@ -451,14 +519,18 @@ def main() -> None:
             else:
                 result = run_framework(name, bootstrap, tmp, args.views, args.logs)
             results.append(result)
-            print(
-                f"  {result.name:<38} {result.rate:>10,.0f}/s  ({result.count:,} in "
-                f"{result.seconds:.2f}s)" + (f"\n      {result.note}" if result.note else ""),
-                flush=True,
-            )
+            print_result(result)
         shutil.rmtree(tmp / "raw-rocksdict", ignore_errors=True)
 
     report(results, time.perf_counter() - bench_started)
+
+
+def print_result(result: Result) -> None:
+    print(
+        f"  {result.name:<38} {result.rate:>10,.0f}/s  ({result.count:,} in "
+        f"{result.seconds:.2f}s)" + (f"\n      {result.note}" if result.note else ""),
+        flush=True,
+    )
 
 
 def report(results: list[Result], elapsed: float) -> None:
@@ -484,11 +556,31 @@ def report(results: list[Result], elapsed: float) -> None:
                 f"storystream / Quix Streams: {x:.2f}x  (target ahead: "
                 f"{'met' if x > 1 else 'not met'})"
             )
+        for peer in (by_key.get(k) for k in ("kstreams-cold", "kstreams", "kstreams-2t")):
+            if peer and peer.rate:
+                report_peer(ours, peer)
         print(
             f"storystream absolute: {ours.rate:,.0f}/s  (target {TARGET_RATE:,}/s: "
             f"{'met' if ours.rate >= TARGET_RATE else 'not met'})"
         )
     print(f"bench wall time {elapsed:.0f}s")
+
+
+def report_peer(ours: Result, peer: Result) -> None:
+    """storystream's ratio to a Kafka Streams pass: throughput, and views per CPU second (the
+    engine thread against the JVM process, and against it less its JIT compiling; process
+    against process; thread(s) against thread(s))."""
+    ours_thread = Result.per_core(ours.count, ours.cpu)
+    ours_process = Result.per_core(ours.count, ours.process_cpu)
+    jvm = Result.per_core(peer.count, peer.process_cpu)
+    jvm_compiled = Result.per_core(peer.count, peer.process_cpu - peer.jit_cpu)
+    streams = Result.per_core(peer.count, peer.cpu)
+    print(
+        f"storystream / {peer.name}: {ours.rate / peer.rate:.2f}x throughput; per core "
+        f"{ours_thread / jvm:.2f}x (engine thread vs JVM process), {ours_thread / jvm_compiled:.2f}x"
+        f" (vs the JVM less JIT compiling), {ours_process / jvm:.2f}x (process vs process), "
+        f"{ours_thread / streams:.2f}x (engine thread vs stream thread(s))"
+    )
 
 
 if __name__ == "__main__":
