@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from streams.cli import devstate
 from streams.codecs.registry import RegistryError
-from streams.settings import Settings
+from streams.settings import Settings, parse_duration
 
 
 def _env(name: str) -> str:
@@ -129,6 +129,11 @@ def _parser() -> argparse.ArgumentParser:
         "--output-prefix", help="prefix of the fresh output topics (default replay-<UTC time>-)"
     )
     replay.add_argument("--state-dir", help="fresh state directory (default: a temporary one)")
+    replay.add_argument(
+        "--max-lateness",
+        help="read a partition only until a record this much later than --to (e.g. 1h; "
+        "default: to its end, records may be out of time order)",
+    )
     replay.add_argument("--ttl", help=f"story time-to-live {_env('STORY_TTL')}")
     replay.add_argument("--grace", help=f"purge delay after expiry {_env('EXPIRY_GRACE')}")
 
@@ -349,7 +354,8 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir) if args.state_dir else None
     if state_dir is not None and state_dir.exists() and any(state_dir.iterdir()):
         raise SystemExit(f"storystream replay: --state-dir {state_dir} is not empty")
-    summary = replay(settings, prefix, start, end, state_dir)
+    lateness = parse_duration(args.max_lateness) if args.max_lateness else None
+    summary = replay(settings, prefix, start, end, state_dir, max_lateness=lateness)
     watermark = summary.watermark.isoformat() if summary.watermark else "none"
     print(
         f"replayed {summary.records} records ({summary.read} read) into {prefix}* topics: "

@@ -359,14 +359,22 @@ def _sliceable(stream: IO[bytes]) -> bool:
 
 @dataclass(frozen=True)
 class FileSlice:
-    """Bytes of an open file, read where the block is encoded (a forked worker shares the
-    descriptor; `os.pread` leaves its position alone)."""
+    """Bytes of an open file, read where the block is encoded: in the process that opened it
+    or a forked worker, through its descriptor; in a worker started from a fork server, which
+    does not have it, through the opener's /proc entry for it (the same open file)."""
 
     fd: int
     offset: int
     size: int
+    opener: int = field(default_factory=os.getpid)
 
     def read(self) -> bytes:
+        if os.getpid() != self.opener and os.path.exists(f"/proc/{self.opener}/fd/{self.fd}"):
+            shared = os.open(f"/proc/{self.opener}/fd/{self.fd}", os.O_RDONLY)
+            try:
+                return os.pread(shared, self.size, self.offset)
+            finally:
+                os.close(shared)
         return os.pread(self.fd, self.size, self.offset)
 
 
