@@ -131,6 +131,31 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--ttl", help=f"story time-to-live {_env('STORY_TTL')}")
     replay.add_argument("--grace", help=f"purge delay after expiry {_env('EXPIRY_GRACE')}")
 
+    archive = sub.add_parser(
+        "archive",
+        help="archive every input topic into the object store, continuously",
+        description="Writes every record of the input topics to the object store under "
+        "archive/{topic}/date=YYYY-MM-DD/hour=HH/ (Avro container files named by partition and "
+        "first and last offset), exactly once across restarts; runs until Ctrl-C. The object "
+        "store is STORYSTREAM_S3_ENDPOINT_URL and its keys (or those of a running `storystream "
+        "dev`).",
+    )
+    archive.add_argument("--bucket", help=f"bucket (default: S3_BUCKET's) {_env('ARCHIVE_BUCKET')}")
+    archive.add_argument(
+        "--flush-records",
+        type=int,
+        help=f"records a file holds at most (default 50000) {_env('ARCHIVE_FLUSH_RECORDS')}",
+    )
+    archive.add_argument(
+        "--flush-interval",
+        help=f"a file is written once open this long (default 5m) {_env('ARCHIVE_FLUSH_INTERVAL')}",
+    )
+    archive.add_argument(
+        "--retention",
+        help=f"files of hours older than this are deleted (default: kept) "
+        f"{_env('ARCHIVE_RETENTION')}",
+    )
+
     token = sub.add_parser("token", help="print a signed API token for a user")
     token.add_argument("user_id")
     for command in sub.choices.values():  # also after the command (`dev --data-dir DIR`)
@@ -149,6 +174,10 @@ def build_settings(args: argparse.Namespace) -> Settings:
         ("grace", "expiry_grace"),
         ("api_port", "api_port"),
         ("api_url", "api_url"),
+        ("bucket", "archive_bucket"),
+        ("flush_records", "archive_flush_records"),
+        ("flush_interval", "archive_flush_interval"),
+        ("retention", "archive_retention"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -325,15 +354,41 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return run_worker(settings)
 
 
-def _utc(text: str | None, flag: str) -> datetime | None:
+def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.admin import create_topics
+    from streams.archiver import Archiver, archive_configured
+
+    _need_broker(settings)
+    if not archive_configured(settings):
+        raise SystemExit(
+            "storystream archive: no object store: set STORYSTREAM_S3_ENDPOINT_URL with "
+            "STORYSTREAM_S3_ACCESS_KEY_ID and STORYSTREAM_S3_SECRET_ACCESS_KEY, or start "
+            "`storystream dev` in this directory (or set STORYSTREAM_DATA_DIR to its data)"
+        )
+    create_topics(settings)
+    archiver = Archiver(settings)
+    signal.signal(signal.SIGINT, lambda *_: archiver.stop())
+    signal.signal(signal.SIGTERM, lambda *_: archiver.stop())
+    bucket = settings.archive_bucket or settings.s3_bucket
+    print(f"archiving into s3://{bucket}/archive/; Ctrl-C stops", file=sys.stderr, flush=True)
+    archiver.run()
+    stats = archiver.writer.stats
+    print(
+        f"archived {stats.records} records in {stats.files} files "
+        f"({stats.already_archived} already archived, {stats.expired} past the retention)"
+    )
+    return 0
+
+
+def _utc(text: str | None, flag: str, command: str = "replay") -> datetime | None:
     if text is None:
         return None
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise SystemExit(f"storystream replay: {flag} {text!r} is not ISO-8601") from None
+        raise SystemExit(f"storystream {command}: {flag} {text!r} is not ISO-8601") from None
     if value.utcoffset() is None:
-        raise SystemExit(f"storystream replay: {flag} {text!r} needs a UTC offset (Z)")
+        raise SystemExit(f"storystream {command}: {flag} {text!r} needs a UTC offset (Z)")
     return value.astimezone(UTC)
 
 
@@ -358,6 +413,7 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "archive": cmd_archive,
     "replay": cmd_replay,
     "worker": cmd_worker,
     "dev": cmd_dev,
