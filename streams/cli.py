@@ -8,14 +8,19 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
 from streams import devstate
 from streams.settings import Settings
+
+if TYPE_CHECKING:
+    from connectors.archive import ArchiveReader
+    from streams.replay.reader import Served
 
 
 def _env(name: str) -> str:
@@ -393,6 +398,7 @@ def _utc(text: str | None, flag: str, command: str = "replay") -> datetime | Non
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from connectors.object_store import ObjectStoreError
     from streams.replay import replay
 
     _need_broker(settings)
@@ -403,13 +409,38 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir) if args.state_dir else None
     if state_dir is not None and state_dir.exists() and any(state_dir.iterdir()):
         raise SystemExit(f"storystream replay: --state-dir {state_dir} is not empty")
-    summary = replay(settings, prefix, start, end, state_dir)
+    try:
+        summary = replay(settings, prefix, start, end, state_dir, archive=_archive(settings))
+    except ObjectStoreError as exc:
+        raise SystemExit(f"storystream replay: {exc}") from None
     watermark = summary.watermark.isoformat() if summary.watermark else "none"
     print(
         f"replayed {summary.records} records ({summary.read} read) into {prefix}* topics: "
         f"{summary.outputs} outputs, watermark {watermark}"
     )
+    _print_sources(summary.sources, summary.missing)
     return 0
+
+
+def _archive(settings: Settings) -> ArchiveReader | None:
+    """The archive's reader, when an object store is configured."""
+    from connectors.archive import ArchiveReader
+    from streams.archiver import archive_configured, archive_store
+
+    if not archive_configured(settings):
+        return None
+    return ArchiveReader(archive_store(settings, create_bucket=False))
+
+
+def _print_sources(sources: Sequence[Served], missing: Sequence[str]) -> None:
+    """Which source served which offsets: each partition the archive served, then a count."""
+    archived = [s for s in sources if s.archive[2]]
+    for served in archived:
+        print(f"  {served}")
+    if archived:
+        print(f"  other partitions ({len(sources) - len(archived)}): the broker alone")
+    for line in missing:
+        print(f"  missing: {line}")
 
 
 COMMANDS = {
