@@ -161,6 +161,30 @@ def _parser() -> argparse.ArgumentParser:
         f"{_env('ARCHIVE_RETENTION')}",
     )
 
+    export = sub.add_parser(
+        "export",
+        help="write events or output tables of a time range as Parquet",
+        description="Writes DIR/events/{topic}.parquet (each input topic's events, decoded, "
+        "read from the broker and, for what it no longer holds, the archive) or "
+        "DIR/tables/{topic}.parquet (each output table: the latest value per key as the topic "
+        "holds it now), for DuckDB, pandas and Spark.",
+    )
+    what = export.add_mutually_exclusive_group()
+    what.add_argument("--events", action="store_true", help="the input events (the default)")
+    what.add_argument("--tables", action="store_true", help="the compacted output tables")
+    export.add_argument(
+        "--from",
+        dest="start",
+        help="first time (ISO-8601, inclusive): an event's time, or a table row's last change",
+    )
+    export.add_argument("--to", dest="end", help="end time (ISO-8601, exclusive)")
+    export.add_argument("--out", required=True, metavar="DIR", help="where to write the files")
+    export.add_argument(
+        "--output-prefix",
+        default="",
+        help="with --tables: the prefix of the output topics (a replay's, say)",
+    )
+
     token = sub.add_parser("token", help="print a signed API token for a user")
     token.add_argument("user_id")
     for command in sub.choices.values():  # also after the command (`dev --data-dir DIR`)
@@ -422,6 +446,36 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from connectors.object_store import ObjectStoreError
+    from streams.export import export_events, export_tables
+
+    _need_broker(settings)
+    start, end = _utc(args.start, "--from", "export"), _utc(args.end, "--to", "export")
+    if start and end and end <= start:
+        raise SystemExit("storystream export: --to must be after --from")
+    if args.output_prefix and not args.tables:
+        raise SystemExit("storystream export: --output-prefix goes with --tables")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"storystream export: --out {out} is not a directory")
+    try:
+        if args.tables:
+            summary = export_tables(settings, out, args.output_prefix, start, end)
+        else:
+            summary = export_events(settings, out, start, end, archive=_archive(settings))
+    except ObjectStoreError as exc:
+        raise SystemExit(f"storystream export: {exc}") from None
+    for path, rows in summary.files:
+        print(f"{path}\t{rows} rows")
+    _print_sources(summary.sources, summary.missing)
+    if summary.undecodable:
+        print(f"{summary.undecodable} undecodable records left out:", file=sys.stderr)
+        for example in summary.examples:
+            print(f"  {example}", file=sys.stderr)
+    return 0
+
+
 def _archive(settings: Settings) -> ArchiveReader | None:
     """The archive's reader, when an object store is configured."""
     from connectors.archive import ArchiveReader
@@ -445,6 +499,7 @@ def _print_sources(sources: Sequence[Served], missing: Sequence[str]) -> None:
 
 COMMANDS = {
     "archive": cmd_archive,
+    "export": cmd_export,
     "replay": cmd_replay,
     "worker": cmd_worker,
     "dev": cmd_dev,
