@@ -67,6 +67,8 @@ _SOME = b"\x02"  # union branch 1: bytes
 _NO_HEADERS = b"\x00"
 
 Header = tuple[str, bytes | None]
+Row = tuple[int, int, int, bytes | None, bytes | None, Sequence[Header] | None]
+"""An ArchivedRecord's fields: partition, offset, timestamp, key, value, headers."""
 
 
 class ArchivedRecord(NamedTuple):
@@ -80,19 +82,12 @@ class ArchivedRecord(NamedTuple):
     headers: Sequence[Header] | None = None
 
 
-def _bytes_or_null(data: bytes | None) -> bytes:
-    if data is None:
-        return _NULL
-    return _SOME + varint(len(data)) + data
-
-
-def _headers(headers: Sequence[Header] | None) -> bytes:
-    if not headers:
-        return _NO_HEADERS
+def _headers(headers: Sequence[Header]) -> bytes:
     parts = [varint(len(headers))]
     for name, value in headers:
         encoded = name.encode()
-        parts += (varint(len(encoded)), encoded, _bytes_or_null(value))
+        parts += (varint(len(encoded)), encoded)
+        parts += (_NULL,) if value is None else (_SOME, varint(len(value)), value)
     parts.append(_NO_HEADERS)
     return b"".join(parts)
 
@@ -105,9 +100,10 @@ def _block(count: int, body: bytes, codec: Codec, sync: bytes) -> bytes:
 
 
 def encode_file(
-    topic: str, partition: int, records: Iterable[ArchivedRecord], codec: Codec = "deflate"
+    topic: str, partition: int, records: Iterable[Row], codec: Codec = "deflate"
 ) -> bytes:
-    """One Avro container file of `records` (given in offset order)."""
+    """One Avro container file of `records` (ArchivedRecords or their fields, of
+    `partition`, in offset order)."""
     sync = os.urandom(16)
     meta = {
         "avro.schema": json.dumps(ARCHIVE_SCHEMA, separators=(",", ":")).encode(),
@@ -116,27 +112,29 @@ def encode_file(
         "storystream.partition": str(partition).encode(),
     }
     out = [_MAGIC, varint(len(meta))]
-    for name, value in meta.items():
-        out += (varint(len(name)), name.encode(), varint(len(value)), value)
+    for name, entry in meta.items():
+        out += (varint(len(name)), name.encode(), varint(len(entry)), entry)
     out += (_NULL, sync)
     parts: list[bytes] = []
     size = count = 0
-    for record in records:
-        encoded = b"".join(
+    join = b"".join
+    head = varint(partition)
+    for _, offset, timestamp, key, value, headers in records:
+        encoded = join(
             (
-                varint(record.partition),
-                varint(record.offset),
-                varint(record.timestamp),
-                _bytes_or_null(record.key),
-                _bytes_or_null(record.value),
-                _headers(record.headers),
+                head,
+                varint(offset),
+                varint(timestamp),
+                _NULL if key is None else join((_SOME, varint(len(key)), key)),
+                _NULL if value is None else join((_SOME, varint(len(value)), value)),
+                _headers(headers) if headers else _NO_HEADERS,
             )
         )
         parts.append(encoded)
         size += len(encoded)
         count += 1
         if size >= _BLOCK_BYTES:
-            out.append(_block(count, b"".join(parts), codec, sync))
+            out.append(_block(count, join(parts), codec, sync))
             parts, size, count = [], 0, 0
     if count:
         out.append(_block(count, b"".join(parts), codec, sync))

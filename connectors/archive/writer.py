@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from connectors.archive.files import ArchivedRecord, Codec, Header, encode_file
+from connectors.archive.files import Codec, Header, Row, encode_file
 from connectors.archive.layout import HOUR_MS, ArchivedFile, parse_key, partition_prefix
 from connectors.object_store import ObjectStore
 
@@ -30,6 +30,13 @@ _RECORD_OVERHEAD = 48  # bytes a buffered record costs beyond its key and value,
 _MAX_INDEXED_HOURS = 10_000
 
 
+def _covers(ranges: list[tuple[int, int]], offset: int) -> bool:
+    """Whether a file of `ranges` (oldest first) spans `offset`; drops the files passed."""
+    while ranges and ranges[0][1] < offset:  # offsets only grow: passed files are done
+        ranges.pop(0)
+    return bool(ranges) and ranges[0][0] <= offset
+
+
 @dataclass
 class _Open:
     """A file being filled: records of one partition and hour, in offset order."""
@@ -38,7 +45,7 @@ class _Open:
     partition: int
     hour: int
     opened: float
-    records: list[ArchivedRecord] = field(default_factory=list)
+    records: list[Row] = field(default_factory=list)
     size: int = 0
 
 
@@ -84,7 +91,6 @@ class ArchiveWriter:
         # (topic, partition, hour) -> (first, last) of the files already written there that
         # end at or after the offsets still to come, oldest first.
         self._index: dict[tuple[str, int, int], list[tuple[int, int]]] = {}
-        self._buffered = 0
         self._cutoff_hour = self._oldest_hour()
         self.stats = WriterStats()
 
@@ -113,28 +119,21 @@ class ArchiveWriter:
             self.stats.expired += 1
             return
         where = (topic, partition, hour)
-        if self._archived(where, offset):
-            self._next[topic, partition] = offset + 1
-            self.stats.already_archived += 1
-            return
-        self._next[topic, partition] = offset + 1
-        pending = self._open.get(where)
-        if pending is None:
-            pending = self._open[where] = _Open(topic, partition, hour, self._monotonic())
-        pending.records.append(ArchivedRecord(partition, offset, timestamp, key, value, headers))
-        size = len(key or b"") + len(value or b"") + _RECORD_OVERHEAD
-        pending.size += size
-        self._buffered += size
-        if len(pending.records) >= self._flush_records:  # full: uploaded by the next flush
-            self._ready.append(self._open.pop(where))
-
-    def _archived(self, where: tuple[str, int, int], offset: int) -> bool:
         ranges = self._index.get(where)
         if ranges is None:
             ranges = self._index[where] = self._listed(where, offset)
-        while ranges and ranges[0][1] < offset:  # offsets only grow: passed files are done
-            ranges.pop(0)
-        return bool(ranges) and ranges[0][0] <= offset
+        self._next[topic, partition] = offset + 1
+        if ranges and _covers(ranges, offset):
+            self.stats.already_archived += 1
+            return
+        pending = self._open.get(where)
+        if pending is None:
+            pending = self._open[where] = _Open(topic, partition, hour, self._monotonic())
+        records = pending.records
+        records.append((partition, offset, timestamp, key, value, headers))
+        pending.size += len(key or b"") + len(value or b"") + _RECORD_OVERHEAD
+        if len(records) >= self._flush_records:  # full: uploaded by the next flush
+            self._ready.append(self._open.pop(where))
 
     def _listed(self, where: tuple[str, int, int], offset: int) -> list[tuple[int, int]]:
         if len(self._index) >= _MAX_INDEXED_HOURS:  # forgotten hours are listed again if met
@@ -157,7 +156,7 @@ class ArchiveWriter:
         now = self._monotonic()
         for where in [k for k, f in self._open.items() if now - f.opened >= self._flush_seconds]:
             self._ready.append(self._open.pop(where))
-        if self._buffered > self._max_buffered:  # the largest open files, to half the bound
+        if self.over_bound:  # the largest open files, to half the bound
             open_size = sum(f.size for f in self._open.values())
             for where in sorted(self._open, key=lambda k: -self._open[k].size):
                 if open_size <= self._max_buffered // 2:
@@ -178,14 +177,8 @@ class ArchiveWriter:
         again by their new owner from the committed offset)."""
         wanted = set(partitions)
         for where in [k for k in self._open if (k[0], k[1]) in wanted]:
-            self._buffered -= self._open.pop(where).size
-        kept = []
-        for pending in self._ready:
-            if (pending.topic, pending.partition) in wanted:
-                self._buffered -= pending.size
-            else:
-                kept.append(pending)
-        self._ready = kept
+            del self._open[where]
+        self._ready = [f for f in self._ready if (f.topic, f.partition) not in wanted]
         for tp in wanted:
             self._next.pop(tp, None)
         self.assigned(wanted)
@@ -194,7 +187,7 @@ class ArchiveWriter:
         """The offset to commit for a partition: its oldest unwritten record's, or the next
         offset when every record read is written; None before any record was read."""
         firsts = [
-            f.records[0].offset
+            f.records[0][1]
             for f in (*self._open.values(), *self._ready)
             if (f.topic, f.partition) == tp
         ]
@@ -207,7 +200,8 @@ class ArchiveWriter:
     @property
     def over_bound(self) -> bool:
         """Whether the buffered records exceed the memory bound (uploads are failing)."""
-        return self._buffered > self._max_buffered
+        buffered = sum(f.size for f in (*self._open.values(), *self._ready))
+        return buffered > self._max_buffered
 
     @property
     def buffered_records(self) -> int:
@@ -236,11 +230,10 @@ class ArchiveWriter:
     def _write(self, pending: _Open) -> None:
         records = pending.records
         archived = ArchivedFile(
-            pending.topic, pending.partition, records[0].offset, records[-1].offset, pending.hour
+            pending.topic, pending.partition, records[0][1], records[-1][1], pending.hour
         )
         data = encode_file(pending.topic, pending.partition, records, self._codec)
         self._store.put_bytes(archived.key, data, CONTENT_TYPE)
-        self._buffered -= pending.size
         self.stats.records += len(records)
         self.stats.files += 1
         self.stats.bytes += len(data)

@@ -58,6 +58,15 @@ class UploadsFail(InMemoryObjectStore):
         super().put_bytes(key, data, content_type)
 
 
+class ListingFails(InMemoryObjectStore):
+    failing = False
+
+    def list_keys(self, prefix: str) -> list[str]:
+        if self.failing:
+            raise ObjectStoreError(f"list {prefix}: unavailable")
+        return super().list_keys(prefix)
+
+
 def _record(partition: int, offset: int, hour: int, minute: int = 0) -> ArchivedRecord:
     timestamp = (BASE_HOUR + hour) * HOUR_MS + minute * 60_000 + offset
     return ArchivedRecord(partition, offset, timestamp, f"k{offset}".encode(), b"\x00v%d" % offset)
@@ -195,6 +204,19 @@ class TestWriter:
         store.failing = False
         writer.flush()
         assert [r.offset for r in _archived(store)["t", 0]] == [0, 1, 2]
+
+    def test_a_failed_listing_leaves_the_record_unread(self) -> None:
+        store = ListingFails()
+        writer = _writer(store)
+        _feed(writer, "t", [_record(0, 0, 0)])
+        store.failing = True
+        with pytest.raises(ObjectStoreError):
+            _feed(writer, "t", [_record(0, 1, 1)])  # a new hour: its files are listed
+        assert writer.next_offset(("t", 0)) == 1
+        store.failing = False
+        _feed(writer, "t", [_record(0, 1, 1)])
+        writer.flush()
+        assert [r.offset for r in sorted(_archived(store)["t", 0])] == [0, 1]
 
     def test_records_past_the_retention_are_not_archived(self) -> None:
         store = InMemoryObjectStore()
