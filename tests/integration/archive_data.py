@@ -1,18 +1,47 @@
 """Input events of every archived topic, with times spread over hours and published out of
-time order; and an independent read of what the broker holds (offsets included)."""
+time order; an independent read of what the broker holds (offsets included); and a broker of a
+test module's own.
+
+The archive, replay-from-archive and export tests run on an embedded broker of their own: a
+replay reads the whole log, and stops reading a partition at a record an hour past its range's
+end, so records other tests publish with later times (and theirs with these tests' times) would
+cut each other's replays short on the shared broker."""
 
 from __future__ import annotations
 
+import os
 import random
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors.archive import ArchiveReader, parse_key
+from infra.broker import EmbeddedBroker
+from streams.admin import create_topics
+from streams.settings import Settings
 
 Held = dict[tuple[str, int, int], tuple[bytes | None, bytes | None, int]]
+
+
+def own_broker(factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """Settings on an embedded broker of the caller's own, every topic created (on the
+    configured one when STORYSTREAM_BROKER is set)."""
+    configured = os.environ.get("STORYSTREAM_BROKER")
+    if configured:
+        yield _settings(configured, factory)
+        return
+    with EmbeddedBroker() as broker:
+        yield _settings(broker.bootstrap, factory)
+
+
+def _settings(bootstrap: str, factory: pytest.TempPathFactory) -> Settings:
+    built = Settings(broker=bootstrap, data_dir=factory.mktemp("data"), partitions=4)
+    create_topics(built)
+    return built
 
 
 def _iso(at: datetime) -> str:

@@ -10,9 +10,11 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.archive import ArchiveReader
@@ -26,11 +28,18 @@ from tests.integration.archive_data import (
     archived_records,
     broker_records,
     input_events,
+    own_broker,
 )
 from tests.integration.worker_fixture import embedded_s3  # noqa: F401
 from tests.integration.workers import publish, wait_for
 
 BASE = datetime(2030, 6, 1, 22, tzinfo=UTC)  # three hours across midnight
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """This module's own broker (see tests.integration.archive_data)."""
+    yield from own_broker(tmp_path_factory)
 
 
 def _store(server: EmbeddedS3, bucket: str) -> S3ObjectStore:

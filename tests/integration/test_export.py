@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,18 @@ import pytest
 
 from streams.replay import replay
 from streams.settings import Settings
+from tests.integration.archive_data import own_broker
 from tests.integration.cli import run
 from tests.integration.workers import publish
 
 BASE = datetime(2032, 5, 6, 10, tzinfo=UTC)
 README = Path(__file__).parents[2] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """This module's own broker (see tests.integration.archive_data)."""
+    yield from own_broker(tmp_path_factory)
 
 
 def _iso(at: datetime) -> str:

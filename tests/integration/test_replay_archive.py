@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,13 +26,19 @@ from streams.archiver import Archiver, archived_topics
 from streams.replay import ReplaySummary, replay
 from streams.settings import Settings
 from streams.topics import TOPICS
-from tests.integration.archive_data import broker_records, input_events
+from tests.integration.archive_data import broker_records, input_events, own_broker
 from tests.integration.worker_fixture import embedded_s3  # noqa: F401
 from tests.integration.workers import publish
 
 BASE = datetime(2031, 3, 4, 10, tzinfo=UTC)
 END = BASE + timedelta(hours=6)
 Outputs = dict[tuple[str, int], list[tuple[bytes | None, bytes | None, int]]]
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """This module's own broker (see tests.integration.archive_data)."""
+    yield from own_broker(tmp_path_factory)
 
 
 def _later_events(tag: str) -> list[dict[str, Any]]:
