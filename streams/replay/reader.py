@@ -76,7 +76,7 @@ class Served:
 
     def __str__(self) -> str:
         parts = [
-            f"{name} offsets {first}-{last} ({count:,} records)"
+            f"{name} offsets {first}-{last} ({count:,} record{'s' if count != 1 else ''})"
             for name, (first, last, count) in (("archive", self.archive), ("broker", self.broker))
             if count
         ]
