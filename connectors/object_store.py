@@ -44,6 +44,7 @@ class ObjectStore(Protocol):
     def download(self, key: str, path: Path) -> None: ...
     def head(self, key: str) -> ObjectInfo | None: ...
     def list_keys(self, prefix: str) -> list[str]: ...
+    def list_prefixes(self, prefix: str) -> list[str]: ...
     def copy(self, source: str, target: str) -> None: ...
     def move(self, source: str, target: str) -> None: ...
     def delete_keys(self, keys: list[str]) -> None: ...
@@ -298,6 +299,19 @@ class S3ObjectStore:
         self._call("list", prefix + "*", collect)
         return sorted(keys)
 
+    def list_prefixes(self, prefix: str) -> list[str]:
+        """The "folders" one level under `prefix` (S3's common prefixes, ending in `/`)."""
+        client = self.client
+        paginator = client.get_paginator("list_objects_v2")
+        found: list[str] = []
+
+        def collect() -> None:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+                found.extend(item["Prefix"] for item in page.get("CommonPrefixes", []))
+
+        self._call("list", prefix + "*/", collect)
+        return sorted(found)
+
     def copy(self, source: str, target: str) -> None:
         client = self.client
         self._call(
@@ -422,6 +436,16 @@ class InMemoryObjectStore:
         with self._lock:
             self._check_bucket(prefix)
             return sorted(k for k in self._objects if k.startswith(prefix))
+
+    def list_prefixes(self, prefix: str) -> list[str]:
+        with self._lock:
+            self._check_bucket(prefix)
+            found = {
+                prefix + k[len(prefix) :].split("/", 1)[0] + "/"
+                for k in self._objects
+                if k.startswith(prefix) and "/" in k[len(prefix) :]
+            }
+        return sorted(found)
 
     def copy(self, source: str, target: str) -> None:
         with self._lock:

@@ -12,7 +12,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -80,6 +88,22 @@ class Settings(BaseModel):
         description="keep a warm copy of the partitions this worker does not own, at most "
         "this old (e.g. 10s); unset = no standby replicas",
     )
+    archive_bucket: str | None = Field(
+        None, description="bucket of the input topics' archive; unset = S3_BUCKET"
+    )
+    archive_flush_records: int = Field(
+        50_000, ge=1, description="an archive file is written once it holds this many records"
+    )
+    archive_flush_interval: Duration = Field(
+        timedelta(minutes=5), description="or once it has been open this long"
+    )
+    archive_retention: Duration | None = Field(
+        None, description="archive files of hours older than this are deleted; unset = kept"
+    )
+    archive_codec: Literal["deflate", "null"] = "deflate"
+    archive_in_worker: bool = Field(
+        False, description="workers also run the archive connector (`storystream dev` does)"
+    )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once",
         description="exactly_once wraps each batch in a Kafka transaction (needs a broker "
@@ -98,6 +122,13 @@ class Settings(BaseModel):
             if name[:start].upper() == ENV_PREFIX
         }
         return {name: found[name] for name in cls.model_fields if name in found} | given
+
+    @field_validator("archive_flush_interval", "archive_retention")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return value
 
     def advertised_api_url(self) -> str:
         """The URL other workers forward requests to."""

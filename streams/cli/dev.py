@@ -35,6 +35,11 @@ def _port_or_free(port: int) -> int:
     return port
 
 
+def archiving(settings: Settings) -> bool:
+    """dev keeps an archive: its workers run the archive connector unless told otherwise."""
+    return settings.archive_in_worker or "STORYSTREAM_ARCHIVE_IN_WORKER" not in os.environ
+
+
 def _worker_env(settings: Settings, index: int, s3: EmbeddedS3 | None) -> dict[str, str]:
     env = {
         **os.environ,
@@ -45,6 +50,7 @@ def _worker_env(settings: Settings, index: int, s3: EmbeddedS3 | None) -> dict[s
         "STORYSTREAM_EXPIRY_GRACE": f"{settings.expiry_grace.total_seconds()}s",
         "STORYSTREAM_PARTITIONS": str(settings.partitions),
         "STORYSTREAM_SCHEMA_REGISTRY_URL": settings.schema_registry_url or "",
+        "STORYSTREAM_ARCHIVE_IN_WORKER": str(archiving(settings)).lower(),
     }
     if s3 is not None:
         env["STORYSTREAM_S3_ENDPOINT_URL"] = s3.endpoint_url
@@ -95,6 +101,9 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
             s3 = stack.enter_context(EmbeddedS3())
             settings = settings.model_copy(update={"s3_endpoint_url": s3.endpoint_url})
             print(f"object store: {s3.endpoint_url} (embedded, in memory)", flush=True)
+        if archiving(settings):
+            bucket = settings.archive_bucket or settings.s3_bucket
+            print(f"archive: s3://{bucket}/archive/ (written by the workers)", flush=True)
         create_topics(settings)
         urls = [f"http://127.0.0.1:{settings.api_port + i}" for i in range(workers)]
         pool = DevWorkers(

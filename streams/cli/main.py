@@ -8,15 +8,20 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
 from streams.cli import devstate
 from streams.codecs.registry import RegistryError
 from streams.settings import Settings, parse_duration
+
+if TYPE_CHECKING:
+    from connectors.archive import ArchiveReader
+    from streams.replay.reader import Served
 
 
 def _env(name: str) -> str:
@@ -137,6 +142,55 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--ttl", help=f"story time-to-live {_env('STORY_TTL')}")
     replay.add_argument("--grace", help=f"purge delay after expiry {_env('EXPIRY_GRACE')}")
 
+    archive = sub.add_parser(
+        "archive",
+        help="archive every input topic into the object store, continuously",
+        description="Writes every record of the input topics to the object store under "
+        "archive/{topic}/date=YYYY-MM-DD/hour=HH/ (Avro container files named by partition and "
+        "first and last offset), exactly once across restarts; runs until Ctrl-C. The object "
+        "store is STORYSTREAM_S3_ENDPOINT_URL and its keys (or those of a running `storystream "
+        "dev`).",
+    )
+    archive.add_argument("--bucket", help=f"bucket (default: S3_BUCKET's) {_env('ARCHIVE_BUCKET')}")
+    archive.add_argument(
+        "--flush-records",
+        type=int,
+        help=f"records a file holds at most (default 50000) {_env('ARCHIVE_FLUSH_RECORDS')}",
+    )
+    archive.add_argument(
+        "--flush-interval",
+        help=f"a file is written once open this long (default 5m) {_env('ARCHIVE_FLUSH_INTERVAL')}",
+    )
+    archive.add_argument(
+        "--retention",
+        help=f"files of hours older than this are deleted (default: kept) "
+        f"{_env('ARCHIVE_RETENTION')}",
+    )
+
+    export = sub.add_parser(
+        "export",
+        help="write events or output tables of a time range as Parquet",
+        description="Writes DIR/events/{topic}.parquet (each input topic's events, decoded, "
+        "read from the broker and, for what it no longer holds, the archive) or "
+        "DIR/tables/{topic}.parquet (each output table: the latest value per key as the topic "
+        "holds it now), for DuckDB, pandas and Spark.",
+    )
+    what = export.add_mutually_exclusive_group()
+    what.add_argument("--events", action="store_true", help="the input events (the default)")
+    what.add_argument("--tables", action="store_true", help="the compacted output tables")
+    export.add_argument(
+        "--from",
+        dest="start",
+        help="first time (ISO-8601, inclusive): an event's time, or a table row's last change",
+    )
+    export.add_argument("--to", dest="end", help="end time (ISO-8601, exclusive)")
+    export.add_argument("--out", required=True, metavar="DIR", help="where to write the files")
+    export.add_argument(
+        "--output-prefix",
+        default="",
+        help="with --tables: the prefix of the output topics (a replay's, say)",
+    )
+
     token = sub.add_parser("token", help="print a signed API token for a user")
     token.add_argument("user_id")
     for command in sub.choices.values():  # also after the command (`dev --data-dir DIR`)
@@ -155,6 +209,10 @@ def build_settings(args: argparse.Namespace) -> Settings:
         ("grace", "expiry_grace"),
         ("api_port", "api_port"),
         ("api_url", "api_url"),
+        ("bucket", "archive_bucket"),
+        ("flush_records", "archive_flush_records"),
+        ("flush_interval", "archive_flush_interval"),
+        ("retention", "archive_retention"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -331,19 +389,46 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     return run_worker(settings)
 
 
-def _utc(text: str | None, flag: str) -> datetime | None:
+def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.admin import create_topics
+    from streams.worker.archiver import Archiver, archive_configured
+
+    _need_broker(settings)
+    if not archive_configured(settings):
+        raise SystemExit(
+            "storystream archive: no object store: set STORYSTREAM_S3_ENDPOINT_URL with "
+            "STORYSTREAM_S3_ACCESS_KEY_ID and STORYSTREAM_S3_SECRET_ACCESS_KEY, or start "
+            "`storystream dev` in this directory (or set STORYSTREAM_DATA_DIR to its data)"
+        )
+    create_topics(settings)
+    archiver = Archiver(settings)
+    signal.signal(signal.SIGINT, lambda *_: archiver.stop())
+    signal.signal(signal.SIGTERM, lambda *_: archiver.stop())
+    bucket = settings.archive_bucket or settings.s3_bucket
+    print(f"archiving into s3://{bucket}/archive/; Ctrl-C stops", file=sys.stderr, flush=True)
+    archiver.run()
+    stats = archiver.writer.stats
+    print(
+        f"archived {stats.records} records in {stats.files} files "
+        f"({stats.already_archived} already archived, {stats.expired} past the retention)"
+    )
+    return 0
+
+
+def _utc(text: str | None, flag: str, command: str = "replay") -> datetime | None:
     if text is None:
         return None
     try:
         value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise SystemExit(f"storystream replay: {flag} {text!r} is not ISO-8601") from None
+        raise SystemExit(f"storystream {command}: {flag} {text!r} is not ISO-8601") from None
     if value.utcoffset() is None:
-        raise SystemExit(f"storystream replay: {flag} {text!r} needs a UTC offset (Z)")
+        raise SystemExit(f"storystream {command}: {flag} {text!r} needs a UTC offset (Z)")
     return value.astimezone(UTC)
 
 
 def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
+    from connectors.object_store import ObjectStoreError
     from streams.replay import replay
 
     _need_broker(settings)
@@ -355,16 +440,81 @@ def cmd_replay(settings: Settings, args: argparse.Namespace) -> int:
     if state_dir is not None and state_dir.exists() and any(state_dir.iterdir()):
         raise SystemExit(f"storystream replay: --state-dir {state_dir} is not empty")
     lateness = parse_duration(args.max_lateness) if args.max_lateness else None
-    summary = replay(settings, prefix, start, end, state_dir, max_lateness=lateness)
+    try:
+        summary = replay(
+            settings,
+            prefix,
+            start,
+            end,
+            state_dir,
+            archive=_archive(settings),
+            max_lateness=lateness,
+        )
+    except ObjectStoreError as exc:
+        raise SystemExit(f"storystream replay: {exc}") from None
     watermark = summary.watermark.isoformat() if summary.watermark else "none"
     print(
         f"replayed {summary.records} records ({summary.read} read) into {prefix}* topics: "
         f"{summary.outputs} outputs, watermark {watermark}"
     )
+    _print_sources(summary.sources, summary.missing)
     return 0
 
 
+def cmd_export(settings: Settings, args: argparse.Namespace) -> int:
+    from connectors.object_store import ObjectStoreError
+    from streams.export import export_events, export_tables
+
+    _need_broker(settings)
+    start, end = _utc(args.start, "--from", "export"), _utc(args.end, "--to", "export")
+    if start and end and end <= start:
+        raise SystemExit("storystream export: --to must be after --from")
+    if args.output_prefix and not args.tables:
+        raise SystemExit("storystream export: --output-prefix goes with --tables")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"storystream export: --out {out} is not a directory")
+    try:
+        if args.tables:
+            summary = export_tables(settings, out, args.output_prefix, start, end)
+        else:
+            summary = export_events(settings, out, start, end, archive=_archive(settings))
+    except ObjectStoreError as exc:
+        raise SystemExit(f"storystream export: {exc}") from None
+    for path, rows in summary.files:
+        print(f"{path}\t{rows} rows")
+    _print_sources(summary.sources, summary.missing)
+    if summary.undecodable:
+        print(f"{summary.undecodable} undecodable records left out:", file=sys.stderr)
+        for example in summary.examples:
+            print(f"  {example}", file=sys.stderr)
+    return 0
+
+
+def _archive(settings: Settings) -> ArchiveReader | None:
+    """The archive's reader, when an object store is configured."""
+    from connectors.archive import ArchiveReader
+    from streams.worker.archiver import archive_configured, archive_store
+
+    if not archive_configured(settings):
+        return None
+    return ArchiveReader(archive_store(settings, create_bucket=False))
+
+
+def _print_sources(sources: Sequence[Served], missing: Sequence[str]) -> None:
+    """Which source served which offsets: each partition the archive served, then a count."""
+    archived = [s for s in sources if s.archive[2]]
+    for served in archived:
+        print(f"  {served}")
+    if archived:
+        print(f"  other partitions ({len(sources) - len(archived)}): the broker alone")
+    for line in missing:
+        print(f"  missing: {line}")
+
+
 COMMANDS = {
+    "archive": cmd_archive,
+    "export": cmd_export,
     "replay": cmd_replay,
     "worker": cmd_worker,
     "dev": cmd_dev,

@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import Producer
 
+from connectors.archive import ArchiveReader
 from schemas.types import from_millis, millis
 from streams.codecs.registry import make_registry
 from streams.kafka.admin import create_topics
 from streams.kafka.clients import producer_config
 from streams.replay.progress import Progress
-from streams.replay.reader import BrokerReader, Span, merged, plan_spans
+from streams.replay.reader import (
+    BrokerReader,
+    Served,
+    merged,
+    partition_input,
+    plan_archive,
+    plan_spans,
+)
 from streams.runtime.inprocess import InProcessDriver
 from streams.runtime.records import InRecord
 from streams.runtime.routing import OutRecord
@@ -35,6 +43,8 @@ class ReplaySummary:
     output_prefix: str
     watermark: datetime | None
     outputs: int
+    sources: tuple[Served, ...] = ()  # what the archive and the broker gave, per partition
+    missing: tuple[str, ...] = ()  # input offsets neither the broker nor the archive held
 
 
 def replay(
@@ -45,14 +55,17 @@ def replay(
     state_dir: Path | None = None,
     progress: Progress | None = None,
     max_lateness: timedelta | None = None,
+    archive: ArchiveReader | None = None,
+    deleted_below: Mapping[tuple[str, int], int] | None = None,
 ) -> ReplaySummary:
     """Replay the inputs with event times in [start, end) into `{output_prefix}{topic}` topics.
 
-    The input is what the broker holds when the replay starts; records published meanwhile
-    are not read. Time is event time: stories expire as the input's time passes them, and at
-    the end time, when given. Every partition is read to its end, as records may be out of
-    time order; with `max_lateness`, a partition is read only until a record that much later
-    than `end` (faster, for a log known to be in time order within that)."""
+    The input is what the broker holds when the replay starts, and below it what `archive`
+    holds of the range; records published meanwhile are not read. Time is event time: stories
+    expire as the input's time passes them, and at the end time, when given. Every partition
+    is read to its end, as records may be out of time order; with `max_lateness`, only until
+    a record that much later than `end` (for a log known to be in time order within that).
+    `deleted_below` is plan_spans' test seam (offsets the broker is to treat as deleted)."""
     from streams.worker.build import policy_of
 
     progress = progress or Progress()
@@ -63,9 +76,18 @@ def replay(
     inputs = [t for t in topology.topics if t in topology.external_inputs]
     start_ms = millis(start) if start else None
     end_ms = millis(end) if end else None
-    spans = plan_spans(settings.bootstrap(), inputs, start_ms)
-    _warn_if_gone(spans, start)
-    total = sum(span.size for span in spans)
+    spans = plan_spans(settings.bootstrap(), inputs, start_ms, deleted_below)
+    plan = plan_archive(archive, spans, start_ms)
+    for line in plan.missing:
+        log.warning("%s: not replayed", line)
+    archived = {tp: files for tp, files in plan.files.items() if files}
+    # Offsets to read, an upper bound for the archive's (its files interleave by hour).
+    total = sum(span.size for span in spans) + sum(
+        min(s.first, max(f.last + 1 for f in archived[s.topic, s.partition]))
+        - archived[s.topic, s.partition][0].first
+        for s in spans
+        if (s.topic, s.partition) in archived
+    )
     producer = Producer(producer_config(settings.bootstrap()))
     published = 0
 
@@ -82,7 +104,12 @@ def replay(
                 producer.poll(0.05)
 
     reader = BrokerReader(settings.bootstrap(), spans)
+    served = {(s.topic, s.partition): Served(s.topic, s.partition) for s in spans}
     applied = 0
+
+    def read() -> int:
+        return sum(tally.read for tally in served.values())
+
     with tempfile.TemporaryDirectory(prefix="storystream-replay-") as tmp:
         driver = InProcessDriver(
             topology, registry, policy_of(settings), state_dir or Path(tmp), sink=publish
@@ -95,22 +122,36 @@ def replay(
                 else end_ms + int(max_lateness.total_seconds() * 1000)
             )
             streams = [
-                _until(reader.records((s.topic, s.partition)), late) for s in spans if s.size
+                until_late(
+                    partition_input(
+                        s,
+                        reader,
+                        archive,
+                        archived.get((s.topic, s.partition), []),
+                        served[s.topic, s.partition],
+                    ),
+                    late,
+                )
+                for s in spans
+                if s.size or (s.topic, s.partition) in archived
             ]
-            in_range = _within(merged(streams, topology.rank), start_ms, end_ms)
+            in_range = within(merged(streams, topology.rank), start_ms, end_ms)
 
             def counted() -> Iterator[InRecord]:
                 nonlocal applied
                 for record in in_range:
                     applied += 1
                     if applied % 1024 == 0:
-                        progress.update(reader.read, f"{applied:,} in range applied")
+                        progress.update(read(), f"{applied:,} in range applied")
                     yield record
 
             driver.pipe(counted())
             if end is not None:
                 driver.advance(end)
-            progress.done(reader.read, f"{applied:,} in range applied")
+            from_archive = sum(tally.archive[2] for tally in served.values())
+            progress.done(
+                read(), f"{applied:,} in range applied; {from_archive:,} read from the archive"
+            )
         finally:
             reader.close()
             driver.close()
@@ -119,10 +160,13 @@ def replay(
         raise RuntimeError("replay outputs not acknowledged by the broker")
     progress.done(published)
     watermark = from_millis(driver.watermark_ms) if driver.watermark_ms is not None else None
-    return ReplaySummary(applied, reader.read, output_prefix, watermark, published)
+    sources = tuple(tally for tally in served.values() if tally.read)
+    return ReplaySummary(
+        applied, read(), output_prefix, watermark, published, sources, tuple(plan.missing)
+    )
 
 
-def _until(records: Iterator[InRecord], late_ms: int | None) -> Iterator[InRecord]:
+def until_late(records: Iterator[InRecord], late_ms: int | None) -> Iterator[InRecord]:
     """A partition's records until one is `late_ms` or later (the rest are past the range)."""
     for record in records:
         if late_ms is not None and record.timestamp >= late_ms:
@@ -130,25 +174,12 @@ def _until(records: Iterator[InRecord], late_ms: int | None) -> Iterator[InRecor
         yield record
 
 
-def _within(
+def within(
     records: Iterator[InRecord], start_ms: int | None, end_ms: int | None
 ) -> Iterator[InRecord]:
+    """The records with times in [start_ms, end_ms)."""
     for record in records:
         if (start_ms is None or record.timestamp >= start_ms) and (
             end_ms is None or record.timestamp < end_ms
         ):
             yield record
-
-
-def _warn_if_gone(spans: list[Span], start: datetime | None) -> None:
-    """Say so when the broker no longer holds the start of the range (retention deleted it)."""
-    gone = [s for s in spans if s.first > 0 and s.start == s.first]
-    if gone:
-        names = ", ".join(f"{s.topic}[{s.partition}]" for s in gone[:5])
-        since = f"since {start.isoformat()}" if start else "from the beginning"
-        log.warning(
-            "the broker no longer holds every record %s (%s start at offsets deleted by "
-            "retention): those records are not replayed",
-            since,
-            names,
-        )

@@ -1,16 +1,18 @@
 """A replay's input: each input partition's range of offsets, fixed when the replay starts, read
-in bounded memory and merged into one stream in (event time, topic rank, partition, offset)
-order."""
+in bounded memory (from the archive below what the broker still holds, then from the broker)
+and merged into one stream in (event time, topic rank, partition, offset) order."""
 
 from __future__ import annotations
 
 import heapq
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from connectors.archive import ArchivedFile, ArchiveReader, hour_of
+from connectors.object_store import ObjectStoreError
 from streams.kafka.clients import reader_config
 from streams.kafka.offsets import end_offsets, offsets_at
 from streams.runtime.records import InRecord, in_record
@@ -33,9 +35,17 @@ class Span:
         return max(self.end - self.start, 0)
 
 
-def plan_spans(bootstrap: str, topics: Iterable[str], start_ms: int | None) -> list[Span]:
+def plan_spans(
+    bootstrap: str,
+    topics: Iterable[str],
+    start_ms: int | None,
+    deleted_below: Mapping[tuple[str, int], int] | None = None,
+) -> list[Span]:
     """The spans of every partition of `topics`: from the first record that may be at or after
-    `start_ms` (the beginning without it) to the end each partition has now."""
+    `start_ms` (the beginning without it) to the end each partition has now.
+
+    `deleted_below` treats a partition's offsets below the given one as deleted by retention:
+    a test seam for brokers without retention or DeleteRecords (the embedded one)."""
     consumer = Consumer(reader_config(bootstrap, **{"group.id": "storystream-replay"}))
     try:
         metadata = consumer.list_topics(timeout=10).topics
@@ -47,10 +57,127 @@ def plan_spans(bootstrap: str, topics: Iterable[str], start_ms: int | None) -> l
     spans = []
     for tp in sorted(partitions):
         low, high = bounds[tp]
+        if deleted_below and tp in deleted_below:
+            low = min(max(low, deleted_below[tp]), high)
         start = starts.get(tp, low)
         start = high if start < 0 else max(start, low)  # -1: nothing at or after start_ms
         spans.append(Span(tp[0], tp[1], start, high, low))
     return spans
+
+
+@dataclass
+class Served:
+    """The offsets of one partition that each source gave a reader: (first, last, count)."""
+
+    topic: str
+    partition: int
+    archive: list[int] = field(default_factory=lambda: [-1, -1, 0])
+    broker: list[int] = field(default_factory=lambda: [-1, -1, 0])
+
+    def __str__(self) -> str:
+        parts = [
+            f"{name} offsets {first}-{last} ({count:,} record{'s' if count != 1 else ''})"
+            for name, (first, last, count) in (("archive", self.archive), ("broker", self.broker))
+            if count
+        ]
+        return f"{self.topic}[{self.partition}]: {', '.join(parts) or 'nothing'}"
+
+    @property
+    def read(self) -> int:
+        return self.archive[2] + self.broker[2]
+
+
+def _tallied(records: Iterator[InRecord], tally: list[int]) -> Iterator[InRecord]:
+    for record in records:
+        if tally[2] == 0:
+            tally[0] = record.offset
+        tally[1] = record.offset
+        tally[2] += 1
+        yield record
+
+
+@dataclass(frozen=True)
+class ArchivePlan:
+    """The archive's files each span reads below the broker's first offset, and the offsets
+    found in neither."""
+
+    files: dict[tuple[str, int], list[ArchivedFile]]
+    missing: list[str]
+
+
+def plan_archive(
+    archive: ArchiveReader | None, spans: list[Span], start_ms: int | None
+) -> ArchivePlan:
+    """For each span the broker may no longer hold the start of (it starts at the partition's
+    first offset, above 0): the archive's files below that offset, of the hours from
+    `start_ms`'s on. What neither holds is named in `missing`."""
+    gone = [s for s in spans if s.first > 0 and s.start == s.first]
+    if not gone:
+        return ArchivePlan({}, [])
+    if archive is None:
+        return ArchivePlan({}, [f"{_gone(s)}, and no archive is configured" for s in gone])
+    files: dict[tuple[str, int], list[ArchivedFile]] = {}
+    missing: list[str] = []
+    # From a day before the range: records of earlier hours are told from records missing.
+    listed_from = None if start_ms is None else start_ms - 86_400_000
+    by_topic: dict[str, dict[int, list[ArchivedFile]]] = {}
+    for span in gone:
+        if span.topic not in by_topic:
+            try:
+                by_topic[span.topic] = archive.files(span.topic, listed_from)
+            except ObjectStoreError as exc:
+                raise ObjectStoreError(f"reading the archive of {span.topic}: {exc}") from exc
+        found = [f for f in by_topic[span.topic].get(span.partition, []) if f.first < span.first]
+        wanted = [f for f in found if start_ms is None or f.hour >= hour_of(start_ms)]
+        files[span.topic, span.partition] = wanted
+        if not found:
+            missing.append(f"{_gone(span)}, and the archive has none of them")
+            continue
+        low = 0 if start_ms is None else found[0].first
+        missing += [
+            f"{span.topic}[{span.partition}]: offsets {first}-{last} are neither on the broker "
+            "nor in the archive"
+            for first, last in _holes(found, low, span.first)
+        ]
+    return ArchivePlan(files, missing)
+
+
+def _gone(span: Span) -> str:
+    return f"{span.topic}[{span.partition}]: the broker no longer holds offsets below {span.first}"
+
+
+def _holes(files: list[ArchivedFile], low: int, below: int) -> list[tuple[int, int]]:
+    """The offsets in [low, below) that no file's range covers, as (first, last) runs."""
+    holes = []
+    at = low
+    for archived in sorted(files):
+        if archived.first > at:
+            holes.append((at, min(archived.first, below) - 1))
+        at = max(at, archived.last + 1)
+        if at >= below:
+            break
+    if at < below:
+        holes.append((at, below - 1))
+    return [(first, last) for first, last in holes if first <= last]
+
+
+def partition_input(
+    span: Span,
+    broker: BrokerReader,
+    archive: ArchiveReader | None,
+    files: list[ArchivedFile],
+    served: Served,
+) -> Iterator[InRecord]:
+    """One partition's records in offset order: the archive's below the broker's first
+    offset, then the broker's span; `served` counts what each source gave."""
+    if archive is not None and files:
+        topic, partition = span.topic, span.partition
+        archived = (
+            InRecord(topic, partition, r.offset, r.key, r.value, r.timestamp)
+            for r in archive.records(files, below=span.first)
+        )
+        yield from _tallied(archived, served.archive)
+    yield from _tallied(broker.records((span.topic, span.partition)), served.broker)
 
 
 class BrokerReader:

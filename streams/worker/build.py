@@ -21,7 +21,7 @@ from streams.runtime.engine import Engine
 from streams.settings import Settings
 from streams.stages.topology import build_topology
 from streams.topics import stage_topic
-from streams.worker.app import create_app
+from streams.worker.app import Companion, create_app
 from streams.worker.media import MediaService
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,23 @@ def build_worker(
         metrics=engine.metrics,
     )
     api = api_module.Api(settings, engine, members, clock)
-    app = create_app(settings, engine, lambda a: api_module.install(a, api), [members, media])
+    companions: list[Companion] = [members, media]
+    if settings.archive_in_worker:
+        companions.append(_archiver(settings))
+    app = create_app(settings, engine, lambda a: api_module.install(a, api), companions)
     return app, engine
+
+
+def _archiver(settings: Settings) -> Companion:
+    from streams.worker.archiver import Archiver, archive_configured
+
+    if not archive_configured(settings):
+        raise SystemExit(
+            "storystream worker: STORYSTREAM_ARCHIVE_IN_WORKER needs an object store: set "
+            "STORYSTREAM_S3_ENDPOINT_URL with STORYSTREAM_S3_ACCESS_KEY_ID and "
+            "STORYSTREAM_S3_SECRET_ACCESS_KEY"
+        )
+    return Archiver(settings)
 
 
 def run_worker(settings: Settings) -> int:

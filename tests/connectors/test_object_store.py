@@ -54,6 +54,23 @@ class TestObjectStoreContract:
         assert store.list_keys("media/m1/") == ["media/m1/a.jpg", "media/m1/b.mp4"]
         assert store.list_keys("nothing/") == []
 
+    def test_list_prefixes_names_the_folders_one_level_down(self, store: ObjectStore) -> None:
+        for key in [
+            "archive/t/date=2026-11-01/hour=00/a.avro",
+            "archive/t/date=2026-11-01/hour=01/b.avro",
+            "archive/t/date=2026-11-02/hour=00/c.avro",
+            "archive/t/loose.avro",
+            "archive/u/date=2026-11-01/hour=00/d.avro",
+        ]:
+            store.put_bytes(key, b"1")
+        assert store.list_prefixes("archive/t/") == [
+            "archive/t/date=2026-11-01/",
+            "archive/t/date=2026-11-02/",
+        ]
+        assert store.list_prefixes("archive/") == ["archive/t/", "archive/u/"]
+        assert store.list_prefixes("archive/t/date=2026-11-01/hour=00/") == []
+        assert store.list_prefixes("nothing/") == []
+
     def test_delete_prefix_is_idempotent(self, store: ObjectStore) -> None:
         for key in ["media/m1/a.jpg", "media/m1/b.mp4", "media/m10/a.jpg"]:
             store.put_bytes(key, b"1")
