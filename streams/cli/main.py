@@ -390,7 +390,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_archive(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.admin import create_topics
+    from streams.kafka.admin import create_topics
     from streams.worker.archiver import Archiver, archive_configured
 
     _need_broker(settings)

@@ -90,7 +90,7 @@ def test_a_sigkilled_archiver_restarted_holds_every_record_exactly_once(
         "STORYSTREAM_ARCHIVE_FLUSH_RECORDS": "5",
         "STORYSTREAM_ARCHIVE_FLUSH_INTERVAL": "1h",  # the rest stays buffered: mid-file
     }
-    command = [sys.executable, "-m", "streams.cli.main", "archive"]
+    command = [sys.executable, "-m", "streams.cli", "archive"]
     with open(tmp_path / "first.log", "ab") as log:
         first = spawn(command, log=log, env=env)
     try:

@@ -35,7 +35,7 @@ def test_dev_archives_the_input_topics(tmp_path: Path) -> None:
     output = tmp_path / "dev.out"
     with open(output, "wb") as out:
         dev = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli.main", "dev", "--broker-port", str(free_port())],
+            [sys.executable, "-m", "streams.cli", "dev", "--broker-port", str(free_port())],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -55,7 +55,7 @@ def test_dev_archives_the_input_topics(tmp_path: Path) -> None:
             {"type": "story_viewed", "story_id": "s1", "viewer_id": "bob", "viewed_at": now},
         ]
         published = subprocess.run(
-            [sys.executable, "-m", "streams.cli.main", "publish", "-"],
+            [sys.executable, "-m", "streams.cli", "publish", "-"],
             input="".join(json.dumps(line) + "\n" for line in lines),
             capture_output=True,
             text=True,
