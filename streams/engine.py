@@ -765,9 +765,7 @@ class Engine:
             }
         )
         try:
-            low, high = restorer.get_watermark_offsets(
-                TopicPartition(self._changelog, partition), timeout=10
-            )
+            low, high = _watermarks(restorer, TopicPartition(self._changelog, partition))
             local = store.checkpoint
             start = OFFSET_BEGINNING
             applied: dict[str, int] = {}
@@ -860,6 +858,31 @@ class Engine:
 # checkpoint are certainly still there: compaction may drop a tombstone once it is
 # delete.retention.ms old. An hour's margin for the clocks of workers and brokers.
 LOCAL_STATE_MAX_AGE_MS = CHANGELOG_DELETE_RETENTION_MS - 3_600_000
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, seconds: float = 60.0) -> tuple[int, int]:
+    """A partition's (low, high) offsets, asked again while the broker cannot tell yet: a
+    topic created a moment ago is unknown to a broker's metadata, or has no leader, until
+    the controller's change reaches it (Apache Kafka; the embedded broker answers at once)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            transient = error.retriable() or error.code() in _NOT_READY
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+_NOT_READY = {
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+}
 
 
 def _local_checkpoint(applied: dict[str, int], changelog_offset: int) -> bytes:
