@@ -15,6 +15,7 @@ import urllib.request
 from contextlib import ExitStack
 
 from infra.broker import EmbeddedBroker
+from infra.kafka import KafkaCluster, KafkaUnavailable, kafka_version
 from infra.process import spawn, stop
 from infra.s3 import EmbeddedS3
 from streams import devstate
@@ -71,6 +72,22 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
         if settings.broker:
             bootstrap = settings.broker
             print(f"broker: {bootstrap} (STORYSTREAM_BROKER)", flush=True)
+        elif settings.broker_impl == "kafka":
+            # On disk under the data directory: stories, offsets and the workers' local
+            # state (kept too) carry over to the next `dev`.
+            kafka = KafkaCluster(
+                data_dir=settings.data_dir / "kafka", port=_port_or_free(broker_port)
+            )
+            try:
+                stack.enter_context(kafka)
+            except KafkaUnavailable as exc:
+                print(f"storystream dev --broker-impl kafka: {exc}", flush=True)
+                return 1
+            bootstrap = kafka.bootstrap
+            print(
+                f"broker: {bootstrap} (Apache Kafka {kafka_version()}, {kafka.data_dir})",
+                flush=True,
+            )
         else:
             broker = EmbeddedBroker(
                 port=_port_or_free(broker_port), log_path=settings.data_dir / "broker.log"
@@ -87,6 +104,10 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
             s3 = stack.enter_context(EmbeddedS3())
             settings = settings.model_copy(update={"s3_endpoint_url": s3.endpoint_url})
             print(f"object store: {s3.endpoint_url} (embedded, in memory)", flush=True)
+            if settings.broker_impl == "kafka" and not settings.broker:
+                print(
+                    "note: media uploaded by an earlier dev is gone (not its stories)", flush=True
+                )
         create_topics(settings)
         procs: list[subprocess.Popen[bytes]] = []
         for index in range(workers):

@@ -74,6 +74,11 @@ class Settings(BaseModel):
         description="keep a warm copy of the partitions this worker does not own, at most "
         "this old (e.g. 10s); unset = no standby replicas",
     )
+    broker_impl: Literal["tansu", "kafka"] = Field(
+        "tansu",
+        description="the broker `storystream dev` starts when BROKER is unset: tansu (embedded, "
+        "in memory) or kafka (Apache Kafka, on disk under DATA_DIR; needs Java 17+ and Maven)",
+    )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once",
         description="exactly_once wraps each batch in a Kafka transaction (needs a broker "
