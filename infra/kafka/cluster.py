@@ -214,7 +214,8 @@ class KafkaCluster:
 
     def _cluster_id(self) -> str:
         path = self.data_dir / "cluster-id"
-        if not path.exists():
+        while not path.exists() or path.read_text().startswith("-"):
+            # As Kafka's own ids: never starting with "-", which its tool reads as an option.
             path.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode())
         return path.read_text().strip()
 
