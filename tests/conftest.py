@@ -48,15 +48,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist's `--dist loadgroup`, each broker's tests go to one process; tests
-    marked `kafka` run only when `--brokers` includes it."""
+    """With pytest-xdist's `--dist loadgroup`, the tests of each session broker go to one
+    process (tests starting brokers of their own go to either); tests marked `kafka` run only
+    when `--brokers` includes it."""
     skip = pytest.mark.skip(reason="--brokers leaves Apache Kafka out")
     for item in items:
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "broker_impl" in callspec.params:
             item.add_marker(pytest.mark.xdist_group(str(callspec.params["broker_impl"])))
         elif item.get_closest_marker("kafka") is not None:
-            item.add_marker(pytest.mark.xdist_group("kafka"))
+            if "kafka" in getattr(item, "fixturenames", ()):  # the session's Kafka
+                item.add_marker(pytest.mark.xdist_group("kafka"))
             if "kafka" not in _chosen(config):
                 item.add_marker(skip)
 

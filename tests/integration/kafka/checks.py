@@ -3,7 +3,6 @@ outputs, and a scenario's exact expected counts."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -12,7 +11,9 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from tests.integration.cli import run
+from streams.codecs import AvroCodec
+from streams.registry import make_registry
+from streams.topics import lookup
 
 Event = dict[str, Any]
 Record = tuple[bytes, bytes | None]
@@ -88,23 +89,29 @@ class Expected:
         return cls(dict(total), dict(distinct), dict(reactions))
 
 
-def decoded_latest(broker: str, topic: str, tag: str) -> dict[str, Any]:
-    """`storystream consume TOPIC --latest-per-key`, the keys holding `tag`."""
-    result = run("consume", topic, "--latest-per-key", "--until-idle", "2", broker=broker)
-    assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    return {r["key"]: r["value"] for r in records if tag in (r["key"] or "")}
-
-
 def outcome(broker: str, prefix: str, tag: str) -> Expected:
-    """What the outputs under `prefix` say, in the form of `Expected`."""
-    counts = decoded_latest(broker, prefix + "story-view-counts", tag)
-    viewers = decoded_latest(broker, prefix + "story-viewers", tag)
-    reactions = decoded_latest(broker, prefix + "story-reaction-counts", tag)
+    """What the outputs under `prefix` say (their keys holding `tag`), in the form of
+    `Expected`: the three topics read together and decoded in this process."""
+    names = ("story-view-counts", "story-viewers", "story-reaction-counts")
+    read = histories(broker, [prefix + name for name in names], idle=1.0)
+    registry = make_registry(None)
+    views: dict[str, Any] = {}
+    for name in names:
+        spec = lookup(prefix + name)
+        codec = AvroCodec(spec.record, registry, spec.subject)
+        views[name] = {
+            key.decode(): codec.decode_dict(value)
+            for key, value in latest(read[prefix + name]).items()
+            if tag.encode() in key
+        }
     return Expected(
-        {story: value["total_views"] for story, value in counts.items()},
-        dict(Counter(value["story_id"] for value in viewers.values())),
-        {story: value["total"] for story, value in reactions.items() if value["total"]},
+        {story: value["total_views"] for story, value in views["story-view-counts"].items()},
+        dict(Counter(value["story_id"] for value in views["story-viewers"].values())),
+        {
+            story: value["total"]
+            for story, value in views["story-reaction-counts"].items()
+            if value["total"]
+        },
     )
 
 

@@ -36,7 +36,7 @@ def _run_through(
     worker = Worker(tmp_path / "worker", env)
     try:
         wait_for(lambda: len(worker.partitions() or []) == 4, 120, "worker owns everything")
-        chunks = scenario(tag, chunks=8, stories=48, views=4000, reactions=1000)
+        chunks = scenario(tag, chunks=6, stories=48, views=3000, reactions=750)
         for number, chunk in enumerate(chunks):
             publish(broker, chunk, env={"STORYSTREAM_STORY_TTL": "1h"})
             if number in disturb:
@@ -79,7 +79,7 @@ def test_a_single_node_restarted_mid_stream_loses_and_repeats_nothing(
             kafka.start_node(0)
 
         expected, found, worker = _run_through(
-            kafka.bootstrap, tmp_path, {2: clean_restart, 5: crash}, replication=1
+            kafka.bootstrap, tmp_path, {1: clean_restart, 3: crash}, replication=1
         )
         try:
             _report("single node restarted", expected, found)
@@ -111,7 +111,7 @@ def test_a_cluster_node_killed_and_brought_back_loses_nothing(
             kafka.start_node(victim[0])
 
         expected, found, worker = _run_through(
-            kafka.bootstrap, tmp_path, {2: kill_a_leader, 5: bring_back}, replication=3
+            kafka.bootstrap, tmp_path, {1: kill_a_leader, 3: bring_back}, replication=3
         )
         try:
             _report("3-node cluster, one node killed", expected, found)

@@ -18,7 +18,7 @@ from tests.integration.test_fault_tolerance import COMPACTED, _env, scenario
 from tests.integration.workers import Worker, publish, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
-KILLS_AT = (2, 4, 6)  # chunks after which the worker is killed mid-batch
+KILLS_AT = (1, 3, 4)  # chunks after which the worker is killed mid-batch
 
 
 def _owns_all(worker: Worker) -> bool:
@@ -37,7 +37,7 @@ def test_sigkills_mid_transaction_leave_each_output_once(
     try:
         for worker in (killed, steady):
             wait_for(partial(_owns_all, worker), 90, "each owns everything")
-        chunks = scenario(tag, chunks=8, stories=48, views=6000, reactions=1400)
+        chunks = scenario(tag, chunks=6, stories=48, views=5000, reactions=1200)
         kills = 0
         for number, chunk in enumerate(chunks):
             publish(broker, chunk, env={"STORYSTREAM_STORY_TTL": "1h"})
