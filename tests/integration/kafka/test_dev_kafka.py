@@ -177,3 +177,20 @@ def test_dev_on_kafka_keeps_its_stories_across_a_restart(
         assert dev.interrupt() == 0
     finally:
         dev.kill()
+
+
+def test_dev_on_kafka_without_java_says_what_to_install(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STORYSTREAM_")} | {
+        "STORYSTREAM_DATA_DIR": str(tmp_path / "data"),
+        "PATH": str(tmp_path),  # no java here
+        "JAVA_HOME": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "dev", "--broker-impl", "kafka"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "java not found" in result.stdout and "openjdk-17" in result.stdout, result.stdout
