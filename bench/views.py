@@ -4,9 +4,9 @@
                           [--brokers tansu,kafka]
 
 Each broker of `--brokers` in turn (the embedded Tansu and a single-node Apache Kafka by default;
-STORYSTREAM_BROKER replaces them), one generated input: the stories are
-posted first, then the views (Avro, Confluent wire format) are published once to `story-viewed`
-and every contender reads that topic with its own consumer (group), one after the other. Each
+STORYSTREAM_BROKER replaces them), one generated input: on each, the stories are posted first,
+then the views (Avro, Confluent wire format) are published once to `story-viewed` and every
+contender reads that topic with its own consumer (group), one after the other. Each
 is timed from its first view record received to its last view processed, by counting records
 (the embedded broker's high watermarks are wrong after batched produces), so group joins and
 startup are left out alike.
