@@ -1,5 +1,6 @@
 """The Apache Kafka launcher: clear errors without Java or Maven, jars resolved once under a lock,
-a node that keeps its data across a clean stop and a SIGKILL, and no node outliving its parent."""
+no node outliving its parent. (Nodes stopped, killed and restarted on their data under a
+running worker: tests/integration/kafka/test_broker_failures.py.)"""
 
 from __future__ import annotations
 
@@ -8,12 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from infra.kafka import KafkaCluster, KafkaUnavailable
 from infra.kafka.jars import java_binary, kafka_classpath
@@ -88,48 +86,6 @@ def test_jars_are_resolved_once_by_one_of_two_processes(
     monkeypatch.setenv("STORYSTREAM_KAFKA_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("PATH", str(tmp_path / "nothing"))  # cached: Maven is not needed again
     assert kafka_classpath() == outputs[0]
-
-
-def _records(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "launcher-test", "enable.auto.commit": False}
-    )
-    try:
-        consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
-        found: list[bytes] = []
-        deadline = time.monotonic() + 30
-        while len(found) < 20 and time.monotonic() < deadline:
-            for msg in consumer.consume(100, timeout=0.5):
-                if msg.error() is None:
-                    found.append(msg.value())
-        return found
-    finally:
-        consumer.close()
-
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[KafkaCluster]:
-    _require_java()
-    with KafkaCluster(data_dir=tmp_path / "kafka") as cluster:
-        yield cluster
-
-
-def test_a_node_keeps_its_records_across_a_clean_stop_and_a_sigkill(node: KafkaCluster) -> None:
-    admin = AdminClient({"bootstrap.servers": node.bootstrap})
-    admin.create_topics([NewTopic("kept", 1, 1)])["kept"].result()
-    producer = Producer({"bootstrap.servers": node.bootstrap, "acks": "all"})
-    for i in range(20):
-        producer.produce("kept", str(i).encode())
-    assert producer.flush(30) == 0
-    expected = [str(i).encode() for i in range(20)]
-    pid = node.nodes[0]._proc.pid  # type: ignore[union-attr]
-    node.stop_node(0)
-    assert not _alive(pid)
-    node.start_node(0)
-    assert _records(node.bootstrap, "kept") == expected
-    node.kill_node(0)
-    node.start_node(0)
-    assert _records(node.bootstrap, "kept") == expected
 
 
 def test_a_node_dies_with_a_killed_parent(tmp_path: Path) -> None:

@@ -43,7 +43,9 @@ def test_the_survivor_takes_over_and_answers_for_every_user(
             return mine if mine and theirs and sorted(mine + theirs) == [0, 1, 2, 3] else None
 
         taken = wait_for(spread, 120, "the partitions spread over both workers")
-        chunks = scenario(tag, chunks=4, authors=10, followers=60, stories=24, views=600)
+        chunks = scenario(
+            tag, chunks=4, authors=10, followers=60, stories=24, views=600, reactions=150
+        )
         for chunk in chunks:
             publish(broker, chunk, env={"STORYSTREAM_STORY_TTL": "1h"})
         expected = Expected.of(chunks)
