@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -63,3 +64,24 @@ def create_internal_topics(settings: Settings) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
                 raise
+    _wait_visible(admin, {t.topic for t in missing})
+
+
+def _wait_visible(admin: AdminClient, names: set[str], seconds: float = 30.0) -> None:
+    """Until every topic in `names` is in the broker's metadata with a leader for each
+    partition. Apache Kafka acknowledges a creation before its brokers know the topic; a
+    consumer subscribing in that moment leaves the topic out until its next metadata refresh
+    (five minutes by default), and a worker's stages would wait that long."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=10).topics
+        if all(
+            name in topics
+            and topics[name].error is None
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in names
+        ):
+            return
+        time.sleep(0.1)
+    log.warning("topics not visible after %ss: %s", seconds, sorted(names))
