@@ -11,14 +11,30 @@ from infra.broker import EmbeddedBroker
 
 
 @contextmanager
-def broker() -> Iterator[str]:
-    """Bootstrap servers of STORYSTREAM_BROKER, or of a fresh embedded broker."""
+def broker(impl: str = "tansu") -> Iterator[str]:
+    """Bootstrap servers of STORYSTREAM_BROKER, or of a fresh broker: the embedded one
+    (`tansu`) or a single-node Apache Kafka (`kafka`, on a temporary directory)."""
     configured = os.environ.get("STORYSTREAM_BROKER")
     if configured:
         yield configured
         return
+    if impl == "kafka":
+        from infra.kafka import KafkaCluster
+
+        with KafkaCluster() as kafka:
+            yield kafka.bootstrap
+        return
     with EmbeddedBroker() as embedded:
         yield embedded.bootstrap
+
+
+def brokers_argument(value: str) -> list[str]:
+    """`--brokers tansu,kafka`: the brokers a benchmark runs on, in that order."""
+    chosen = [name.strip() for name in value.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - {"tansu", "kafka"})
+    if unknown or not chosen:
+        raise ValueError(f"--brokers: {unknown or 'none'}; choose from tansu, kafka")
+    return chosen
 
 
 class Timer:

@@ -1,10 +1,12 @@
 """View throughput: the storystream engine end to end vs raw loops, naive Faust and Quix Streams.
 
     python -m bench.views [--views 200000 --stories 5000] [--quick] [--only NAME ...] [--profile]
+                          [--brokers tansu,kafka]
 
-One broker (embedded unless STORYSTREAM_BROKER is set), one generated input: the stories are
-posted first, then the views (Avro, Confluent wire format) are published once to `story-viewed`
-and every contender reads that topic with its own consumer (group), one after the other. Each
+Each broker of `--brokers` in turn (the embedded Tansu and a single-node Apache Kafka by default;
+STORYSTREAM_BROKER replaces them), one generated input: on each, the stories are posted first,
+then the views (Avro, Confluent wire format) are published once to `story-viewed` and every
+contender reads that topic with its own consumer (group), one after the other. Each
 is timed from its first view record received to its last view processed, by counting records
 (the embedded broker's high watermarks are wrong after batched produces), so group joins and
 startup are left out alike.
@@ -48,7 +50,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench import views_kstreams
-from bench.harness import broker
+from bench.harness import broker, brokers_argument
 from bench.views_baselines import ceiling, raw_rocksdict
 from streams.kafka.admin import create_topics
 from streams.kafka.clients import producer_config
@@ -464,6 +466,13 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--profile", action="store_true", help="cProfile storystream's second run")
     parser.add_argument("--logs", type=Path, help="keep the Faust and Quix logs in this folder")
+    parser.add_argument(
+        "--brokers",
+        type=brokers_argument,
+        default="tansu,kafka",
+        help="brokers to run every contender on, one after the other (default tansu,kafka; "
+        "kafka needs Java 17+ and Maven)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.views, args.stories, args.users = 20_000, 500, 10_000
@@ -478,8 +487,36 @@ def main() -> None:
         f"{os.cpu_count()} cores"
     )
 
+    by_broker: dict[str, list[Result]] = {}
+    for impl in args.brokers:
+        print(f"\n== broker: {impl}", flush=True)
+        by_broker[impl] = run_on(impl, args, post_records, view_records, unique)
+    for impl, results in by_broker.items():
+        print(f"\n== {impl}")
+        report(results)
+    if len(by_broker) > 1:
+        print("\nsame run, by broker (events/s):")
+        for key in args.only:
+            rates = [
+                f"{impl} {r.rate:,.0f}" if r.count else f"{impl} n/a"
+                for impl, results in by_broker.items()
+                for r in results
+                if r.key == key
+            ]
+            print(f"  {key:<12} " + ", ".join(rates))
+    print(f"bench wall time {time.perf_counter() - bench_started:.0f}s")
+
+
+def run_on(
+    impl: str,
+    args: argparse.Namespace,
+    post_records: list[tuple[str, bytes, bytes, int]],
+    view_records: list[tuple[str, bytes, bytes, int]],
+    unique: int,
+) -> list[Result]:
+    """Every contender of `args.only` on a fresh broker of kind `impl`."""
     results: list[Result] = []
-    with tempfile.TemporaryDirectory(prefix="bench-views-") as tmp_name, broker() as bootstrap:
+    with tempfile.TemporaryDirectory(prefix="bench-views-") as tmp_name, broker(impl) as bootstrap:
         tmp = Path(tmp_name)
         settings = Settings(broker=bootstrap, data_dir=tmp / "storystream", partitions=PARTITIONS)
         create_topics(settings)
@@ -522,7 +559,7 @@ def main() -> None:
             print_result(result)
         shutil.rmtree(tmp / "raw-rocksdict", ignore_errors=True)
 
-    report(results, time.perf_counter() - bench_started)
+    return results
 
 
 def print_result(result: Result) -> None:
@@ -533,7 +570,7 @@ def print_result(result: Result) -> None:
     )
 
 
-def report(results: list[Result], elapsed: float) -> None:
+def report(results: list[Result]) -> None:
     by_key = {r.key: r for r in results}
     top = by_key.get("ceiling")
     print(f"\n{'contender':<40} {'events/s':>10}  {'vs ceiling':>10}")
@@ -563,7 +600,6 @@ def report(results: list[Result], elapsed: float) -> None:
             f"storystream absolute: {ours.rate:,.0f}/s  (target {TARGET_RATE:,}/s: "
             f"{'met' if ours.rate >= TARGET_RATE else 'not met'})"
         )
-    print(f"bench wall time {elapsed:.0f}s")
 
 
 def report_peer(ours: Result, peer: Result) -> None:

@@ -104,6 +104,11 @@ class Settings(BaseModel):
     archive_in_worker: bool = Field(
         False, description="workers also run the archive connector (`storystream dev` does)"
     )
+    broker_impl: Literal["tansu", "kafka"] = Field(
+        "tansu",
+        description="the broker `storystream dev` starts when BROKER is unset: tansu (embedded, "
+        "in memory) or kafka (Apache Kafka, on disk under DATA_DIR; needs Java 17+ and Maven)",
+    )
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once",
         description="exactly_once wraps each batch in a Kafka transaction (needs a broker "

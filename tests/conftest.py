@@ -1,5 +1,6 @@
-"""Session fixtures: the real embedded broker (or STORYSTREAM_BROKER when set) and the embedded
-schema registry."""
+"""Session fixtures: the real brokers and the embedded schema registry. Every broker-facing
+test runs on the embedded Tansu broker and on Apache Kafka (`--brokers` picks;
+STORYSTREAM_BROKER, when set, replaces both)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,90 @@ from collections.abc import Iterator
 import pytest
 
 from infra.broker import EmbeddedBroker
+from infra.kafka import KafkaCluster, KafkaUnavailable
 from infra.schema_registry import EmbeddedSchemaRegistry
 from streams.codecs.registry import topic_subjects
 from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
+BROKERS = ("tansu", "kafka")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--brokers",
+        default=",".join(BROKERS),
+        help="comma-separated brokers the broker-facing tests run on (default tansu,kafka)",
+    )
+
+
+def _chosen(config: pytest.Config) -> list[str]:
+    chosen = [name.strip() for name in str(config.getoption("--brokers")).split(",") if name]
+    unknown = sorted(set(chosen) - set(BROKERS))
+    if unknown:
+        raise pytest.UsageError(f"--brokers: unknown {unknown}; choose from {BROKERS}")
+    return chosen
+
+
+def _brokers(config: pytest.Config) -> list[str]:
+    """The session brokers: STORYSTREAM_BROKER alone when set, else those `--brokers` names."""
+    return ["external"] if os.environ.get("STORYSTREAM_BROKER") else _chosen(config)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that needs the session broker runs once per broker (`[tansu]`, `[kafka]`)."""
+    if "broker_impl" in metafunc.fixturenames:
+        metafunc.parametrize("broker_impl", _brokers(metafunc.config), scope="session")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "kafka: needs Apache Kafka (Java 17+ and Maven)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist's `--dist loadgroup`, the tests of each session broker go to one
+    process (tests starting brokers of their own go to either); tests marked `kafka` run only
+    when `--brokers` includes it."""
+    skip = pytest.mark.skip(reason="--brokers leaves Apache Kafka out")
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "broker_impl" in callspec.params:
+            item.add_marker(pytest.mark.xdist_group(str(callspec.params["broker_impl"])))
+        elif item.get_closest_marker("kafka") is not None:
+            if "kafka" in getattr(item, "fixturenames", ()):  # the session's Kafka
+                item.add_marker(pytest.mark.xdist_group("kafka"))
+            if "kafka" not in _chosen(config):
+                item.add_marker(skip)
+
 
 @pytest.fixture(scope="session")
-def bootstrap() -> Iterator[str]:
-    """A running Kafka-compatible broker for the whole session."""
-    configured = os.environ.get("STORYSTREAM_BROKER")
-    if configured:
-        yield configured
-        return
+def tansu() -> Iterator[EmbeddedBroker]:
+    """The embedded Tansu broker (in memory), started once for the session."""
     with EmbeddedBroker() as broker:
-        yield broker.bootstrap
+        yield broker
+
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[KafkaCluster]:
+    """A single-node Apache Kafka (KRaft, on disk), started once for the session; skipped,
+    naming what is missing, where Java 17+ or Maven is not installed."""
+    try:
+        cluster = KafkaCluster().start()
+    except KafkaUnavailable as exc:
+        pytest.skip(f"Apache Kafka unavailable: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def bootstrap(broker_impl: str, request: pytest.FixtureRequest) -> str:
+    """A running broker for the whole session: this test's `broker_impl`."""
+    if broker_impl == "external":
+        return os.environ["STORYSTREAM_BROKER"]
+    broker: EmbeddedBroker | KafkaCluster = request.getfixturevalue(broker_impl)
+    return broker.bootstrap
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import time
 from contextlib import ExitStack
 
 from infra.broker import EmbeddedBroker
+from infra.kafka import KafkaCluster, KafkaUnavailable, kafka_version
 from infra.s3 import EmbeddedS3
 from infra.schema_registry import EmbeddedSchemaRegistry
 from streams.cli import devstate
@@ -70,10 +71,27 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
     signal.signal(signal.SIGINT, lambda *_: stopping.set())
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    kept_on_disk = not settings.broker and settings.broker_impl == "kafka"
     with ExitStack() as stack:
         if settings.broker:
             bootstrap = settings.broker
             print(f"broker: {bootstrap} (STORYSTREAM_BROKER)", flush=True)
+        elif settings.broker_impl == "kafka":
+            # On disk under the data directory: stories, offsets and the workers' local
+            # state (kept too) carry over to the next `dev`.
+            kafka = KafkaCluster(
+                data_dir=settings.data_dir / "kafka", port=_port_or_free(broker_port)
+            )
+            try:
+                stack.enter_context(kafka)
+            except KafkaUnavailable as exc:
+                print(f"storystream dev --broker-impl kafka: {exc}", flush=True)
+                return 1
+            bootstrap = kafka.bootstrap
+            print(
+                f"broker: {bootstrap} (Apache Kafka {kafka_version()}, {kafka.data_dir})",
+                flush=True,
+            )
         else:
             broker = EmbeddedBroker(
                 port=_port_or_free(broker_port), log_path=settings.data_dir / "broker.log"
@@ -101,6 +119,10 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
             s3 = stack.enter_context(EmbeddedS3())
             settings = settings.model_copy(update={"s3_endpoint_url": s3.endpoint_url})
             print(f"object store: {s3.endpoint_url} (embedded, in memory)", flush=True)
+            if kept_on_disk:
+                print(
+                    "note: media uploaded by an earlier dev is gone (not its stories)", flush=True
+                )
         if archiving(settings):
             bucket = settings.archive_bucket or settings.s3_bucket
             print(f"archive: s3://{bucket}/archive/ (written by the workers)", flush=True)

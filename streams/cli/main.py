@@ -51,6 +51,12 @@ def _parser() -> argparse.ArgumentParser:
         help="embedded broker port (default 9092, or a free one if taken)",
     )
     dev.add_argument("--workers", type=int, default=1, help="number of worker processes")
+    dev.add_argument(
+        "--broker-impl",
+        choices=("tansu", "kafka"),
+        help="the broker to start: tansu (embedded, in memory; the default) or kafka (Apache "
+        f"Kafka on disk under the data directory; needs Java 17+ and Maven) {_env('BROKER_IMPL')}",
+    )
 
     worker = sub.add_parser("worker", help="one worker against STORYSTREAM_BROKER")
     worker.add_argument("--api-port", type=int, help=f"HTTP API port {_env('API_PORT')}")
@@ -213,6 +219,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
         ("flush_records", "archive_flush_records"),
         ("flush_interval", "archive_flush_interval"),
         ("retention", "archive_retention"),
+        ("broker_impl", "broker_impl"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -373,11 +380,13 @@ def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
     from streams.cli.dev import run_dev
 
-    if settings.processing_guarantee == "exactly_once" and not settings.broker:
+    embedded = not settings.broker and settings.broker_impl == "tansu"
+    if settings.processing_guarantee == "exactly_once" and embedded:
         raise SystemExit(
             "storystream dev: PROCESSING_GUARANTEE=exactly_once needs a Kafka broker with "
-            "transactions (set STORYSTREAM_BROKER): the embedded broker accepts transactions "
-            "but does not hide aborted records from read_committed consumers"
+            "transactions (--broker-impl kafka, or set STORYSTREAM_BROKER): the embedded "
+            "broker accepts transactions but does not hide aborted records from read_committed "
+            "consumers"
         )
     return run_dev(settings, broker_port=args.broker_port, workers=args.workers)
 

@@ -4,6 +4,7 @@ prefixed run's outputs, idempotently, configs set explicitly."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -68,8 +69,30 @@ def create_topics(
             config = spec.config(retention_ms)
             to_create.append(NewTopic(spec.name, count, settings.replication_factor, config=config))
     results += _create(admin, to_create)
+    _wait_visible(admin, {t.topic for t in to_create})
     order = {spec.name: i for i, spec in enumerate(wanted)}
     return sorted(results, key=lambda r: order[r.name])
+
+
+def _wait_visible(admin: AdminClient, names: set[str], seconds: float = 30.0) -> None:
+    """Until every topic in `names` is in the broker's metadata with a leader for each
+    partition. Apache Kafka acknowledges a creation before its brokers know the topic; a
+    consumer subscribing in that moment leaves the topic out until its next metadata refresh
+    (five minutes by default), and a worker's stages would wait that long."""
+    deadline = time.monotonic() + seconds
+    while names and time.monotonic() < deadline:
+        topics = admin.list_topics(timeout=10).topics
+        if all(
+            name in topics
+            and topics[name].error is None
+            and topics[name].partitions
+            and all(p.leader >= 0 for p in topics[name].partitions.values())
+            for name in names
+        ):
+            return
+        time.sleep(0.1)
+    if names:
+        log.warning("topics not visible after %ss: %s", seconds, sorted(names))
 
 
 def _create(admin: AdminClient, topics: list[NewTopic]) -> list[TopicResult]:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from streams.kafka.clients import CHANGELOG_DELETE_RETENTION_MS, restore_consumer_config
 from streams.runtime.driver import PartitionState
@@ -60,9 +60,7 @@ class Restorer:
         store = self.open(partition)
         restorer = Consumer(restore_consumer_config(self._bootstrap, f"{self._group_id}-restore"))
         try:
-            low, high = restorer.get_watermark_offsets(
-                TopicPartition(self._changelog, partition), timeout=10
-            )
+            low, high = _watermarks(restorer, TopicPartition(self._changelog, partition))
             start = OFFSET_BEGINNING
             applied: dict[str, int] = {}
             local = store.checkpoint
@@ -180,6 +178,31 @@ class Standbys:
         if caught_up:
             self._turn += 1
             self._metrics.standby_caught_up.inc(str(partition))
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, seconds: float = 60.0) -> tuple[int, int]:
+    """A partition's (low, high) offsets, asked again while the broker cannot tell yet: a
+    topic created a moment ago is unknown to a broker's metadata, or has no leader, until the
+    controller's change reaches it (Apache Kafka; the embedded broker answers at once)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            error = exc.args[0]
+            transient = error.retriable() or error.code() in _NOT_READY
+            if not transient or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+_NOT_READY = {
+    KafkaError._UNKNOWN_PARTITION,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+}
 
 
 def _outlived_tombstones(local: dict[str, Any]) -> bool:

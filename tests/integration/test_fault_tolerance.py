@@ -244,8 +244,8 @@ def test_sigkilled_worker_matches_an_undisturbed_group(settings: Settings, tmp_p
             time.sleep(0.7)
         wait_for(victim.partitions, 60, "the restarted worker rejoined")
         stories = sum(e["type"] == "story_posted" for c in chunks for e in c)
-        disturbed, undisturbed = wait_equal(
-            broker, (a_prefix, b_prefix), tag, COMPACTED, stories, 60
+        disturbed, undisturbed = wait_equal(  # both groups first read what the broker holds
+            broker, (a_prefix, b_prefix), tag, COMPACTED, stories, 120
         )
         assert_same(disturbed, undisturbed)
         counts = latest(broker, a_prefix + "story-view-counts")
@@ -284,7 +284,7 @@ def test_transactional_worker_matches_an_at_least_once_one(
             time.sleep(0.7)
         wait_for(transactional.partitions, 60, "the restarted transactional worker rejoined")
         stories = sum(e["type"] == "story_posted" for c in chunks for e in c)
-        left, right = wait_equal(broker, (a_prefix, b_prefix), tag, COMPACTED, stories, 60)
+        left, right = wait_equal(broker, (a_prefix, b_prefix), tag, COMPACTED, stories, 120)
         assert_same(left, right)
         counts = latest(broker, a_prefix + "story-view-counts")
         totals = {k: v["total_views"] for k, v in counts.items() if tag in k}

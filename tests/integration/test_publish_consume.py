@@ -469,7 +469,7 @@ def test_consume_without_from_beginning_prints_only_new_records(
 
     old = run("publish", str(reactions(range(60), "old")), broker=settings.bootstrap())
     assert old.returncode == 0, old.stderr  # batches of many records per partition
-    idle = str(SETTLE_SECONDS + 3)  # outlasts the wait below
+    idle = str(SETTLE_SECONDS + 7)  # outlasts a round below
     consumer = subprocess.Popen(
         [sys.executable, "-m", "streams.cli", "consume", "story-reacted", "--until-idle", idle],
         env={**os.environ, "STORYSTREAM_BROKER": settings.bootstrap()},
@@ -477,13 +477,27 @@ def test_consume_without_from_beginning_prints_only_new_records(
         stderr=subprocess.PIPE,
         text=True,
     )
+    # New records come in rounds, from before the read has surely begun (a loaded machine
+    # starts the command slowly) until well after: it prints those that came after it began.
+    rounds: list[list[str]] = []
     try:
-        time.sleep(SETTLE_SECONDS + 1)  # started, and past what was there
-        new = run("publish", str(reactions(range(100, 102), "new")), broker=settings.bootstrap())
-        assert new.returncode == 0, new.stderr
-        out, err = consumer.communicate(timeout=30)
+        time.sleep(SETTLE_SECONDS + 1)
+        for number in range(6):
+            users = range(100 + 2 * number, 102 + 2 * number)
+            path = reactions(users, f"new{number}")
+            new = run("publish", str(path), broker=settings.bootstrap())
+            assert new.returncode == 0, new.stderr
+            rounds.append([f"u{i}-{tag}" for i in users])
+            time.sleep(1)
+        out, err = consumer.communicate(timeout=60)
     finally:
         consumer.kill()
     assert consumer.returncode == 0, err
-    users = [json.loads(line)["value"]["user_id"] for line in out.splitlines()]
-    assert sorted(users) == [f"u100-{tag}", f"u101-{tag}"]
+    printed = [json.loads(line)["value"]["user_id"] for line in out.splitlines()]
+    assert len(printed) == len(set(printed)), printed
+    first = next((n for n, users in enumerate(rounds) if set(users) & set(printed)), None)
+    assert first is not None and first < len(rounds) - 1, f"the read began too late: {printed}"
+    # Nothing already there (the old batch, earlier rounds); everything after the round that
+    # was arriving as the read began.
+    later = [user for users in rounds[first + 1 :] for user in users]
+    assert set(printed) - set(rounds[first]) == set(later), (printed, rounds)
