@@ -26,12 +26,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from streams.admin import create_topics
-from streams.registry import make_registry
 
 from bench.harness import WorkerProcess, broker, brokers_argument
 from bench.views_baselines import ceiling
-from streams.codecs import AvroCodec
+from streams.codecs.avro import AvroCodec
+from streams.codecs.registry import make_registry
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
 PARTITIONS = 4
@@ -82,7 +82,7 @@ def publish(bootstrap: str, path: Path, env: dict[str, str]) -> float:
     """`storystream publish PATH`; its wall time."""
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "streams.cli", "publish", str(path)],
+        [sys.executable, "-m", "streams.cli.main", "publish", str(path)],
         env={**os.environ, **env, "STORYSTREAM_BROKER": bootstrap},
         capture_output=True,
         text=True,

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from streams.registry import make_registry
 
-from streams.codecs import AvroCodec
+from streams.codecs.avro import AvroCodec
+from streams.codecs.registry import make_registry
 from streams.topics import lookup
 
 Event = dict[str, Any]

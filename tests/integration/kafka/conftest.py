@@ -4,10 +4,10 @@ missing, where Java 17+ or Maven is not installed)."""
 from __future__ import annotations
 
 import pytest
-from streams.admin import create_topics
 
 from infra.kafka import KafkaCluster, KafkaUnavailable
 from infra.kafka.jars import java_binary, kafka_classpath
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient, ConfigResource
-from streams.admin import create_topics
 
 from infra.kafka import KafkaCluster
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 from tests.integration.kafka.checks import Expected, histories, wait_outcome
 from tests.integration.test_fault_tolerance import _env, scenario

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
-from streams.admin import create_topics
-from streams.internal_topics import changelog_topic, create_internal_topics
-from streams.partitioning import partition_for
 
+from streams.kafka.admin import create_topics
+from streams.kafka.partitioning import partition_for
 from streams.settings import Settings
 from tests.integration.kafka.checks import histories
 from tests.integration.workers import SECRET, Worker, publish, wait_for
@@ -84,9 +83,8 @@ def test_an_expired_story_leaves_no_record_once_compacted(
     tag = uuid.uuid4().hex[:6]
     prefix = f"c-{tag}-"
     app = kafka_settings.model_copy(update={"app_id": f"compact-{tag}", "output_prefix": prefix})
-    create_topics(app)
-    create_internal_topics(app)
-    topics = [prefix + name for name in ERASED] + [changelog_topic(app)]
+    create_topics(app)  # the contract's, the workers' own and the prefixed outputs
+    topics = [prefix + name for name in ERASED] + [f"{app.app_id}-changelog"]
     admin = AdminClient({"bootstrap.servers": broker})
     resources = [
         ConfigResource(

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from streams.auth import issue_token
 
 from infra.process import free_port
+from streams.api.auth import issue_token
 from streams.settings import Settings
 from tests.integration.cli import run
 

@@ -11,9 +11,9 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from streams.admin import create_topics
 
 from infra.kafka import KafkaCluster
+from streams.kafka.admin import create_topics
 from streams.settings import Settings
 from tests.integration.kafka.checks import Expected, duplicates, histories, latest, wait_outcome
 from tests.integration.test_fault_tolerance import COMPACTED, _env, scenario
