@@ -30,14 +30,18 @@ _DURATION_SLACK_MS = 500  # container durations are approximate; frames past thi
 class VideoOptions:
     """How videos are encoded.
 
-    `preset` and `crf` are x264's speed preset and constant quality; a rendition's `max_kbps`
-    (from the plan) caps its bitrate on top. `threads` is x264's frame threads per encoder
-    (0: x264 picks from the cores). AAC stereo sources up to `copy_audio_max_bitrate` keep
-    their audio as it is; other audio is encoded once at `audio_bitrate` for every rendition.
+    `preset` and `crf` are x264's speed preset and constant quality, `x264_params` its options
+    on top of the preset (`key=value:...`); a rendition's `max_kbps` (from the plan) caps its
+    bitrate. `threads` is x264's frame threads per encoder (0: x264 picks from the cores).
+    AAC mono or stereo sources up to `copy_audio_max_bitrate` keep their audio as it is; other
+    audio is encoded once at `audio_bitrate` for every rendition.
     """
 
     preset: str = "veryfast"
     crf: int = 23
+    # Sub-pixel refinement 1 and no 4x4/8x8 intra blocks in P/B frames: the two costliest
+    # searches of veryfast, whose gain the benchmark measures as small (bench/transcode.py).
+    x264_params: str = "subme=1:partitions=none"
     audio_bitrate: int = AUDIO_BITRATE
     threads: int = 0
     copy_audio_max_bitrate: int = 2 * AUDIO_BITRATE
@@ -178,6 +182,8 @@ class _Output:
 
 def _x264(spec: RenditionSpec, options: VideoOptions) -> dict[str, str]:
     x264 = {"preset": options.preset, "crf": str(options.crf)}
+    if options.x264_params:
+        x264["x264-params"] = options.x264_params
     if spec.max_kbps:  # capped constant quality: at most max_kbps over any two seconds
         x264["maxrate"] = f"{spec.max_kbps}k"
         x264["bufsize"] = f"{2 * spec.max_kbps}k"
