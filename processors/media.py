@@ -12,7 +12,10 @@ JPEG = "image/jpeg"
 MP4 = "video/mp4"
 
 IMAGE_WIDTHS = (1080, 720, 480)
-VIDEO_SHORT_SIDES = (1080, 720, 480)
+# Video tiers: the short side, and the most a rendition of that size may average over any two
+# seconds (kbit/s): what a phone on a mobile network can stream without stalling.
+VIDEO_TIERS = ((1080, 4500), (720, 2500), (480, 1200))
+VIDEO_SHORT_SIDES = tuple(side for side, _ in VIDEO_TIERS)
 THUMBNAIL_SIDE = 150
 POSTER_AT_MS = 500  # a frame from the first second, past a possible fade-in from black
 
@@ -47,6 +50,7 @@ class RenditionSpec:
 
     `crop` means center-crop to exactly width x height (the thumbnail); otherwise the source is
     scaled to width x height, which keeps its aspect ratio. `at_ms` is the poster's frame time.
+    `max_kbps` caps a video's bitrate (kbit/s over any two seconds).
     """
 
     name: str
@@ -57,6 +61,7 @@ class RenditionSpec:
     ext: str
     crop: bool = False
     at_ms: int | None = None
+    max_kbps: int | None = None
 
 
 def sniff_content_type(head: bytes) -> str | None:
@@ -165,6 +170,13 @@ def _even_floor(value: int) -> int:
     return max(2, value - value % 2)
 
 
+def video_max_kbps(short_side: int) -> int:
+    """The bitrate cap of a video whose short side is `short_side`: the smallest tier that holds
+    it (a 1000 px rendition streams at most what a 1080p one does; a 240p one what a 480p does)."""
+    fitting = [cap for side, cap in VIDEO_TIERS if side >= short_side]
+    return min(fitting) if fitting else max(cap for _, cap in VIDEO_TIERS)
+
+
 def _video_plan(width: int, height: int, duration_ms: int) -> list[RenditionSpec]:
     specs: list[RenditionSpec] = []
     seen: set[tuple[int, int]] = set()
@@ -174,7 +186,8 @@ def _video_plan(width: int, height: int, duration_ms: int) -> list[RenditionSpec
             continue
         seen.add(size)
         name = f"{min(size)}p"  # a 720x1280 source's largest is 720p, not the 1080 tier's name
-        specs.append(RenditionSpec(name, "video", size[0], size[1], MP4, "mp4"))
+        cap = video_max_kbps(min(size))
+        specs.append(RenditionSpec(name, "video", size[0], size[1], MP4, "mp4", max_kbps=cap))
     largest = specs[0]
     at_ms = min(POSTER_AT_MS, duration_ms // 2)
     specs.append(
@@ -189,8 +202,9 @@ def plan_renditions(
     """The renditions to produce for a source of that kind and (display-oriented) size.
 
     Images: JPEG 1080, 720 and 480 px wide and a 150x150 center-cropped thumbnail. Videos:
-    H.264/AAC MP4 with the short side at 1080, 720 and 480 (portrait stays portrait) and a
-    JPEG poster. Never upscaled: tiers above the source's size collapse into one at its size.
+    H.264/AAC MP4 with the short side at 1080, 720 and 480 (portrait stays portrait), each with
+    its tier's bitrate cap, and a JPEG poster. Never upscaled: tiers above the source's size
+    collapse into one at its size.
     Each is named by its real size (an image by its width, a video by its short side), never
     by a tier it does not reach.
     """

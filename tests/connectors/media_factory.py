@@ -79,19 +79,22 @@ def make_video(
         ramp = np.linspace(0, 160, width, dtype=np.float32)[None, :, None]
         for shift in range(8):
             noise = rng.normal(0, 12, (height, width, 3)).astype(np.float32)
-            frame = base.astype(np.float32) + np.roll(ramp, shift * width // 8, axis=1) + noise
-            textures.append(np.clip(frame, 0, 255).astype(np.uint8))
+            noisy = base.astype(np.float32) + np.roll(ramp, shift * width // 8, axis=1) + noise
+            textures.append(np.clip(noisy, 0, 255).astype(np.uint8))
     with av.open(str(path), "w", format=container) as out:
         codec = "libvpx-vp9" if container == "webm" else "libx264"
         opts = {"preset": preset, "crf": "30"} if codec == "libx264" else {"deadline": "realtime"}
         vstream = out.add_stream(codec, rate=fps, options=opts)
+        assert isinstance(vstream, av.VideoStream)
         vstream.width, vstream.height, vstream.pix_fmt = width, height, "yuv420p"
         if rotation:
             vstream.set_display_rotation(rotation)
-        astream = None
+        astream: av.AudioStream | None = None
         if audio:
             acodec = "libopus" if container == "webm" else "aac"
-            astream = out.add_stream(acodec, rate=48_000)
+            added = out.add_stream(acodec, rate=48_000)
+            assert isinstance(added, av.AudioStream)
+            astream = added
             astream.layout = "stereo"
         bar = max(1, width // 16)
         samples_per_frame = 48_000 // fps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,12 +10,20 @@ import av
 import pytest
 from PIL import Image
 
+from bench.transcode_baseline import transcode_video_baseline
 from connectors.media_jobs import apply_objects_change, process_upload
 from connectors.object_store import InMemoryObjectStore, ObjectStore
-from connectors.transcoder import TranscodeError, Transcoder, probe, transcode_media
+from connectors.transcoder import (
+    TranscodeError,
+    Transcoder,
+    VideoOptions,
+    probe,
+    transcode,
+    transcode_media,
+)
 from connectors.upload import UploadError, upload_original
 from infra.s3 import EmbeddedS3
-from processors.media import PUBLIC_PREFIXES, MediaLimits
+from processors.media import PUBLIC_PREFIXES, MediaLimits, plan_renditions
 from processors.messages import MediaObjectsChanged
 from schemas.events import MediaUploaded
 from tests.connectors.conftest import s3_store
@@ -41,6 +50,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "sideways": make_video(d / "sideways.mp4", 320, 240, seconds=1, rotation=-90),
         "webm": make_video(d / "clip.webm", 320, 240, seconds=1, container="webm"),
         "long": make_video(d / "long.mp4", 64, 48, seconds=61, fps=2, audio=False),
+        "noisy": make_video(d / "noisy.mp4", 320, 240, seconds=4, fps=10, texture=True),
         "empty": d / "empty.mp4",
         "random": d / "random.bin",
         "text": d / "text.jpg",
@@ -170,6 +180,103 @@ class TestVideos:
         assert probe(media["webm"]).content_type == "video/webm"
         result = transcode_media(media["webm"], tmp_path)
         assert streams_of(result.renditions[0].path)["codecs"] == ["aac", "h264"]
+
+
+def packets(path: Path) -> dict[str, list[tuple[int | None, bytes]]]:
+    """Every packet's timestamp and bytes, per stream type, in file order."""
+    found: dict[str, list[tuple[int | None, bytes]]] = {"video": [], "audio": []}
+    with av.open(str(path)) as container:
+        for packet in container.demux():
+            if packet.size and packet.stream.type in found:
+                found[packet.stream.type].append((packet.pts, bytes(packet)))
+    return found
+
+
+def video_facts(path: Path) -> dict[str, object]:
+    """Codecs, size, frame count and duration (s) of a video file."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return {
+            "codecs": sorted(s.codec_context.name for s in container.streams),
+            "size": (stream.codec_context.width, stream.codec_context.height),
+            "frames": frames,
+            "duration_s": round((container.duration or 0) / 1e6, 1),
+        }
+
+
+class TestDecodeOnce:
+    """Every rendition from one decode: the plan's sizes, H.264/AAC, the source's length."""
+
+    @pytest.mark.parametrize("name", ["portrait", "phone", "sideways", "webm", "silent"])
+    def test_renditions_are_planned_sizes_h264_aac_of_the_source_length(
+        self, media: dict[str, Path], tmp_path: Path, name: str
+    ) -> None:
+        info = probe(media[name])
+        planned = plan_renditions(info.kind, info.width, info.height, info.duration_ms)
+        result = transcode_media(media[name], tmp_path)
+        assert [(r.spec, r.width, r.height) for r in result.renditions] == [
+            (s, s.width, s.height) for s in planned
+        ]
+        with av.open(str(media[name])) as source:
+            source_frames = sum(1 for _ in source.decode(source.streams.video[0]))
+        codecs = ["aac", "h264"] if info.has_audio else ["h264"]
+        for rendition in result.renditions[:-1]:
+            facts = video_facts(rendition.path)
+            assert facts["codecs"] == codecs
+            assert facts["size"] == (rendition.width, rendition.height)
+            assert facts["frames"] == source_frames
+            assert facts["duration_s"] == round((info.duration_ms or 0) / 1000, 1)
+
+    @pytest.mark.parametrize("name", ["portrait", "sideways", "webm", "silent"])
+    def test_same_renditions_as_the_previous_pipeline(
+        self, media: dict[str, Path], tmp_path: Path, name: str
+    ) -> None:
+        now = transcode_media(media[name], tmp_path / "now")
+        before = transcode_video_baseline(media[name], tmp_path / "before")
+        assert sizes(now) == sizes(before)
+        for ours, theirs in zip(now.renditions[:-1], before.renditions[:-1], strict=True):
+            assert video_facts(ours.path) == video_facts(theirs.path)
+            assert [pts for pts, _ in packets(ours.path)["video"]] == [
+                pts for pts, _ in packets(theirs.path)["video"]
+            ]
+
+    def test_aac_audio_is_copied_into_every_rendition(
+        self, media: dict[str, Path], tmp_path: Path
+    ) -> None:
+        source_audio = packets(media["portrait"])["audio"]
+        result = transcode_media(media["portrait"], tmp_path)
+        assert len(result.renditions) == 4
+        for rendition in result.renditions[:-1]:
+            assert packets(rendition.path)["audio"] == source_audio
+
+    def test_other_audio_becomes_the_same_aac_in_every_rendition(
+        self, media: dict[str, Path], tmp_path: Path
+    ) -> None:
+        spec = plan_renditions("video", 320, 240, 1000)[0]
+        small = replace(spec, name="120p", width=160, height=120)
+        result = transcode(media["webm"], [spec, small], tmp_path)
+        audio = [packets(r.path)["audio"] for r in result.renditions]
+        assert audio[0] and audio[0] == audio[1]  # Opus in, the same AAC packets out
+        with av.open(str(result.renditions[1].path)) as small_file:
+            assert small_file.streams.audio[0].codec_context.name == "aac"
+
+    def test_bitrate_cap_of_the_plan_is_applied(
+        self, media: dict[str, Path], tmp_path: Path
+    ) -> None:
+        spec = plan_renditions("video", 320, 240, 4000)[0]
+        options = VideoOptions(crf=12)  # a quality the noise makes expensive
+        free = transcode(media["noisy"], [replace(spec, max_kbps=None)], tmp_path / "free",
+                         options=options)  # fmt: skip
+        capped = transcode(media["noisy"], [replace(spec, max_kbps=200)], tmp_path / "capped",
+                           options=options)  # fmt: skip
+
+        def video_kbps(path: Path) -> float:
+            return sum(len(data) for _, data in packets(path)["video"]) * 8 / 4 / 1000
+
+        assert video_kbps(free.renditions[0].path) > 600
+        # VBV: at most the cap over any 2 s, plus the buffer's initial fill once over 4 s.
+        assert video_kbps(capped.renditions[0].path) <= 200 * (1 + 0.9 * 2 / 4)
 
 
 class TestBadMedia:

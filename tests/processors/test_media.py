@@ -125,6 +125,15 @@ def test_video_renditions_are_named_by_their_short_side() -> None:
     assert [s.name for s in plan_renditions("video", 1280, 720, 1000)] == ["720p", "480p", "poster"]
 
 
+def test_video_bitrate_caps_follow_the_real_size() -> None:
+    caps = {s.name: s.max_kbps for s in plan_renditions("video", 1080, 1920, 1000)}
+    assert caps == {"1080p": 4500, "720p": 2500, "480p": 1200, "poster": None}
+    # Between tiers a rendition streams what the next tier up does; below 480p, what 480p does.
+    assert plan_renditions("video", 600, 1000, 1000)[0].max_kbps == 2500
+    assert plan_renditions("video", 320, 240, 1000)[0].max_kbps == 1200
+    assert all(s.max_kbps is None for s in plan_renditions("image", 4000, 3000))
+
+
 def test_empty_source_has_no_plan() -> None:
     with pytest.raises(ValueError):
         plan_renditions("image", 0, 100)
