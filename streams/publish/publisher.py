@@ -30,7 +30,7 @@ from streams.codecs.registry import make_registry
 from streams.kafka.clients import producer_config
 from streams.publish.flat import FlatLane
 from streams.publish.lane import PublishLane
-from streams.publish.pool import OrderedPool
+from streams.publish.pool import OrderedPool, forks_directly
 from streams.topics import route
 
 CHUNK_LINES = 2000
@@ -338,9 +338,10 @@ def publish_stream(
         # Built once before the fork, not in every worker (~0.1 s of CPU each). A remote
         # registry's HTTP client must not cross a fork: then each worker builds its own.
         _lanes(registry_url, story_ttl)
-    if _sliceable(stream):
+    if _sliceable(stream) and (processes == 1 or forks_directly()):
         # A worker takes its next slice while its last result waits to be read (a slice
-        # always fits the task pipe; a block of bytes might not).
+        # always fits the task pipe; a block of bytes might not). Workers started from a fork
+        # server do not share the file's descriptor: they are sent its bytes.
         slices = file_blocks(stream.fileno(), block_bytes)
         return _publish(slices, work, bootstrap, processes, progress, False, ahead=2)
     return _publish(blocks(stream, block_bytes), work, bootstrap, processes, progress, False)

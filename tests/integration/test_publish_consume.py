@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -411,6 +412,31 @@ def test_delivery_failures_are_reported_not_dropped() -> None:
     assert publisher.flush(10) == 0
     assert len(publisher.failed) == 3
     assert "key=b'k1'" in publisher.failed[0]
+
+
+def test_publish_in_a_process_with_threads_reads_its_file_through_a_fork_server(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # With another thread running, the pool's workers start from a fork server, which does not
+    # share the input file's descriptor: they must get the blocks' bytes instead of slices.
+    tag = uuid.uuid4().hex[:8]
+    path = tmp_path / "views.jsonl"
+    lines = [
+        {"type": "story_viewed", "story_id": f"fs-{tag}-{i % 7}", "viewer_id": f"u{i}",
+         "viewed_at": "2026-11-22T10:00:00Z"}
+        for i in range(3000)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with path.open("rb") as stream:
+            summary = publish_stream(stream, settings.bootstrap(), processes=2, block_bytes=8192)
+    finally:
+        stop.set()
+        other.join()
+    assert (summary.published, summary.invalid, summary.failed) == (3000, [], [])
 
 
 def test_publish_called_in_process_returns_its_exit_code(
