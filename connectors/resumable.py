@@ -114,7 +114,7 @@ class Uploads:
             raise UploadRefused("size", reason, kind)
         if content_type not in IMAGE_TYPES | VIDEO_TYPES:
             supported = ", ".join(sorted(IMAGE_TYPES | VIDEO_TYPES))
-            raise UploadRefused("content_type", f"must be one of {supported}", "unsupported")
+            raise UploadRefused("content_type", f"must be one of {supported}", "invalid")
         upload_id = uuid.uuid4().hex
         part_bytes = max(self.part_bytes, -(-size // MAX_PARTS))
         multipart_id = self.store.start_multipart(original_key(upload_id), content_type)

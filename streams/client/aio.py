@@ -96,6 +96,10 @@ class AsyncEventClient(EventCalls[Awaitable[Delivered]]):
         """Deliver what is queued (blocking, up to `timeout`), then stop; how many were left."""
         return self.producer.close(timeout)
 
+    def stop(self) -> None:
+        """`close` (a worker's companion stops so)."""
+        self.close()
+
     def publish(self, event: Event) -> Awaitable[Delivered]:
         """Queue one event and wait for its delivery."""
         return self._one(self.encoder.encode(event))
