@@ -7,22 +7,13 @@ bodies are the write side's fields. `/internal/` routes are included and marked
 
 from __future__ import annotations
 
-import copy
-from typing import Any
-
 import orjson
 from faust.web import Request
 
-from processors.media import IMAGE_TYPES, VIDEO_TYPES
-from schemas.records import ReactionCounts, StoryState, Tray
-from schemas.types import IDENTIFIER_PATTERN, NAMED_REACTIONS
 from streams.api.http import Endpoint, Raw, Route
+from streams.api.openapi_schemas import ID, Schema, components, json_content, ref
 from streams.api.writes import MAX_BATCH_VIEWS
 
-Schema = dict[str, Any]
-_REF = "#/components/schemas/{model}"
-_ID: Schema = {"type": "string", "pattern": IDENTIFIER_PATTERN}
-_TIME: Schema = {"type": "string", "format": "date-time"}
 _ERRORS = {
     400: "invalid: the reason names the field or parameter",
     401: "no token, or not a user's valid token",
@@ -36,27 +27,10 @@ _ERRORS = {
 }
 
 
-def _ref(name: str) -> Schema:
-    return {"$ref": _REF.format(model=name)}
-
-
-def _obj(properties: dict[str, Schema], required: tuple[str, ...] = ()) -> Schema:
-    return {
-        "type": "object",
-        "properties": properties,
-        "required": list(required),
-        "additionalProperties": False,
-    }
-
-
-def _json(schema: Schema) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
-
-
 def _answer(description: str, schema: Schema | None, headers: tuple[str, ...] = ()) -> Schema:
     answer: Schema = {"description": description}
     if schema is not None:
-        answer["content"] = _json(schema)
+        answer["content"] = json_content(schema)
     if headers:
         answer["headers"] = {name: {"schema": {"type": "string"}} for name in headers}
     return answer
@@ -77,14 +51,15 @@ def _operation(
 ) -> Schema:
     status, description, schema = ok
     responses = {str(status): _answer(description, schema, ok_headers)}
-    for code in sorted({*errors, *((401,) if secured else ())}):
+    implied = {*((401,) if secured else ()), *((400,) if params or keyed else ())}
+    for code in sorted({*errors, *implied}):
         retry = ("Retry-After",) if code in (429, 503) else ()
         offset = ("Upload-Offset",) if code == 409 else ()
         responses[str(code)] = _answer(
-            _ERRORS[code], _ref("Error") if bodies else None, retry + offset
+            _ERRORS[code], ref("Error") if bodies else None, retry + offset
         )
     operation: Schema = {"summary": summary, "responses": responses}
-    parameters = [{"name": name, "in": "path", "required": True, "schema": _ID} for name in params]
+    parameters = [{"name": name, "in": "path", "required": True, "schema": ID} for name in params]
     if keyed:
         parameters.append(
             {
@@ -92,13 +67,13 @@ def _operation(
                 "in": "header",
                 "required": False,
                 "description": "becomes the event id: a retried request changes nothing",
-                "schema": _ID,
+                "schema": ID,
             }
         )
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
-        operation["requestBody"] = {"required": body_required, "content": _json(body)}
+        operation["requestBody"] = {"required": body_required, "content": json_content(body)}
     if not secured:
         operation["security"] = []
     return operation
@@ -115,7 +90,7 @@ def _write(
 ) -> Schema:
     """An operation that emits events: 202 with their ids."""
     errors = (400, 403, 413, 429, 503) + ((404,) if author else ())
-    answer = _ref("AcceptedBatch" if batch else "Accepted")
+    answer = ref("AcceptedBatch" if batch else "Accepted")
     return _operation(
         summary,
         (202, "the broker has the event(s)", answer),
@@ -141,122 +116,9 @@ def _read(
         operation["description"] = "Between workers only: a user's token is refused (401)."
         if "author_id" in params:
             operation["parameters"].append(
-                {"name": "viewer", "in": "query", "required": True, "schema": _ID}
+                {"name": "viewer", "in": "query", "required": True, "schema": ID}
             )
     return operation
-
-
-def _models() -> dict[str, Schema]:
-    schemas: dict[str, Schema] = {}
-    for model in (StoryState, Tray, ReactionCounts):
-        schema = model.model_json_schema(mode="serialization", ref_template=_REF)
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-    view = copy.deepcopy(schemas["StoryState"])  # its author sees a failed story with a reason
-    view["title"] = "StoryView"
-    view["properties"]["status"]["enum"] = [*view["properties"]["status"]["enum"], "failed"]
-    view["properties"]["error"] = {"type": "string"}
-    schemas["StoryView"] = view
-    return schemas
-
-
-def _components() -> dict[str, Schema]:
-    counts = {"type": "integer", "minimum": 0}
-    media = sorted(IMAGE_TYPES | VIDEO_TYPES)
-    reaction = {
-        "type": "string",
-        "minLength": 1,
-        "description": "an emoji, or one of " + ", ".join(sorted(NAMED_REACTIONS)),
-    }
-    view = _obj(
-        {
-            "story_id": _ID,
-            "viewer_id": {**_ID, "description": "the caller, if given"},
-            "viewed_at": _TIME,
-            "event_id": _ID,
-        },
-        ("story_id",),
-    )
-    return _models() | {
-        "Error": _obj({"error": {"type": "string"}}, ("error",)),
-        "Views": _obj(
-            {"story_id": _ID, "unique_viewers": counts, "total_views": counts},
-            ("story_id", "unique_viewers", "total_views"),
-        ),
-        "Viewers": _obj(
-            {
-                "viewers": {
-                    "type": "array",
-                    "items": _obj(
-                        {"viewer_id": _ID, "first_viewed_at": _TIME},
-                        ("viewer_id", "first_viewed_at"),
-                    ),
-                },
-                "next_cursor": {"type": ["string", "null"]},
-            },
-            ("viewers", "next_cursor"),
-        ),
-        "Stories": _obj({"stories": {"type": "array", "items": _ref("StoryState")}}, ("stories",)),
-        "Health": _obj(
-            {
-                "status": {"const": "ok"},
-                "partitions": {"type": "array", "items": {"type": "integer"}},
-            },
-            ("status", "partitions"),
-        ),
-        "Accepted": _obj({"event_id": _ID}, ("event_id",)),
-        "AcceptedBatch": _obj({"event_ids": {"type": "array", "items": _ID}}, ("event_ids",)),
-        "StoryAccepted": _obj(
-            {
-                "event_id": _ID,
-                "event_ids": {"type": "array", "items": _ID},
-                "story_id": _ID,
-                "media_id": _ID,
-            },
-            ("event_id", "event_ids", "story_id", "media_id"),
-        ),
-        "Upload": _obj(
-            {
-                "upload_id": _ID,
-                "size": counts,
-                "offset": counts,
-                "complete": {"type": "boolean"},
-                "content_type": {"type": "string"},
-            },
-            ("upload_id", "size", "offset", "complete", "content_type"),
-        ),
-        "NewUpload": _obj(
-            {"size": {"type": "integer", "minimum": 1}, "content_type": {"enum": media}},
-            ("size", "content_type"),
-        ),
-        "NewStory": _obj(
-            {
-                "upload_id": _ID,
-                "author_id": _ID,
-                "audience": {"enum": ["followers", "close_friends", "public"]},
-                "mentions": {"type": "array", "items": _ID},
-                "hashtags": {
-                    "type": "array",
-                    "items": {"type": "string", "minLength": 1, "maxLength": 100},
-                },
-                "location": {"type": "string", "maxLength": 200},
-            },
-            ("upload_id",),
-        ),
-        "View": _obj({"viewer_id": _ID, "viewed_at": _TIME}),
-        "ViewsBatch": _obj(
-            {"views": {"type": "array", "items": view, "minItems": 1, "maxItems": MAX_BATCH_VIEWS}},
-            ("views",),
-        ),
-        "Reaction": _obj(
-            {"reaction": reaction, "user_id": _ID, "text": {"type": "string", "maxLength": 1000}},
-            ("reaction",),
-        ),
-        "Highlight": _obj(
-            {"highlight_id": _ID, "author_id": _ID, "title": {"type": "string", "maxLength": 200}},
-            ("highlight_id",),
-        ),
-    }
 
 
 def _paths() -> dict[str, Schema]:
@@ -269,7 +131,7 @@ def _paths() -> dict[str, Schema]:
     }
     put = _operation(
         "send a chunk of an upload",
-        (200, "taken", _ref("Upload")),
+        (200, "taken", ref("Upload")),
         (400, 403, 404, 409, 413, 415, 429),
         params=("upload_id",),
         ok_headers=("Upload-Offset",),
@@ -282,28 +144,28 @@ def _paths() -> dict[str, Schema]:
     follow = ("POST", "DELETE")
     return {
         "/users/{user_id}/tray": {
-            "get": _read("a user's tray (that user only)", user, _ref("Tray"), (403,))
+            "get": _read("a user's tray (that user only)", user, ref("Tray"), (403,))
         },
         "/users/{author_id}/stories": {
-            "get": _read("an author's stories the caller may see", ("author_id",), _ref("Stories"))
+            "get": _read("an author's stories the caller may see", ("author_id",), ref("Stories"))
         },
         "/stories/{story_id}": {
-            "get": _read("a story", story, _ref("StoryView")),
+            "get": _read("a story", story, ref("StoryView")),
             "delete": _write("delete a story (its author)", story, author=True),
         },
         "/stories/{story_id}/views": {
-            "get": _read("a story's view counts", story, _ref("Views")),
-            "post": _write("view a story", story, _ref("View"), required=False),
+            "get": _read("a story's view counts", story, ref("Views")),
+            "post": _write("view a story", story, ref("View"), required=False),
         },
         "/stories/{story_id}/viewers": {
-            "get": _read("a story's viewers (its author)", story, _ref("Viewers"), (403,))
+            "get": _read("a story's viewers (its author)", story, ref("Viewers"), (403,))
         },
         "/stories/{story_id}/reactions": {
-            "get": _read("a story's reaction counts", story, _ref("ReactionCounts")),
-            "post": _write("react to a story", story, _ref("Reaction")),
+            "get": _read("a story's reaction counts", story, ref("ReactionCounts")),
+            "post": _write("react to a story", story, ref("Reaction")),
         },
         "/stories/{story_id}/highlights": {
-            "post": _write("highlight a story (its author)", story, _ref("Highlight"), author=True),
+            "post": _write("highlight a story (its author)", story, ref("Highlight"), author=True),
         },
         "/stories/{story_id}/highlights/{highlight_id}": {
             "delete": _write(
@@ -313,9 +175,9 @@ def _paths() -> dict[str, Schema]:
         "/stories": {
             "post": _operation(
                 "post an upload as a story",
-                (202, "the broker has both events", _ref("StoryAccepted")),
+                (202, "the broker has both events", ref("StoryAccepted")),
                 (400, 403, 404, 409, 413, 429, 503),
-                body=_ref("NewStory"),
+                body=ref("NewStory"),
                 keyed=True,
             )
         },
@@ -323,7 +185,7 @@ def _paths() -> dict[str, Schema]:
             "post": _write(
                 f"views a client collected (up to {MAX_BATCH_VIEWS})",
                 (),
-                _ref("ViewsBatch"),
+                ref("ViewsBatch"),
                 batch=True,
             )
         },
@@ -332,9 +194,9 @@ def _paths() -> dict[str, Schema]:
         "/uploads": {
             "post": _operation(
                 "begin a resumable upload",
-                (201, "begun", _ref("Upload")),
+                (201, "begun", ref("Upload")),
                 (400, 413, 415, 429),
-                body=_ref("NewUpload"),
+                body=ref("NewUpload"),
                 ok_headers=("Location", "Upload-Offset"),
             )
         },
@@ -355,12 +217,12 @@ def _paths() -> dict[str, Schema]:
             )
         },
         "/internal/stories/{story_id}": {
-            "get": _read("a story's state", story, _ref("StoryState"), internal=True)
+            "get": _read("a story's state", story, ref("StoryState"), internal=True)
         },
         "/health": {
             "get": _operation(
                 "200 when the worker is consuming",
-                (200, "consuming", _ref("Health")),
+                (200, "consuming", ref("Health")),
                 (503,),
                 secured=False,
             )
@@ -382,7 +244,10 @@ def _paths() -> dict[str, Schema]:
                 "summary": "this description",
                 "security": [],
                 "responses": {
-                    "200": {"description": "OpenAPI 3.1", "content": _json({"type": "object"})}
+                    "200": {
+                        "description": "OpenAPI 3.1",
+                        "content": json_content({"type": "object"}),
+                    }
                 },
             }
         },
@@ -402,7 +267,7 @@ def openapi() -> Schema:
         "security": [{"bearerAuth": []}],
         "paths": _paths(),
         "components": {
-            "schemas": _components(),
+            "schemas": components(),
             "securitySchemes": {
                 "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                 "workerToken": {
