@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import faust
 import orjson
@@ -82,38 +82,40 @@ async def answer(api: Api, route: Route, request: Request, params: Mapping[str, 
 
 
 def install(app: faust.App, api: Api, endpoints: Sequence[Endpoint]) -> None:
-    """Register the endpoints (and `/metrics`) on the app's web server."""
-    by_path: dict[str, dict[str, Route]] = {}
+    """Register the endpoints (and `/metrics`) on the app's web server: straight on its aiohttp
+    router, without a Faust view's dispatch (its sensors and casts) in every request."""
+    web_app = getattr(app.web, "web_app", None)
+    if not isinstance(web_app, web.Application):
+        raise TypeError(f"the API needs Faust's aiohttp web server, not {type(app.web)}")
     for method, path, route in endpoints:
-        by_path.setdefault(path, {})[method.lower()] = route
-    for path, methods in by_path.items():
-        app.page(path)(_view(api, methods))
+        if method == "GET":  # and HEAD, as every Faust view answers it
+            web_app.router.add_get(path, _handler(api, route))
+        else:
+            web_app.router.add_route(method, path, _handler(api, route))
 
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             return self.text(api.engine.metrics.render(), content_type="text/plain; version=0.0.4")
 
     app.page("/metrics")(Metrics)
-    web_app = getattr(app.web, "web_app", None)
-    if isinstance(web_app, web.Application):
-        web_app.middlewares.append(_json_errors)
+    web_app.middlewares.append(_json_errors)
 
 
-def _view(api: Api, methods: Mapping[str, Route]) -> type[View]:
-    """A view answering each method with its route."""
+def _handler(api: Api, route: Route) -> Callable[[web.Request], Awaitable[web.Response]]:
+    """The aiohttp handler of one route."""
 
-    def handler(route: Route) -> Callable[..., Awaitable[Response]]:
-        async def handle(self: View, request: Request, **params: str) -> Response:
-            result = await answer(api, route, request, params)
-            headers = dict(result.headers) if result.headers else None
-            return self.bytes(
-                result.body, content_type=result.content_type, status=result.status, headers=headers
-            )
+    async def handle(request: web.Request) -> web.Response:
+        params: Mapping[str, str] = request.match_info
+        result = await answer(api, route, cast(Request, request), params)
+        return web.Response(
+            body=result.body,
+            status=result.status,
+            content_type=result.content_type,
+            headers=result.headers,
+        )
 
-        return handle
-
-    name = "_".join(route.handler.__name__ for route in methods.values())
-    return type(name, (View,), {method: handler(route) for method, route in methods.items()})
+    handle.__name__ = route.handler.__name__
+    return handle
 
 
 @web.middleware

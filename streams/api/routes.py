@@ -34,6 +34,7 @@ from streams.api.auth import (
 from streams.api.http import Endpoint, HttpError, Raw, Route
 from streams.api.members import Members
 from streams.api.ratelimit import RateLimiter, retry_after
+from streams.api.token_cache import VerifiedTokens
 from streams.kafka.partitioning import partition_for
 from streams.runtime.engine import Engine
 from streams.runtime.store import PartitionStore
@@ -65,6 +66,8 @@ class Api:
         self._internal_token = ""
         self._internal_renew_at: datetime | None = None
         self.limiter = RateLimiter(settings.api_writes_per_second, settings.api_write_burst)
+        audience = settings.api_audience
+        self._tokens = VerifiedTokens(lambda token: verify_token(token, self._secret, audience))
 
     # -- ownership and forwarding -----------------------------------------------------------
     def local_store(self, key: str) -> PartitionStore | None:
@@ -133,8 +136,7 @@ class Api:
     def authenticate(self, request: Request) -> str:
         """The caller's user id, from a user token (never a worker's); 401 otherwise."""
         try:
-            token = bearer_token(request.headers.get("Authorization"))
-            return verify_token(token, self._secret, self.settings.api_audience)
+            return self._tokens.subject(bearer_token(request.headers.get("Authorization")))
         except TokenError as exc:
             raise HttpError(401, f"invalid token: {exc}") from None
 
