@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -30,39 +30,44 @@ ROOM_CHECK = 0.005  # seconds between looks at a full queue
 
 
 class _Pending:
-    """The delivery reports of some records, settled on the event loop once all are in."""
+    """The delivery reports of some records; once all are in, `done(self)` hands it over to
+    be settled on its event loop."""
 
-    __slots__ = ("_left", "_lock", "error", "future", "last", "loop")
+    __slots__ = ("_done", "_left", "_lock", "error", "future", "last", "loop")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, count: int, done: Callable[[_Pending], None]
+    ) -> None:
         self.loop = loop
         self.future: asyncio.Future[Delivered | None] = loop.create_future()
         self._left = count
+        self._done = done
         self._lock = threading.Lock()  # reports may be served by two threads at once
         self.error: str | None = None
-        self.last: Delivered | None = None
+        self.last: Message | None = None
 
     def __call__(self, err: KafkaError | None, msg: Message) -> None:
         with self._lock:
-            try:
-                self.last = delivered(err, msg)
-            except DeliveryError as exc:
-                self.error = self.error or str(exc)
+            if err is not None and self.error is None:
+                self.error = f"{msg.topic()} key={msg.key()!r}: {err.str()}"
+            self.last = msg
             self._left -= 1
             done = self._left == 0
         if done:
-            try:
-                self.loop.call_soon_threadsafe(self._settle)
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                pass
+            self._done(self)
 
-    def _settle(self) -> None:
+    def settle(self) -> None:
         if self.future.done():  # cancelled by its waiter
             return
         if self.error is not None:
             self.future.set_exception(DeliveryError(self.error))
         else:
-            self.future.set_result(self.last)
+            self.future.set_result(None if self.last is None else delivered(None, self.last))
+
+
+def _settle_all(pending: list[_Pending]) -> None:
+    for one in pending:
+        one.settle()
 
 
 class AsyncEventClient(EventCalls[Awaitable[Delivered]]):
@@ -88,6 +93,29 @@ class AsyncEventClient(EventCalls[Awaitable[Delivered]]):
         self.on_full = on_full
         self.block_timeout = block_timeout
         self.producer = KeyedProducer(bootstrap, on_full="raise", **(producer or {}))
+        # Settled sets of reports, handed to their loops once per poll of the producer: one
+        # wake-up of a loop for all the reports a poll served, not one each.
+        self._settled: list[_Pending] = []
+        self._settled_lock = threading.Lock()
+        self.producer.after_poll = self._hand_over
+
+    def _completed(self, pending: _Pending) -> None:
+        with self._settled_lock:
+            self._settled.append(pending)
+
+    def _hand_over(self) -> None:
+        if not self._settled:
+            return
+        with self._settled_lock:
+            settled, self._settled = self._settled, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Pending]] = {}
+        for pending in settled:
+            by_loop.setdefault(pending.loop, []).append(pending)
+        for loop, pendings in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, pendings)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
 
     def start(self) -> None:
         self.producer.start()
@@ -116,7 +144,7 @@ class AsyncEventClient(EventCalls[Awaitable[Delivered]]):
         if not records:
             return None
         await self._room(len(records))
-        pending = _Pending(asyncio.get_running_loop(), len(records))
+        pending = _Pending(asyncio.get_running_loop(), len(records), self._completed)
         try:
             self.producer.produce_encoded(records, pending)
         except QueueFull:  # the queue's bound on bytes: some were queued, and go on

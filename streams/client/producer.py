@@ -81,6 +81,7 @@ class KeyedProducer:
         self._unpolled = 0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.after_poll: Callable[[], None] | None = None  # called after each poll, flush
 
     POLL_EVERY = 50_000  # records between polls of a bulk load without the thread
 
@@ -99,6 +100,8 @@ class KeyedProducer:
     def _serve(self) -> None:
         while not self._stopping.is_set():
             self._producer.poll(0.05)
+            if self.after_poll is not None:
+                self.after_poll()
 
     def in_queue(self) -> int:
         """Records queued or in flight, not yet reported (and the producer's own events not
@@ -159,7 +162,7 @@ class KeyedProducer:
             raise QueueFull(self.full_message())
         deadline = time.monotonic() + self.block_timeout
         while True:
-            self._producer.poll(0.05)  # serve delivery reports: they make the room
+            self.poll(0.05)  # serve delivery reports: they make the room
             try:
                 self._producer.produce(topic, value, key, -1, on_delivery, None, timestamp)
                 return
@@ -177,11 +180,15 @@ class KeyedProducer:
     def poll(self, timeout: float = 0) -> int:
         """Serve delivery reports for up to `timeout` seconds; how many were served."""
         served: int = self._producer.poll(timeout)
+        if self.after_poll is not None:
+            self.after_poll()
         return served
 
     def flush(self, timeout: float = 300.0) -> int:
         """Wait for every queued record's delivery report; returns how many are still queued."""
         remaining: int = self._producer.flush(timeout)
+        if self.after_poll is not None:
+            self.after_poll()
         return remaining
 
     def close(self, timeout: float = 30.0) -> int:
