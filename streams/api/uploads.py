@@ -28,6 +28,7 @@ from streams.api.writer import (
     Writer,
     accepted,
     actor,
+    check_identifier,
     idempotency_key,
     iso,
     json_body,
@@ -125,9 +126,7 @@ def upload_routes(
     async def post_story(request: Request, caller: str) -> Raw:
         body = await json_body(request, _POST_FIELDS)
         actor(body, "author_id", caller)
-        upload_id = body.get("upload_id")
-        if not isinstance(upload_id, str) or not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", upload_id):
-            raise HttpError(400, "upload_id: an upload's id is required")
+        upload_id = check_identifier(body.get("upload_id"), "upload_id")
         session = await own_session(caller, upload_id)
         if not session.complete:
             raise HttpError(

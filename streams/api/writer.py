@@ -84,7 +84,7 @@ def idempotency_key(request: Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    return check_event_id(key, "Idempotency-Key")
+    return check_identifier(key, "Idempotency-Key")
 
 
 def sub_key(key: str | None, part: str) -> str | None:
@@ -92,8 +92,8 @@ def sub_key(key: str | None, part: str) -> str | None:
     return None if key is None else derive_event_id(f"{key}/{part}".encode())
 
 
-def check_event_id(value: Any, name: str) -> str:
-    """A client's event id (an identifier); 400 naming `name` otherwise."""
+def check_identifier(value: Any, name: str) -> str:
+    """An identifier a client sent (an event id, an upload id); 400 naming `name` otherwise."""
     if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
         raise HttpError(400, f"{name}: must be 1-64 characters of [A-Za-z0-9_-]")
     return value

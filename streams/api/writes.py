@@ -3,6 +3,7 @@ follows and close friends. The actor is always the token's subject."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faust.web import Request
@@ -13,7 +14,7 @@ from streams.api.writer import (
     Writer,
     accepted,
     actor,
-    check_event_id,
+    check_identifier,
     idempotency_key,
     iso,
     json_body,
@@ -22,6 +23,7 @@ from streams.api.writer import (
 )
 
 MAX_BATCH_VIEWS = 500  # views in one `POST /views:batch`
+UserHandler = Callable[[Request, str, str], Awaitable[Raw]]  # (request, caller, user_id)
 
 
 def write_routes(api: Api, writer: Writer) -> list[Endpoint]:
@@ -59,7 +61,7 @@ def write_routes(api: Api, writer: Writer) -> list[Endpoint]:
                     raise HttpError(400, f"{name}{field}: not a field of a view")
             actor(item, "viewer_id", caller)
             own = item.get("event_id")
-            event_id = check_event_id(own, f"{name}event_id") if own is not None else None
+            event_id = check_identifier(own, f"{name}event_id") if own is not None else None
             fields = {"type": "story_viewed", "story_id": item.get("story_id"),
                       "viewer_id": caller, "viewed_at": item.get("viewed_at", now)}  # fmt: skip
             lines.append(line(fields, event_id or sub_key(key, str(i))))
@@ -102,7 +104,7 @@ def write_routes(api: Api, writer: Writer) -> list[Endpoint]:
                   "deleted_at": iso(api.clock())}  # fmt: skip
         return await one(request, fields)
 
-    def follow_change(kind: str) -> Any:
+    def follow_change(kind: str) -> UserHandler:
         async def follow(request: Request, caller: str, user_id: str) -> Raw:
             if user_id == caller:
                 raise HttpError(400, "user_id: a user cannot follow themselves")
@@ -113,7 +115,7 @@ def write_routes(api: Api, writer: Writer) -> list[Endpoint]:
         follow.__name__ = kind
         return follow
 
-    def close_friend_change(kind: str) -> Any:
+    def close_friend_change(kind: str) -> UserHandler:
         async def close_friend(request: Request, caller: str, user_id: str) -> Raw:
             if user_id == caller:
                 raise HttpError(400, "user_id: a user cannot be their own close friend")
@@ -124,7 +126,7 @@ def write_routes(api: Api, writer: Writer) -> list[Endpoint]:
         close_friend.__name__ = kind
         return close_friend
 
-    def write(handler: Any) -> Route:
+    def write(handler: Callable[..., Awaitable[Raw]]) -> Route:
         return Route(handler, limited=True)
 
     return [

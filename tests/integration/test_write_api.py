@@ -59,11 +59,11 @@ def tight(
     settings: Settings, embedded_s3: EmbeddedS3, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
     """A worker with a user's rate of 2 writes, then one per 100 s, and a producer queue of
-    one record."""
+    one record; another app, on the same object store bucket as `worker`."""
     started = launch_worker(
         settings, Path(tmp_path_factory.mktemp("write-api-tight")), app_id=f"wt-{TAG}",
         api_secret=SECRET, api_writes_per_second=0.01, api_write_burst=2, api_producer_queue=1,
-        **s3_env(embedded_s3, f"wt-{TAG}"),
+        **s3_env(embedded_s3, f"wa-{TAG}"),
     )  # fmt: skip
     yield started
     started.stop()
@@ -451,3 +451,22 @@ def test_a_full_producer_queue_is_503_with_retry_after(tight: WorkerProcess) -> 
     assert answer.status == 503 and answer.headers["Retry-After"] == "1", answer.body
     assert "queue is full" in answer.error
     assert call(tight, "POST", "/stories/s1/views", user("ned")).status == 202  # one fits
+
+
+def test_an_upload_begun_on_one_worker_is_resumed_on_another(
+    worker: WorkerProcess, tight: WorkerProcess
+) -> None:
+    olga = user("olga")
+    data = jpeg(300, 200)
+    size = len(data)
+    upload = call(worker, "POST", "/uploads", olga, {"size": size, "content_type": "image/jpeg"})
+    path = f"/uploads/{upload.body['upload_id']}"
+    half = size // 2
+    first = call(worker, "PUT", path, olga, data=data[:half],
+                 headers={"Content-Range": f"bytes 0-{half - 1}/{size}"})  # fmt: skip
+    assert first.body["offset"] == half
+    assert call(tight, "HEAD", path, olga).headers["Upload-Offset"] == str(half)
+    rest = call(tight, "PUT", path, olga, data=data[half:],
+                headers={"Content-Range": f"bytes {half}-{size - 1}/{size}"})  # fmt: skip
+    assert rest.body["complete"] and rest.body["offset"] == size
+    assert call(worker, "HEAD", path, olga).headers["Upload-Offset"] == str(size)
