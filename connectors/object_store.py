@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
@@ -15,8 +19,11 @@ else:
     S3Client = Any
 
 DEFAULT_CONTENT_TYPE = "application/octet-stream"
-_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
+# A conditional write that lost: S3 answers 412, or 409 for a write racing another.
+_CONDITION_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
 _MIB = 1024 * 1024
+MIN_PART_BYTES = 5 * _MIB  # S3's least size of a multipart upload's part, but the last
 
 
 class ObjectStoreError(RuntimeError):
@@ -24,7 +31,11 @@ class ObjectStoreError(RuntimeError):
 
 
 class ObjectNotFound(ObjectStoreError):
-    """The object does not exist."""
+    """The object (or multipart upload) does not exist."""
+
+
+class PreconditionFailed(ObjectStoreError):
+    """A conditional write lost: the object changed (or appeared) since it was read."""
 
 
 @dataclass(frozen=True)
@@ -32,6 +43,15 @@ class ObjectInfo:
     key: str
     size: int
     content_type: str
+
+
+@dataclass(frozen=True)
+class MultipartUpload:
+    """A multipart upload begun and neither completed nor aborted."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
 
 
 class ObjectStore(Protocol):
@@ -50,6 +70,22 @@ class ObjectStore(Protocol):
     def delete_keys(self, keys: list[str]) -> None: ...
     def delete_prefix(self, prefix: str) -> int: ...
     def public_url(self, key: str) -> str: ...
+
+    # Small objects changed in place by many writers: a version (the ETag) read with the
+    # object, and writes that only succeed against it (PreconditionFailed otherwise).
+    def get_versioned(self, key: str) -> tuple[bytes, str]: ...
+    def put_versioned(
+        self, key: str, data: bytes, content_type: str, *, expected: str | None
+    ) -> str: ...
+
+    # Multipart uploads: parts of at least MIN_PART_BYTES but the last, numbered from 1.
+    def start_multipart(self, key: str, content_type: str) -> str: ...
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str: ...
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> None: ...
+    def abort_multipart(self, key: str, upload_id: str) -> None: ...
+    def list_multipart(self, prefix: str) -> list[MultipartUpload]: ...
 
 
 def move_prefix(store: ObjectStore, source: str, target: str) -> list[tuple[str, str]]:
@@ -167,7 +203,10 @@ class S3ObjectStore:
             code = str(error.get("Code", ""))
             message = f"{action} {target} failed: {code} {error.get('Message', '')}".rstrip()
             if code in _MISSING_CODES:
-                return ObjectNotFound(f"{action} {target}: no such object")
+                what = "upload" if code == "NoSuchUpload" else "object"
+                return ObjectNotFound(f"{action} {target}: no such {what}")
+            if code in _CONDITION_CODES:
+                return PreconditionFailed(f"{action} {target}: changed since it was read")
             if code == "NoSuchBucket":
                 return ObjectStoreError(f"{action} {target}: bucket {self.bucket!r} does not exist")
             return ObjectStoreError(message)
@@ -363,6 +402,99 @@ class S3ObjectStore:
             self.delete_keys(keys)
         return len(keys)
 
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and its version tag (ETag)."""
+        client = self.client
+        response = self._call("get", key, client.get_object, Bucket=self.bucket, Key=key)
+        body: bytes = self._call("get", key, response["Body"].read)
+        return body, str(response["ETag"])
+
+    def put_versioned(
+        self, key: str, data: bytes, content_type: str, *, expected: str | None
+    ) -> str:
+        """Write the object if its version is still `expected` (None: if it does not exist);
+        its new version, or PreconditionFailed."""
+        condition = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        response = self._call(
+            "put",
+            key,
+            self.client.put_object,
+            Bucket=self.bucket,
+            Key=key,
+            Body=data,
+            ContentType=content_type,
+            **condition,
+        )
+        return str(response["ETag"])
+
+    def start_multipart(self, key: str, content_type: str) -> str:
+        """Begin a multipart upload to `key`; its upload id."""
+        response = self._call(
+            "start multipart",
+            key,
+            self.client.create_multipart_upload,
+            Bucket=self.bucket,
+            Key=key,
+            ContentType=content_type,
+        )
+        return str(response["UploadId"])
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        """Store part `number` (1-based; again replaces it); the part's ETag."""
+        response = self._call(
+            "upload part",
+            key,
+            self.client.upload_part,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=data,
+        )
+        return str(response["ETag"])
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> None:
+        """Make the object of the parts `(number, etag)`, in order."""
+        self._call(
+            "complete multipart",
+            key,
+            self.client.complete_multipart_upload,
+            Bucket=self.bucket,
+            Key=key,
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": tag} for n, tag in parts]},
+        )
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Drop an upload and its parts; an upload already gone is done."""
+        try:
+            self._call(
+                "abort multipart",
+                key,
+                self.client.abort_multipart_upload,
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+            )
+        except ObjectNotFound:
+            pass
+
+    def list_multipart(self, prefix: str) -> list[MultipartUpload]:
+        """The uploads under `prefix` neither completed nor aborted."""
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        found: list[MultipartUpload] = []
+
+        def collect() -> None:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Uploads", []):
+                    initiated = item["Initiated"]
+                    found.append(MultipartUpload(item["Key"], item["UploadId"], initiated))
+
+        self._call("list multipart", prefix + "*", collect)
+        return sorted(found, key=lambda u: (u.key, u.initiated))
+
     def public_url(self, key: str) -> str:
         if self.public_base_url:
             return f"{self.public_base_url.rstrip('/')}/{quote(key, safe='/-_.~')}"
@@ -384,6 +516,8 @@ class InMemoryObjectStore:
         self.endpoint_url = endpoint_url
         self.region = region
         self._objects: dict[str, tuple[bytes, str]] = {}
+        # upload id -> (key, content type, parts by number, when it began)
+        self._uploads: dict[str, tuple[str, str, dict[int, bytes], datetime]] = {}
         self._exists = create_bucket
         self._lock = threading.Lock()
 
@@ -475,5 +609,82 @@ class InMemoryObjectStore:
         self.delete_keys(keys)
         return len(keys)
 
+    def get_versioned(self, key: str) -> tuple[bytes, str]:
+        with self._lock:
+            data = self._get("get", key)[0]
+        return data, _etag(data)
+
+    def put_versioned(
+        self, key: str, data: bytes, content_type: str, *, expected: str | None
+    ) -> str:
+        with self._lock:
+            self._check_bucket(key)
+            found = self._objects.get(key)
+            current = None if found is None else _etag(found[0])
+            if current != expected:
+                raise PreconditionFailed(f"put s3://{self.bucket}/{key}: changed since it was read")
+            self._objects[key] = (bytes(data), content_type)
+        return _etag(data)
+
+    def start_multipart(self, key: str, content_type: str) -> str:
+        with self._lock:
+            self._check_bucket(key)
+            upload_id = uuid.uuid4().hex
+            self._uploads[upload_id] = (key, content_type, {}, datetime.now(UTC))
+        return upload_id
+
+    def _upload(self, action: str, key: str, upload_id: str) -> dict[int, bytes]:
+        found = self._uploads.get(upload_id)
+        if found is None or found[0] != key:
+            raise ObjectNotFound(f"{action} s3://{self.bucket}/{key}: no such upload")
+        return found[2]
+
+    def upload_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+        if not 1 <= number <= 10_000:
+            raise ObjectStoreError(f"upload part s3://{self.bucket}/{key}: InvalidArgument part")
+        with self._lock:
+            self._upload("upload part", key, upload_id)[number] = bytes(data)
+        return _etag(data)
+
+    def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[tuple[int, str]]
+    ) -> None:
+        target = f"s3://{self.bucket}/{key}"
+        with self._lock:
+            stored = self._upload("complete multipart", key, upload_id)
+            numbers = [number for number, _ in parts]
+            if not parts or numbers != sorted(set(numbers)):
+                raise ObjectStoreError(f"complete multipart {target} failed: InvalidPartOrder")
+            chosen = []
+            for number, tag in parts:
+                data = stored.get(number)
+                if data is None or _etag(data).strip('"') != tag.strip('"'):
+                    raise ObjectStoreError(f"complete multipart {target} failed: InvalidPart")
+                chosen.append(data)
+            if any(len(data) < MIN_PART_BYTES for data in chosen[:-1]):
+                raise ObjectStoreError(f"complete multipart {target} failed: EntityTooSmall")
+            self._objects[key] = (b"".join(chosen), self._uploads.pop(upload_id)[1])
+
+    def abort_multipart(self, key: str, upload_id: str) -> None:
+        with self._lock:
+            found = self._uploads.get(upload_id)
+            if found is not None and found[0] == key:
+                del self._uploads[upload_id]
+
+    def list_multipart(self, prefix: str) -> list[MultipartUpload]:
+        with self._lock:
+            self._check_bucket(prefix)
+            found = [
+                MultipartUpload(key, upload_id, initiated)
+                for upload_id, (key, _, _, initiated) in self._uploads.items()
+                if key.startswith(prefix)
+            ]
+        return sorted(found, key=lambda u: (u.key, u.initiated))
+
     def public_url(self, key: str) -> str:
         return _public_url(self.endpoint_url, self.bucket, self.region, key)
+
+
+def _etag(data: bytes) -> str:
+    """S3's ETag of an object written whole: its MD5, quoted."""
+    return f'"{hashlib.md5(data, usedforsecurity=False).hexdigest()}"'

@@ -109,6 +109,22 @@ class Settings(BaseModel):
         description="the broker `storystream dev` starts when BROKER is unset: tansu (embedded, "
         "in memory) or kafka (Apache Kafka, on disk under DATA_DIR; needs Java 17+ and Maven)",
     )
+    api_writes_per_second: float = Field(
+        20.0, gt=0, description="write requests a user may make a second, on each worker"
+    )
+    api_write_burst: int = Field(
+        40, ge=1, description="write requests a user may make at once, on each worker"
+    )
+    api_producer_queue: int = Field(
+        100_000, ge=1, description="records the API's producer holds for the broker (then 503)"
+    )
+    api_producer_linger_ms: int = Field(5, ge=0, le=1000)
+    upload_expiry: Duration = Field(
+        timedelta(hours=24), description="an upload untouched this long is dropped"
+    )
+    upload_sweep_interval: Duration = timedelta(minutes=10)
+    upload_part_bytes: int = Field(8 * 1024 * 1024, ge=5 * 1024 * 1024)
+    upload_chunk_max_bytes: int = Field(64 * 1024 * 1024, ge=1)
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "at_least_once",
         description="exactly_once wraps each batch in a Kafka transaction (needs a broker "

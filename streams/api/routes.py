@@ -9,16 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import aiohttp
-import faust
-import orjson
-from aiohttp import web
-from faust.web import Request, Response, View
+from faust.web import Request
 from pydantic import TypeAdapter
 
 from processors import authors as author_rules
@@ -35,7 +31,10 @@ from streams.api.auth import (
     verify_internal_token,
     verify_token,
 )
+from streams.api.http import Endpoint, HttpError, Raw, Route
 from streams.api.members import Members
+from streams.api.ratelimit import RateLimiter, retry_after
+from streams.api.token_cache import VerifiedTokens
 from streams.kafka.partitioning import partition_for
 from streams.runtime.engine import Engine
 from streams.runtime.store import PartitionStore
@@ -52,22 +51,6 @@ _IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _LIMIT = re.compile(r"[0-9]{1,4}")
 
 
-@dataclass(frozen=True)
-class Raw:
-    """A ready response body (a forwarded answer, or JSON already serialized)."""
-
-    body: bytes
-    status: int = 200
-    content_type: str = "application/json"
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
 class Api:
     """Request handling against this worker's partitions, with forwarding for the rest."""
 
@@ -82,6 +65,9 @@ class Api:
         self._secret = settings.api_secret.get_secret_value()
         self._internal_token = ""
         self._internal_renew_at: datetime | None = None
+        self.limiter = RateLimiter(settings.api_writes_per_second, settings.api_write_burst)
+        audience = settings.api_audience
+        self._tokens = VerifiedTokens(lambda token: verify_token(token, self._secret, audience))
 
     # -- ownership and forwarding -----------------------------------------------------------
     def local_store(self, key: str) -> PartitionStore | None:
@@ -150,10 +136,20 @@ class Api:
     def authenticate(self, request: Request) -> str:
         """The caller's user id, from a user token (never a worker's); 401 otherwise."""
         try:
-            token = bearer_token(request.headers.get("Authorization"))
-            return verify_token(token, self._secret, self.settings.api_audience)
+            return self._tokens.subject(bearer_token(request.headers.get("Authorization")))
         except TokenError as exc:
             raise HttpError(401, f"invalid token: {exc}") from None
+
+    def limit(self, user: str) -> None:
+        """Count a write request of `user`; 429 with `Retry-After` past their rate."""
+        wait = self.limiter.take(user)
+        if wait:
+            raise HttpError(
+                429,
+                f"too many write requests: at most {self.limiter.rate:g} a second "
+                f"({self.limiter.burst:g} at once) on each worker",
+                {"Retry-After": retry_after(wait)},
+            )
 
     def authenticate_worker(self, request: Request) -> None:
         """Nothing when the caller is another worker (a worker's token); 401 otherwise."""
@@ -163,6 +159,18 @@ class Api:
             raise HttpError(401, f"internal route, not a worker's token: {exc}") from None
 
     # -- reads --------------------------------------------------------------------------------
+    async def story_author(self, request: Request, story_id: str) -> str:
+        """The author of a story readers may see now (its owner asked when elsewhere); 404."""
+        store = self.local_store(story_id)
+        if store is not None:
+            state = story_view(store, story_id, self.clock())
+        else:
+            answer = await self._internal(request, f"/internal/stories/{story_id}")
+            state = None if answer is None else StoryState.model_validate_json(answer)
+        if state is None:
+            raise HttpError(404, f"story {story_id} not found")
+        return state.author_id
+
     async def visible_story(self, request: Request, story_id: str, caller: str) -> StoryState:
         """The story's state if the caller may see it now; 404 otherwise."""
         store = self.local_store(story_id)
@@ -203,79 +211,13 @@ def viewer_query(query: Mapping[str, str]) -> str:
     return viewer_id
 
 
-Auth = Literal["user", "worker", "none"]
-
-
-@dataclass(frozen=True)
-class Route:
-    """One endpoint: its handler, the path parameter naming its key (the request goes to the
-    key's owner), and who may call it: a user, another worker, or anyone."""
-
-    handler: Callable[..., Awaitable[Any]]
-    key: str | None = None
-    auth: Auth = "user"
-
-
-async def answer(api: Api, route: Route, request: Request, params: Mapping[str, str]) -> Raw:
-    """The endpoint's answer: its result as JSON, or `{"error": reason}` with its status."""
-    try:
-        caller = ""
-        if route.auth == "user":
-            caller = api.authenticate(request)
-        elif route.auth == "worker":
-            api.authenticate_worker(request)
-        for name, value in params.items():
-            if not _IDENTIFIER.fullmatch(value):
-                raise HttpError(400, f"{name}: must be 1-64 characters of [A-Za-z0-9_-]")
-        result = None
-        if route.key is not None:
-            result = await api.forward(request, params[route.key])
-        if result is None:
-            result = await route.handler(request, caller, **params)
-        return result if isinstance(result, Raw) else Raw(orjson.dumps(result))
-    except HttpError as exc:
-        return Raw(orjson.dumps({"error": exc.reason}), exc.status)
-
-
-def install(app: faust.App, api: Api) -> None:
-    """Register the endpoints on the app's web server."""
-    for path, route in routes(api):
-        app.page(path)(_view(api, route))
-
-    class Metrics(View):
-        async def get(self, request: Request) -> Response:
-            return self.text(api.engine.metrics.render(), content_type="text/plain; version=0.0.4")
-
-    app.page("/metrics")(Metrics)
-    web_app = getattr(app.web, "web_app", None)
-    if isinstance(web_app, web.Application):
-        web_app.middlewares.append(_json_errors)
-
-
-def _view(api: Api, route: Route) -> type[View]:
-    async def get(self: View, request: Request, **params: str) -> Response:
-        result = await answer(api, route, request, params)
-        return self.bytes(result.body, content_type=result.content_type, status=result.status)
-
-    return type(route.handler.__name__, (View,), {"get": get})
-
-
-@web.middleware
-async def _json_errors(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """The server's own 4xx answers (no such path, method not allowed) in JSON too."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return web.json_response({"error": exc.reason}, status=exc.status, headers=headers)
+def read_endpoints(api: Api) -> list[Endpoint]:
+    """The read side's endpoints (GET)."""
+    return [("GET", path, route) for path, route in routes(api)]
 
 
 def routes(api: Api) -> list[tuple[str, Route]]:
-    """Every endpoint but `/metrics`, by path."""
+    """Every read endpoint but `/metrics`, by path."""
 
     async def tray(request: Request, caller: str, user_id: str) -> Any:
         if caller != user_id:

@@ -20,7 +20,8 @@ from connectors.upload import UploadError, default_credentials_found, inspect_fi
 from processors.media import media_kind
 from schemas.events import Audience, parse_event
 from schemas.types import Identifier
-from streams.publish.publisher import Encoder, Publisher
+from streams.client.producer import DeliveryError
+from streams.client.sync import EventClient
 from streams.settings import Settings
 from streams.worker.media import media_limits, object_store
 
@@ -123,13 +124,18 @@ def post_story(
         "audience": audience,
     }
     events = [parse_event(uploaded, settings.story_ttl), parse_event(posted, settings.story_ttl)]
-    encoder = Encoder(settings.schema_registry_url)
-    publisher = Publisher(bootstrap, **{"linger.ms": 0})
-    for event in events:  # one at a time: the upload is on the log before the story
-        publisher.produce(*encoder.encode(event))
-        if publisher.flush(60) or publisher.failed:
-            failure = "; ".join(publisher.failed) or "not acknowledged within 60 s"
-            raise PostError(f"publishing {event.avro_record} failed: {failure}")
+    client = EventClient(
+        bootstrap, registry_url=settings.schema_registry_url, producer={"linger.ms": 0}
+    )
+    try:
+        for event in events:  # one at a time: the upload is on the log before the story
+            try:
+                client.publish(event).result(timeout=60)
+            except (DeliveryError, TimeoutError) as exc:
+                failure = str(exc) or "not acknowledged within 60 s"
+                raise PostError(f"publishing {event.avro_record} failed: {failure}") from None
+    finally:
+        client.close(5)
     return Posted(story_id, media_id, media_type, uploaded["content_type"])
 
 

@@ -44,7 +44,7 @@ class OrderedPool:
         # Forked while other threads run (librdkafka's, in a long-lived process), a child may
         # inherit a lock one of them held (malloc's) and never get it: then the workers start
         # from a fresh server process instead, at the cost of their imports.
-        context = get_context("fork") if _threads() == 1 else get_context("forkserver")
+        context = get_context("fork") if forks_directly() else get_context("forkserver")
         self._workers: list[tuple[BaseProcess, Connection, Connection]] = []
         for _ in range(processes):
             task_reader, task_writer = context.Pipe(duplex=False)
@@ -95,6 +95,12 @@ class OrderedPool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def forks_directly() -> bool:
+    """Whether a pool made now forks its workers from this process, so they share its open
+    files; from a fork server (other threads run) they share none."""
+    return _threads() == 1
 
 
 def _threads() -> int:

@@ -1,4 +1,4 @@
-"""`storystream publish`: JSON lines -> validated events -> Avro -> idempotent keyed producer.
+"""`storystream publish`: JSON lines -> validated events -> Avro -> the client's keyed producer.
 
 Validation and encoding run in chunks (one pydantic call per chunk), on worker processes
 for large inputs; the producer runs in the main process and keeps the input's order.
@@ -20,23 +20,21 @@ from functools import partial
 from itertools import islice
 from typing import IO, Any
 
-from confluent_kafka import KafkaError, Message, Producer
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from schemas.events import EVENT_ADAPTER, Event, InputEvent, derive_event_id
-from schemas.types import DEFAULT_STORY_TTL, millis
-from streams.codecs.avro import AvroCodec, CodecError
-from streams.codecs.registry import make_registry
-from streams.kafka.clients import producer_config
+from schemas.types import DEFAULT_STORY_TTL
+from streams.client.encoder import Encoded, Encoder
+from streams.client.producer import KeyedProducer
+from streams.codecs.avro import CodecError
 from streams.publish.flat import FlatLane
 from streams.publish.lane import PublishLane
-from streams.publish.pool import OrderedPool
-from streams.topics import route
+from streams.publish.pool import OrderedPool, forks_directly
 
 CHUNK_LINES = 2000
 # A bulk load lingers 100 ms (the shared producer config: 20 ms), so batches are bigger and
 # fewer: the broker spent 0.08-0.12 s of CPU per 50k records less on this project's machine.
-BULK_PRODUCER = {"linger.ms": 100}
+BULK_PRODUCER: dict[str, Any] = {"linger.ms": 100}
 BLOCK_BYTES = 256 * 1024  # about 2,000 lines of events
 # Built when first used: the flat lane takes most lines without it. Only publish uses it, in one
 # thread of each process (pydantic's deferred builds are not thread-safe: the models themselves
@@ -51,7 +49,6 @@ def default_processes() -> int:
 
 
 Numbered = tuple[int, bytes]
-Encoded = tuple[str, bytes, bytes, int]  # topic, key, value, timestamp (ms)
 
 
 @dataclass(frozen=True)
@@ -139,21 +136,6 @@ def validate_chunk(chunk: list[Numbered], story_ttl: timedelta) -> list[Event | 
         return [validate_line(raw, line_no, story_ttl) for line_no, raw in chunk]
 
 
-class Encoder:
-    """Encodes events with the registry's ids, keyed and routed as the topic catalog says."""
-
-    def __init__(self, registry_url: str | None) -> None:
-        self.registry = make_registry(registry_url)
-        self._codecs: dict[str, AvroCodec] = {}
-
-    def encode(self, event: Event) -> Encoded:
-        spec, key = route(event)
-        codec = self._codecs.get(spec.name)
-        if codec is None:
-            codec = self._codecs[spec.name] = AvroCodec(spec.record, self.registry, spec.subject)
-        return spec.name, key.encode(), codec.encode(event), millis(event.occurred_at)
-
-
 _LANES: dict[tuple[str | None, timedelta], tuple[FlatLane, PublishLane, Encoder]] = {}
 
 
@@ -171,6 +153,12 @@ def encode_chunk(chunk: list[Numbered], story_ttl: timedelta, registry_url: str 
     """Validate and encode a chunk, in order; runs in worker processes (lanes per process)."""
     numbers = [number for number, _ in chunk]
     return _encode_lines(numbers, [raw.strip() for _, raw in chunk], story_ttl, registry_url)
+
+
+def encode_lines(contents: list[bytes], story_ttl: timedelta, registry_url: str | None) -> Chunk:
+    """JSON lines (stripped, none blank) validated and encoded as `publish` does them: their
+    records in order, and the invalid ones numbered from 1 in `contents`."""
+    return _encode_lines(range(1, len(contents) + 1), contents, story_ttl, registry_url)
 
 
 def _encode_lines(
@@ -223,59 +211,6 @@ def chunked(lines: Iterable[Numbered], size: int = CHUNK_LINES) -> Iterator[list
     iterator = iter(lines)
     while chunk := list(islice(iterator, size)):
         yield chunk
-
-
-class Publisher:
-    """An idempotent producer of pre-encoded records that accounts for every delivery."""
-
-    POLL_EVERY = 50_000  # records between polls for delivery reports (only failures report)
-
-    def __init__(self, bootstrap: str, **producer_overrides: Any) -> None:
-        # The delivery callback is the producer's default: produce() then takes no callback
-        # argument and is called positionally (~30% less of the producing process's time).
-        config = producer_config(bootstrap, on_delivery=self._on_delivery, **producer_overrides)
-        self._producer = Producer(config)
-        self.queued = 0
-        self.failed: list[str] = []
-        self._unpolled = 0
-
-    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
-        if err is not None:
-            self.failed.append(f"{msg.topic()} key={msg.key()!r}: {err.str()}")
-
-    def produce(
-        self, topic: str, key: bytes | None, value: bytes | None, timestamp: int = 0
-    ) -> None:
-        """Queue one record; `flush()` confirms delivery."""
-        self._queue(topic, key, value, timestamp)
-        self.queued += 1
-
-    def produce_all(self, records: list[Encoded]) -> None:
-        """Queue many records (the hot loop of `publish`: no per-record method call)."""
-        produce = self._producer.produce
-        for topic, key, value, timestamp in records:
-            try:
-                produce(topic, value, key, -1, None, None, timestamp)  # -1: the key's partition
-            except BufferError:
-                self._queue(topic, key, value, timestamp)
-        self.queued += len(records)
-        self._unpolled += len(records)
-        if self._unpolled >= self.POLL_EVERY:
-            self._unpolled = 0
-            self._producer.poll(0)
-
-    def _queue(self, topic: str, key: bytes | None, value: bytes | None, timestamp: int) -> None:
-        while True:
-            try:
-                self._producer.produce(topic, value, key, -1, None, None, timestamp)
-                return
-            except BufferError:  # local queue full: serve delivery reports, then retry
-                self._producer.poll(0.05)
-
-    def flush(self, timeout: float = 300.0) -> int:
-        """Wait for every queued record's delivery report; returns how many are still queued."""
-        remaining: int = self._producer.flush(timeout)
-        return remaining
 
 
 class Progress:
@@ -338,9 +273,10 @@ def publish_stream(
         # Built once before the fork, not in every worker (~0.1 s of CPU each). A remote
         # registry's HTTP client must not cross a fork: then each worker builds its own.
         _lanes(registry_url, story_ttl)
-    if _sliceable(stream):
+    if _sliceable(stream) and (processes == 1 or forks_directly()):
         # A worker takes its next slice while its last result waits to be read (a slice
-        # always fits the task pipe; a block of bytes might not).
+        # always fits the task pipe; a block of bytes might not). Workers started from a fork
+        # server do not share the file's descriptor: they are sent its bytes.
         slices = file_blocks(stream.fileno(), block_bytes)
         return _publish(slices, work, bootstrap, processes, progress, False, ahead=2)
     return _publish(blocks(stream, block_bytes), work, bootstrap, processes, progress, False)
@@ -461,7 +397,8 @@ def _publish(
     thresholds = gc.get_threshold()
     gc.set_threshold(100_000, 50, 1000)
     pool = OrderedPool(partial(_packed, work), processes) if processes > 1 else None
-    publisher = Publisher(bootstrap, **BULK_PRODUCER)  # after the fork: its threads don't fork
+    # After the fork: its threads don't fork. Only failures are reported (a bulk load).
+    publisher = KeyedProducer(bootstrap, reports="failures", **BULK_PRODUCER)
     try:
         results = pool.imap(chunks, ahead) if pool else map(work, chunks)
         before = 0  # lines of the input before this result's
@@ -474,7 +411,7 @@ def _publish(
             summary.invalid.extend(invalid)
             if stop_on_invalid and invalid:
                 break
-            publisher.produce_all(records)
+            publisher.produce_encoded(records)
             if progress:
                 progress.update(publisher.queued)
     finally:

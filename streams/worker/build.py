@@ -7,14 +7,23 @@ import socket
 import sys
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import faust
 
+from connectors.resumable import Uploads
 from processors.context import Policy
 from streams.api import routes as api_module
+from streams.api.http import Endpoint, install
 from streams.api.members import Members
+from streams.api.openapi import openapi_endpoint
+from streams.api.uploads import UploadSweeper, upload_routes
+from streams.api.writer import Writer
+from streams.api.writes import write_routes
+from streams.client.aio import AsyncEventClient
 from streams.codecs.registry import make_registry
 from streams.kafka.admin import create_topics
 from streams.runtime.engine import Engine
@@ -22,7 +31,7 @@ from streams.settings import Settings
 from streams.stages.topology import build_topology
 from streams.topics import stage_topic
 from streams.worker.app import Companion, create_app
-from streams.worker.media import MediaService
+from streams.worker.media import MediaService, media_limits, object_store
 
 log = logging.getLogger(__name__)
 
@@ -91,11 +100,40 @@ def build_worker(
         metrics=engine.metrics,
     )
     api = api_module.Api(settings, engine, members, clock)
-    companions: list[Companion] = [members, media]
+    client = AsyncEventClient(
+        settings.bootstrap(),
+        registry_url=settings.schema_registry_url,
+        story_ttl=settings.story_ttl,
+        on_full="raise",
+        producer=api_producer(settings),
+    )
+    uploads = Uploads(
+        object_store(settings), clock, media_limits(settings), settings.upload_part_bytes
+    )
+    executor = ThreadPoolExecutor(8, thread_name_prefix="storystream-s3")
+    sweeper = UploadSweeper(uploads, settings, executor)
+    writer = Writer(settings, client)
+    endpoints: list[Endpoint] = [
+        *api_module.read_endpoints(api),
+        *write_routes(api, writer),
+        *upload_routes(api, writer, uploads, settings, executor),
+        openapi_endpoint(),
+    ]
+    companions: list[Companion] = [members, media, client, sweeper]
     if settings.archive_in_worker:
         companions.append(_archiver(settings))
-    app = create_app(settings, engine, lambda a: api_module.install(a, api), companions)
+    app = create_app(settings, engine, lambda a: install(a, api, endpoints), companions)
     return app, engine
+
+
+def api_producer(settings: Settings) -> dict[str, Any]:
+    """The write API's producer: short linger (a request waits for its ack), a bounded queue
+    (then 503), and a delivery timeout a client can wait out."""
+    return {
+        "linger.ms": settings.api_producer_linger_ms,
+        "queue.buffering.max.messages": settings.api_producer_queue,
+        "delivery.timeout.ms": 30_000,
+    }
 
 
 def _archiver(settings: Settings) -> Companion:

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from connectors.object_store import (
+    MIN_PART_BYTES,
     ObjectNotFound,
     ObjectStore,
     ObjectStoreError,
+    PreconditionFailed,
     S3ObjectStore,
     move_prefix,
 )
@@ -132,6 +134,62 @@ class TestObjectStoreContract:
         store.ensure_bucket()  # idempotent
         store.put_bytes("a/b", b"1")
         assert store.get_bytes("a/b") == b"1"
+
+    def test_versioned_writes_succeed_only_against_the_version_read(
+        self, store: ObjectStore
+    ) -> None:
+        first = store.put_versioned("sessions/a.json", b"1", "application/json", expected=None)
+        with pytest.raises(PreconditionFailed):  # it exists now
+            store.put_versioned("sessions/a.json", b"x", "application/json", expected=None)
+        data, version = store.get_versioned("sessions/a.json")
+        assert (data, version) == (b"1", first)
+        second = store.put_versioned("sessions/a.json", b"2", "application/json", expected=first)
+        assert second != first
+        with pytest.raises(PreconditionFailed):  # a writer that read the first version lost
+            store.put_versioned("sessions/a.json", b"3", "application/json", expected=first)
+        assert store.get_versioned("sessions/a.json") == (b"2", second)
+        with pytest.raises(ObjectNotFound):
+            store.get_versioned("sessions/none.json")
+
+    def test_multipart_upload_joins_its_parts_in_order(self, store: ObjectStore) -> None:
+        first, last = bytes(range(256)) * (MIN_PART_BYTES // 256), b"tail"
+        upload = store.start_multipart("uploads/m1/original", "image/png")
+        tag2 = store.upload_part("uploads/m1/original", upload, 2, last)
+        store.upload_part("uploads/m1/original", upload, 1, b"first try")
+        tag1 = store.upload_part("uploads/m1/original", upload, 1, first)  # replaces part 1
+        assert [u.upload_id for u in store.list_multipart("uploads/")] == [upload]
+        assert store.head("uploads/m1/original") is None  # nothing until it is completed
+        store.complete_multipart("uploads/m1/original", upload, [(1, tag1), (2, tag2)])
+        assert store.get_bytes("uploads/m1/original") == first + last
+        assert store.head("uploads/m1/original").content_type == "image/png"  # type: ignore[union-attr]
+        assert store.list_multipart("uploads/") == []
+
+    def test_multipart_parts_but_the_last_must_be_5_mib(self, store: ObjectStore) -> None:
+        upload = store.start_multipart("uploads/m2/original", "video/mp4")
+        tags = [store.upload_part("uploads/m2/original", upload, n, b"small") for n in (1, 2)]
+        with pytest.raises(ObjectStoreError, match="EntityTooSmall"):
+            store.complete_multipart("uploads/m2/original", upload, [(1, tags[0]), (2, tags[1])])
+        store.complete_multipart("uploads/m2/original", upload, [(1, tags[0])])  # one part: fine
+        assert store.get_bytes("uploads/m2/original") == b"small"
+
+    def test_multipart_refuses_a_part_it_does_not_hold(self, store: ObjectStore) -> None:
+        upload = store.start_multipart("uploads/m3/original", "video/mp4")
+        tag = store.upload_part("uploads/m3/original", upload, 1, b"one")
+        with pytest.raises(ObjectStoreError, match="InvalidPart"):
+            store.complete_multipart("uploads/m3/original", upload, [(1, tag), (2, tag)])
+
+    def test_abort_multipart_is_idempotent(self, store: ObjectStore) -> None:
+        upload = store.start_multipart("uploads/m4/original", "video/mp4")
+        store.upload_part("uploads/m4/original", upload, 1, b"data")
+        kept = store.start_multipart("uploads/m5/original", "video/mp4")
+        store.abort_multipart("uploads/m4/original", upload)
+        store.abort_multipart("uploads/m4/original", upload)  # a sweep re-run
+        assert [(u.key, u.upload_id) for u in store.list_multipart("uploads/")] == [
+            ("uploads/m5/original", kept)
+        ]
+        with pytest.raises(ObjectStoreError):  # S3: NoSuchUpload (moto: a 500)
+            store.upload_part("uploads/m4/original", upload, 2, b"late")
+        assert store.list_multipart("uploads/m4/") == []
 
 
 class TestS3Adapter:

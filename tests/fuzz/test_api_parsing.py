@@ -41,8 +41,9 @@ from streams.api.auth import (
     issue_internal_token,
     issue_token,
 )
+from streams.api.http import HttpError, Raw, Route, answer
 from streams.api.members import Members
-from streams.api.routes import Api, HttpError, Raw, Route, answer, routes, viewer_page_query
+from streams.api.routes import Api, routes, viewer_page_query
 from streams.kafka.partitioning import partition_for
 from streams.runtime.engine import Engine
 from streams.runtime.store import PartitionStore

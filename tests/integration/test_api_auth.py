@@ -452,7 +452,7 @@ def test_path_ids_that_are_not_identifiers_are_a_400(
             b"GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             b"GET /stories/a/b/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
             b"POST /stories/s1 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            b"DELETE /stories/s1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            b"PATCH /stories/s1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",  # DELETE is a write
             b"PROPFIND /stories/s1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         ):
             answer = raw_http.exchange(port(worker), request)

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -19,11 +20,12 @@ from schemas.events import parse_event
 from schemas.types import millis
 from streams.cli.consume import SETTLE_SECONDS
 from streams.cli.main import main
+from streams.client.producer import KeyedProducer
 from streams.codecs.avro import AvroCodec
 from streams.codecs.registry import make_registry
 from streams.kafka.admin import _create, all_topics
 from streams.kafka.partitioning import partition_for
-from streams.publish.publisher import Publisher, publish_stream, validate_line
+from streams.publish.publisher import publish_stream, validate_line
 from streams.settings import Settings
 from streams.topics import STORY_STATE, TOPICS, output_topics
 from tests.integration.cli import run
@@ -405,12 +407,40 @@ def test_published_records_keep_key_order_on_the_default_partitioner(
 
 
 def test_delivery_failures_are_reported_not_dropped() -> None:
-    publisher = Publisher("127.0.0.1:1", **{"delivery.timeout.ms": 300})  # nothing listens
-    publisher.produce_all([("story-viewed", b"k1", b"v1", 1), ("story-viewed", b"k2", b"v2", 2)])
+    # nothing listens; publish's own mode: only failures are reported
+    publisher = KeyedProducer("127.0.0.1:1", reports="failures", **{"delivery.timeout.ms": 300})
+    publisher.produce_encoded(
+        [("story-viewed", b"k1", b"v1", 1), ("story-viewed", b"k2", b"v2", 2)]
+    )
     publisher.produce("story-viewed", b"k3", b"v3", 3)
     assert publisher.flush(10) == 0
     assert len(publisher.failed) == 3
     assert "key=b'k1'" in publisher.failed[0]
+
+
+def test_publish_in_a_process_with_threads_reads_its_file_through_a_fork_server(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # With another thread running, the pool's workers start from a fork server, which does not
+    # share the input file's descriptor: they must get the blocks' bytes instead of slices.
+    tag = uuid.uuid4().hex[:8]
+    path = tmp_path / "views.jsonl"
+    lines = [
+        {"type": "story_viewed", "story_id": f"fs-{tag}-{i % 7}", "viewer_id": f"u{i}",
+         "viewed_at": "2026-11-22T10:00:00Z"}
+        for i in range(3000)
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with path.open("rb") as stream:
+            summary = publish_stream(stream, settings.bootstrap(), processes=2, block_bytes=8192)
+    finally:
+        stop.set()
+        other.join()
+    assert (summary.published, summary.invalid, summary.failed) == (3000, [], [])
 
 
 def test_publish_called_in_process_returns_its_exit_code(
