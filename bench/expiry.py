@@ -21,11 +21,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from streams.internal_topics import stage_topic
 
 from bench.harness import WorkerProcess, broker
 from schemas.types import millis
 from streams.admin import create_topics
-from streams.internal_topics import stage_topic
 from streams.publish import publish_lines
 from streams.settings import Settings
 from streams.topics import STORY_STATE

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,9 +21,8 @@ from pydantic import TypeAdapter
 from processors import authors as author_rules
 from processors.authors import ActiveStory, Author
 from processors.trays import read_tray
-from processors.viewer_list import page_bounds, read_page
 from schemas.records import ReactionCounts, StoryState
-from schemas.types import IDENTIFIER_PATTERN
+from schemas.types import IDENTIFIER, IDENTIFIER_RULE
 from streams.auth import TokenError, issue_token, verify_token
 from streams.members import Members
 from streams.partitioning import partition_for
@@ -34,13 +32,13 @@ from streams.settings import Settings
 from streams.stages.follow_graph import author_seen_by
 from streams.stages.stories import failed_story, story_view
 from streams.stages.tray_store import read_tray_state, with_read_marks
+from streams.stages.viewer_list import page_bounds, read_page
 from streams.stages.views import reaction_state, view_state
 
 log = logging.getLogger(__name__)
 FORWARDED = "X-Storystream-Forwarded"
 INTERNAL_SUBJECT = "storystream-worker"
 _AUTHOR = TypeAdapter(Author)
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -290,8 +288,8 @@ def install(app: faust.App, api: Api) -> None:
     async def internal_author(request: Request, caller: str, author_id: str) -> Any:
         _internal_only(caller)
         viewer_id = request.query.get("viewer", "")
-        if not _IDENTIFIER.fullmatch(viewer_id):
-            raise HttpError(400, "viewer: must be 1-64 characters of [A-Za-z0-9_-]")
+        if not IDENTIFIER.fullmatch(viewer_id):
+            raise HttpError(400, f"viewer: {IDENTIFIER_RULE}")
         store = api.local_store(author_id)
         assert store is not None
         author = author_seen_by(store.get_committed, author_id, viewer_id)

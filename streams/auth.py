@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
 import jwt
 
-from schemas.types import IDENTIFIER_PATTERN
+from schemas.types import IDENTIFIER, IDENTIFIER_RULE
 
 _ALGORITHM = "HS256"
-_USER_ID = re.compile(IDENTIFIER_PATTERN)
 
 
 class TokenError(ValueError):
@@ -21,8 +19,8 @@ def issue_token(
     user_id: str, secret: str, now: datetime, ttl: timedelta = timedelta(days=30)
 ) -> str:
     """A signed token for `user_id`."""
-    if not _USER_ID.fullmatch(user_id):
-        raise ValueError(f"invalid user id {user_id!r}: 1-64 characters of [A-Za-z0-9_-]")
+    if not IDENTIFIER.fullmatch(user_id):
+        raise ValueError(f"invalid user id {user_id!r}: {IDENTIFIER_RULE}")
     claims = {"sub": user_id, "iat": int(now.timestamp()), "exp": int((now + ttl).timestamp())}
     return jwt.encode(claims, secret, algorithm=_ALGORITHM)
 

@@ -43,7 +43,6 @@ class OutRecord(NamedTuple):
 
 class _PutRoute(NamedTuple):
     encode: Callable[[Any], bytes]
-    header: bytes  # the wire header, for values given as Avro bodies
     topic: str
     name: str  # the topic's catalog name (metrics)
     limit: int
@@ -105,11 +104,11 @@ class Router:
 
     def _put_many(self, output: PutMany) -> None:
         route = self._routes.get(output.record) or self._route(output.record)
-        encode, header, topic, name, limit = route
+        encode, topic, name, limit = route
         partition = partition_for(output.partition_key, self._partitions)
         append = self._run_records.append
         for key, fields in output.items:
-            value = header + fields if type(fields) is bytes else encode(fields)
+            value = encode(fields)
             raw_key = key.encode()
             if len(raw_key) + len(value) > limit:
                 raise RecordTooLarge(f"{name} record", len(raw_key) + len(value), limit)
@@ -220,7 +219,7 @@ class Router:
         spec = self.topology.output_spec(record)
         codec = AvroCodec(spec.record, self._registry, spec.subject)
         topic = self.topology.output_topic(record)
-        route = _PutRoute(codec.encoder(), codec.header, topic, spec.name, self.limit(topic))
+        route = _PutRoute(codec.encoder(), topic, spec.name, self.limit(topic))
         self._routes[record] = route
         return route
 

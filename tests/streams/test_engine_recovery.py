@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.viewer_list import page_bounds, read_page
 from streams.admin import create_topics
 from streams.metrics import Metrics
 from streams.partitioning import partition_for
@@ -25,6 +24,7 @@ from streams.runtime.restore import Restorer
 from streams.runtime.store import PartitionStore
 from streams.settings import Settings
 from streams.stages.topology import build_topology
+from streams.stages.viewer_list import page_bounds, read_page
 from streams.stages.views import view_state
 from streams.topics import internal_topics
 from streams.worker import build_engine
