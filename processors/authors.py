@@ -266,7 +266,8 @@ def needs_members(state: Author | None, item: AuthorInput, policy: Policy) -> bo
     if isinstance(item, StoryOpened | StoryClosed):
         return not (state.celebrity and count >= threshold)
     # a follow moves the count by one at most; the threshold may have moved with the policy
-    return any((n >= threshold) != state.celebrity for n in (count - 1, count, count + 1))
+    celebrity = state.celebrity
+    return (count + 1 >= threshold) != celebrity or (count - 1 >= threshold) != celebrity
 
 
 def _expect(actual: str, expected: str) -> None:

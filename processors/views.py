@@ -113,13 +113,10 @@ def apply_views(
     applied: dict[str, str] = {}  # event id -> viewer, in order
     firsts: dict[str, int] = {}  # viewer -> their first view, if it is in this batch
     repeated: list[str] = []
-    for view in views:
-        viewer_id = view.viewer_id
-        at = view.viewed_at
+    for _, viewer_id, event_id, at in views:
         if viewer_id == author_id or (deadline is not None and at > deadline):
             skipped += 1
             continue
-        event_id = view.event_id
         if event_id in applied or event_id in seen_event_ids:
             repeated.append(viewer_id)
             continue

@@ -72,7 +72,7 @@ def _partial(
 ) -> PartialMembers:
     if user is None:
         return PartialMembers(size)
-    if store.get(member_prefix(tag, author_id) + user.encode()) is None:
+    if not size or store.get(member_prefix(tag, author_id) + user.encode()) is None:
         return PartialMembers(size, others=frozenset((user,)))
     return PartialMembers(size, members=frozenset((user,)))
 
@@ -91,31 +91,43 @@ def partial_author(
 
 
 def _write_changes(
-    store: PartitionStore, tag: bytes, author_id: str, before: Members, after: Members
+    store: PartitionStore,
+    tag: bytes,
+    author_id: str,
+    before: Members,
+    after: Members,
+    user: str | None,
 ) -> None:
-    """Write the keys of the members that joined or left between `before` and `after`."""
+    """Write the keys of the members that joined or left between `before` and `after`: parts
+    of a set, where only the named `user` can have changed, or whole sets."""
     if after is before:
         return
-    if isinstance(before, PartialMembers) and isinstance(after, PartialMembers):
-        changed = (after.members - before.members) | (after.others - before.others)
-        joined = {user for user in changed if user in after.members}
+    if isinstance(after, PartialMembers):
+        if user is None or (user in after) == (user in before):
+            return
+        changes = {user: user in after}
     else:
         old, new = frozenset(before), frozenset(after)
-        changed, joined = old ^ new, set(new - old)
+        changes = {member: member in new for member in sorted(old ^ new)}
     prefix = member_prefix(tag, author_id)
-    for user in sorted(changed):
-        if user in joined:
-            store.put(prefix + user.encode(), b"")
+    for member, present in changes.items():
+        if present:
+            store.put(prefix + member.encode(), b"")
         else:
-            store.delete(prefix + user.encode())
+            store.delete(prefix + member.encode())
 
 
-def save_changes(store: PartitionStore, before: Author, after: Author) -> AuthorCore:
-    """Write the set changes from `before` to `after` (a processor's result); the core of
-    `after`, to save with `save_core` once the author's inputs are applied."""
+def save_changes(
+    store: PartitionStore, before: Author, after: Author, user: str | None
+) -> AuthorCore:
+    """Write the set changes from `before` to `after` (a processor's result for an input that
+    named `user`); the core of `after`, to save with `save_core` once the author's inputs are
+    applied."""
     author_id = after.author_id
-    _write_changes(store, FOLLOWER_TAG, author_id, before.followers, after.followers)
-    _write_changes(store, CLOSE_FRIEND_TAG, author_id, before.close_friends, after.close_friends)
+    _write_changes(store, FOLLOWER_TAG, author_id, before.followers, after.followers, user)
+    _write_changes(
+        store, CLOSE_FRIEND_TAG, author_id, before.close_friends, after.close_friends, user
+    )
     return AuthorCore(
         after.stories, after.celebrity, len(after.followers), len(after.close_friends)
     )

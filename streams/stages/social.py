@@ -25,11 +25,12 @@ def apply_authors(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -
         core = follow_graph.load_core(store, author_id)
         outputs: list[Any] = []
         for record, item in items:
-            state = follow_graph.partial_author(store, author_id, core, authors.named_user(item))
+            user = authors.named_user(item)
+            state = follow_graph.partial_author(store, author_id, core, user)
             if authors.needs_members(state, item, policy):
                 state = follow_graph.whole_author(store, author_id, core)
             changed, emitted = authors.handle(state, item, ctx_of(pctx, record))
-            core = follow_graph.save_changes(store, state, changed)
+            core = follow_graph.save_changes(store, state, changed, user)
             outputs.extend(emitted)
         follow_graph.save_core(store, author_id, core)
         pctx.emit(outputs)

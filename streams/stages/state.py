@@ -63,6 +63,9 @@ class Codec(Generic[T]):
             kind, dec_hook=_dec_hook
         )
         self._decode: Callable[[bytes], T] = self._decoder.decode
+        # `encode` without the size check, for values bounded far below COMPRESS_ABOVE (a hot
+        # path's small entries); any value its type holds, a tuple for a NamedTuple say.
+        self.encode_small: Callable[[Any], bytes] = _ENCODER.encode
 
     def encode(self, value: T) -> bytes:
         data = _ENCODER.encode(value)

@@ -168,7 +168,7 @@ def save_marks(
         old = before.get(story_id)
         if old != until:
             until_ms = millis(until)
-            store.put(mark_key(user_id, story_id), MARKS.encode(until_ms))
+            store.put(mark_key(user_id, story_id), MARKS.encode_small(until_ms))
             old_ms = None if old is None else millis(old)
             SEEN_DUE.move_at(store, _due_name(user_id, story_id), old_ms, until_ms)
 

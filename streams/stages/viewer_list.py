@@ -194,14 +194,15 @@ def write_views(
     entry of each viewer with applied views (their ids sorted, so the same views give the same
     bytes in any delivery order; past `inline` of them, the others get keys of their own)."""
     order_prefix, index_prefix = viewer_order_prefix(story_id), viewer_index_prefix(story_id)
-    first_views = result.first_views
+    first_views, pack = result.first_views, _TIME.pack
     puts = [
-        (order_prefix + encode_millis(at) + viewer_id.encode(), b"")
+        (order_prefix + pack(at + _BIAS) + viewer_id.encode(), b"")
         for viewer_id, at in first_views.items()
     ]
     for viewer_id, at in result.moved_from.items():
         store.delete(order_prefix + encode_millis(at) + viewer_id.encode())
-    entries, known, encode = lookup.entries, lookup.known, INDEX.encode
+    # an entry is a ViewerEntry's fields; at most `inline` ids: small, never compressed
+    entries, known, encode = lookup.entries, lookup.known, INDEX.encode_small
     for viewer_id, applied in result.applied.items():
         stored = entries.get(viewer_id)
         event_ids = [*stored, *applied] if stored else applied
@@ -211,8 +212,8 @@ def write_views(
             puts += [(view_event_key(story_id, event_id), b"") for event_id in event_ids[inline:]]
             event_ids = event_ids[:inline]
         first = first_views.get(viewer_id)
-        entry = ViewerEntry(known[viewer_id] if first is None else first, tuple(event_ids))
-        puts.append((index_prefix + viewer_id.encode(), encode(entry)))
+        value = encode((known[viewer_id] if first is None else first, event_ids))
+        puts.append((index_prefix + viewer_id.encode(), value))
     store.put_many(puts)
 
 

@@ -54,8 +54,11 @@ def reaction_event_prefix(story_id: str) -> bytes:
     return REACTION_EVENT_TAG + story_id.encode() + b"\x00"
 
 
+_DECODE_INFO = INFO.decode  # one function: the store's cache of decoded values is by decoder
+
+
 def _info(store: PartitionStore, story_id: str) -> StoryInfo | None:
-    return store.get_decoded(INFO.key(story_id), INFO.decode)
+    return store.get_decoded(INFO.prefix + story_id.encode(), _DECODE_INFO)
 
 
 def apply_lifecycle(pctx: StageContext, key: str, message: Any) -> None:
