@@ -4,7 +4,7 @@ the first page costs.
     python -m bench.viewer_pages [--viewers 1000000] [--limit 50] [--repeat 300]
 
 Fills one partition's RocksDB (the worker's PartitionStore) with the story's viewer-list keys,
-laid out by `processors.viewer_list` exactly as the views stage writes them, then times the
+laid out by `streams.stages.viewer_list` exactly as the views stage writes them, then times the
 API's read path (`page_bounds` -> `scan_committed` -> `read_page`) for pages starting at the
 first viewer, at 25/50/75% of the list and at the last page, each the median of `--repeat`
 reads, and prints each next to the first page's time (the baseline, same run).
@@ -19,15 +19,17 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from processors.viewer_list import (
+from schemas.types import millis
+from streams.runtime.store import PartitionStore
+from streams.stages.viewer_list import (
+    INDEX,
+    ViewerEntry,
     encode_cursor,
-    encode_time,
     page_bounds,
     read_page,
     viewer_index_key,
     viewer_order_key,
 )
-from streams.runtime.store import PartitionStore
 
 STORY = "bench-story"
 FIRST_VIEW = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -43,7 +45,8 @@ def fill(store: PartitionStore, viewers: int, chunk: int = 100_000) -> None:
         for i in range(start, min(start + chunk, viewers)):
             viewer_id, at = viewer(i)
             store.put(viewer_order_key(STORY, at, viewer_id), b"")
-            store.put(viewer_index_key(STORY, viewer_id), encode_time(at))
+            entry = ViewerEntry(millis(at), (f"ev-{i}",))
+            store.put(viewer_index_key(STORY, viewer_id), INDEX.encode(entry))
         store.flush()
 
 

@@ -3,11 +3,11 @@
     python -m bench.views_engine [--views 200000 --stories 5000] [--profile] [--trays]
 
 The same generated input as `bench.views`, Avro-encoded as `publish` does it, is handed to the
-real engine (`build_engine`: handlers, RocksDB stores, changelog, outputs, forwards) as the
-consumer would hand it: batches of up to 20,000 records of one partition. Each batch is
-committed through the engine's own `_commit`, with a producer that counts what it is given
-instead of sending it (so the figure leaves out librdkafka's cost of a produce call: about
-1-2 us, two to three records a view). Times are this thread's CPU (`time.thread_time`), the
+real engine (`build_engine`: its driver, handlers, RocksDB stores, changelog, outputs,
+forwards) as the consumer would hand it: batches of up to 20,000 records of one partition. Each
+batch is produced and committed as the engine's loop does it (outputs, forwards, changelog,
+checkpoints, RocksDB), with a producer that counts what it is given instead of sending it (so
+the figure leaves out librdkafka's cost of a produce call). Times are this thread's CPU (`time.thread_time`), the
 fastest of `--repeat` runs over fresh state (other work on the machine slows a run, never
 speeds it up).
 
@@ -37,8 +37,12 @@ import fastavro
 
 from bench.views import encode, generate
 from streams.kafka.partitioning import partition_for
-from streams.runtime.engine import GC_THRESHOLDS, Engine, InRecord, _Assigned
-from streams.runtime.store import PartitionStore
+from streams.runtime.driver import Driver, PartitionState
+from streams.runtime.durability import checkpoint_value, local_checkpoint
+from streams.runtime.engine import GC_THRESHOLDS, Engine
+from streams.runtime.records import InRecord
+from streams.runtime.routing import Router
+from streams.runtime.store import CHECKPOINT_KEY, PartitionStore
 from streams.settings import Settings
 from streams.topics import STORY_VIEWED
 from streams.worker.build import build_engine
@@ -98,11 +102,6 @@ class _Delivered:
         return self._where[2]
 
 
-class _NoCommits:
-    def commit(self, **_: Any) -> None:
-        pass
-
-
 def as_records(encoded: list[tuple[str, bytes, bytes, int]]) -> list[InRecord]:
     """The encoded events as consumed records, numbered per topic partition."""
     offsets: dict[tuple[str, int], int] = defaultdict(int)
@@ -122,11 +121,28 @@ def engine_over(state_dir: Path, keep: tuple[str, ...] = ()) -> tuple[Engine, Co
     )
     engine = build_engine(settings, lambda: datetime.now(UTC), "bench", state_dir=state_dir)
     producer = CountingProducer(tuple(f"bench-stage-{stage}" for stage in keep))
-    engine._producer = engine._checkpointer = producer  # type: ignore[assignment]
-    engine._consumer = _NoCommits()  # type: ignore[assignment]
+    # what Engine.run sets up, but the consumer and the producers
+    engine._producer = producer  # type: ignore[assignment]
+    engine._router = Router(engine.topology, engine._registry, engine.metrics)
+    engine._driver = Driver(engine.topology, engine._router, engine.policy, engine.metrics)
     for partition in range(PARTITIONS):
-        engine._assigned[partition] = _Assigned(PartitionStore(state_dir / f"p{partition}"))
+        engine._assigned[partition] = PartitionState(PartitionStore(state_dir / f"p{partition}"))
     return engine, producer
+
+
+def _commit(engine: Engine, producer: CountingProducer, touched: set[int]) -> None:
+    """A batch's end as Engine.run does it (at least once): forwards and changelog produced,
+    each touched partition's checkpoint produced and its RocksDB written."""
+    engine._produce_forwards_and_changelog()
+    for partition, state in engine._assigned.items():
+        if partition in touched or state.store.dirty:
+            producer.produce(
+                engine.topology.changelog,
+                checkpoint_value(state.applied),
+                CHECKPOINT_KEY,
+                partition=partition,
+            )
+            state.store.flush(local_checkpoint(state.applied, -1))
 
 
 def feed(engine: Engine, records: list[InRecord]) -> None:
@@ -139,8 +155,11 @@ def feed(engine: Engine, records: list[InRecord]) -> None:
         for partition in sorted(by_partition):
             batch = by_partition[partition][start : start + BATCH]
             if batch:
-                contexts = engine._process(batch)
-                engine._commit(contexts, batch)
+                touched = engine._driver.process(
+                    engine._assigned, batch, engine.clock(), between_runs=engine._between_runs
+                )
+                engine._between_runs()
+                _commit(engine, engine._producer, touched)  # type: ignore[arg-type]
 
 
 def ceiling(records: list[InRecord]) -> float:

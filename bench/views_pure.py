@@ -17,12 +17,15 @@ import argparse
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
 from processors.context import Ctx
 from processors.story_info import StoryInfo
-from processors.views import ViewState, apply_views, plan_lookups
+from processors.views import View, ViewState, apply_views
 from schemas.events import StoryViewed
+from streams.stages.state import Codec
+from streams.stages.viewer_list import lookup_viewers, write_views
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 
@@ -44,47 +47,49 @@ def generate(views: int, stories: int, viewers: int, skew: float, seed: int) -> 
     ]
 
 
-Call = tuple[
-    ViewState | None,
-    StoryInfo,
-    list[StoryViewed],
-    dict[str, datetime],
-    set[str],
-    dict[str, tuple[str, ...]],
-]
+Call = tuple[ViewState | None, StoryInfo, list[View], dict[str, int], set[str]]
+STATES: Codec[ViewState] = Codec(ViewState)
 
 
-def run(events: list[StoryViewed], batch: int, stories: int) -> tuple[float, list[Call], int]:
+class _Store(dict[bytes, bytes]):
+    """A dict standing in for RocksDB, with what the viewer list writes through."""
+
+    def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
+        return [self.get(key) for key in keys]
+
+    def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        self.update(items)
+
+    def delete(self, key: bytes) -> None:
+        self.pop(key, None)
+
+
+def run(events: list[View], batch: int, stories: int) -> tuple[float, list[Call], int]:
     """(whole pure path CPU seconds, the apply_views calls it made, outputs produced)."""
     infos = {
         f"story-{i}": StoryInfo(f"story-{i}", f"author-{i}", T0 + timedelta(hours=24), "live")
         for i in range(stories)
     }
     states: dict[str, bytes] = {}
-    kv: dict[bytes, bytes] = {}
+    kv = _Store()
     ctx = Ctx(now=T0)
     calls: list[Call] = []
     produced = 0
     started = time.thread_time()
     for start in range(0, len(events), batch):
-        grouped: defaultdict[str, list[StoryViewed]] = defaultdict(list)
+        grouped: defaultdict[str, list[View]] = defaultdict(list)
         for event in events[start : start + batch]:
             grouped[event.story_id].append(event)
         for story_id, views in grouped.items():
             info = infos[story_id]
             raw = states.get(story_id)
-            state = None if raw is None else ViewState.from_bytes(raw)
-            lookups = plan_lookups(info, views)
-            found = {key: kv.get(key) for key in lookups.viewer_keys}
-            known, seen, stored = lookups.resolve(found)
-            calls.append((state, info, views, known, seen, stored))
-            result = apply_views(state, info, views, known, seen, stored, ctx)
-            puts, deletes = result.writes()
-            for key in deletes:
-                kv.pop(key, None)
-            kv.update(puts)
+            state = None if raw is None else STATES.decode(raw)
+            lookup = lookup_viewers(kv, story_id, info.author_id, views)
+            calls.append((state, info, views, lookup.known, lookup.seen))
+            result = apply_views(state, info, views, lookup.known, lookup.seen, ctx)
+            write_views(kv, story_id, result, lookup)
             if result.changed and result.state is not None:
-                states[story_id] = result.state.to_bytes()
+                states[story_id] = STATES.encode(result.state)
             produced += len(result.outputs)
     return time.thread_time() - started, calls, produced
 
@@ -93,8 +98,8 @@ def replay(calls: list[Call]) -> float:
     """CPU seconds of the same apply_views calls alone."""
     ctx = Ctx(now=T0)
     started = time.thread_time()
-    for state, info, views, known, seen, stored in calls:
-        apply_views(state, info, views, known, seen, stored, ctx)
+    for state, info, views, known, seen in calls:
+        apply_views(state, info, views, known, seen, ctx)
     return time.thread_time() - started
 
 
@@ -107,7 +112,10 @@ def main() -> None:
     parser.add_argument("--skew", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    events = generate(args.views, args.stories, args.viewers, args.skew, args.seed)
+    events = [
+        View.of(e.__dict__)
+        for e in generate(args.views, args.stories, args.viewers, args.skew, args.seed)
+    ]
     whole, calls, produced = run(events, args.batch, args.stories)
     applying = replay(calls)
     count = len(events)

@@ -7,9 +7,8 @@ from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TypeVar
 
-from processors.context import Ctx, Forward, Output
+from processors.context import Ctx, Forward, Output, Policy
 from processors.messages import (
     CelebrityFollowChanged,
     StoryClosed,
@@ -43,61 +42,68 @@ class ActiveStory:
     expires_at: datetime
     audience: Audience
 
-    def __reduce__(self) -> tuple[type[ActiveStory], tuple[str, datetime, datetime, Audience]]:
-        # Pickled by constructor arguments: the default for a slotted dataclass goes through
-        # dataclasses.fields() per instance, a third of an author stage's time with many
-        # stories (states written before this still load, through __setstate__).
-        return ActiveStory, (self.story_id, self.created_at, self.expires_at, self.audience)
 
-
-# Who follows an author, or is on their close-friends list: any set of user ids. In memory a
-# frozenset; in a worker the partition store's keys (a celebrity's followers do not fit in
-# one value, nor would copying them on every follow scale), read through the Set protocol.
+# Who follows an author, or is on their close-friends list: a set of user ids. A celebrity's
+# followers are too many to hand to a processor for every follow, so an input that does not
+# fan out gets a `PartialMembers` (the set's size and the named users' places in it); one that
+# may fan out (`needs_members`) gets the whole set.
 Members = AbstractSet[str]
-_T = TypeVar("_T")
 
 
-class MemberSet(AbstractSet[str]):
-    """A set of user ids that is not a frozenset; `|`, `&` and `-` on it build frozensets."""
-
-    __slots__ = ()
-
-    @classmethod
-    def _from_iterable(cls, it: Iterable[_T]) -> frozenset[_T]:
-        return frozenset(it)
+class MembersNotGiven(LookupError):
+    """A processor asked a `PartialMembers` what only the whole set answers."""
 
 
-class MemberChange(MemberSet):
-    """`base` with one user added (`present`) or removed, made in O(1) whatever the size of
-    `base`: the processors' change to a set that is not a frozenset (see `_with`), for the
-    wiring to write."""
+class PartialMembers(AbstractSet[str]):
+    """Part of a set: its size, and whether each of the users an input names is in it.
 
-    __slots__ = ("base", "user", "present", "_size")
+    Asking about another user, or iterating, raises MembersNotGiven: an input that needs the
+    whole set is given it (see `needs_members`).
+    """
 
-    def __init__(self, base: Members, user: str, present: bool) -> None:
-        self.base, self.user, self.present = base, user, present
-        self._size = len(base) + int(present) - int(user in base)
+    __slots__ = ("size", "members", "others")
+
+    def __init__(
+        self, size: int, members: frozenset[str] = frozenset(), others: frozenset[str] = frozenset()
+    ) -> None:
+        self.size, self.members, self.others = size, members, others
 
     def __contains__(self, user: object) -> bool:
-        return self.present if user == self.user else user in self.base
+        if user in self.members:
+            return True
+        if user in self.others:
+            return False
+        raise MembersNotGiven(f"{user!r} was not named to the processor")
 
     def __len__(self) -> int:
-        return self._size
+        return self.size
 
     def __iter__(self) -> Iterator[str]:
-        for user in self.base:
-            if user != self.user:
-                yield user
-        if self.present:
-            yield self.user
+        raise MembersNotGiven("the whole set was not given to the processor")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PartialMembers):
+            return NotImplemented
+        return (self.size, self.members, self.others) == (other.size, other.members, other.others)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PartialMembers({self.size}, {set(self.members)}, {set(self.others)})"
+
+    def changed(self, user: str, present: bool) -> PartialMembers:
+        """The set with `user` (a named one) added (`present`) or removed."""
+        size = self.size + int(present) - int(user in self)
+        if present:
+            return PartialMembers(size, self.members | {user}, self.others - {user})
+        return PartialMembers(size, self.members - {user}, self.others | {user})
 
 
 def _with(members: Members, user: str, present: bool) -> Members:
-    """`members` with `user` added (`present`) or removed. A frozenset is copied (in memory:
-    small); any other set gets a MemberChange on top."""
-    if isinstance(members, frozenset):
-        return members | {user} if present else members - {user}
-    return MemberChange(members, user, present)
+    """`members` with `user` added (`present`) or removed."""
+    if isinstance(members, PartialMembers):
+        return members.changed(user, present)
+    return frozenset(members) | {user} if present else frozenset(members) - {user}
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +245,29 @@ def handle(state: Author | None, item: AuthorInput, ctx: Ctx) -> tuple[Author, l
         case StoryClosed():
             return story_closed(state, item, ctx)
     raise TypeError(f"the author stage does not handle {type(item).__name__}")
+
+
+def named_user(item: AuthorInput) -> str | None:
+    """The user whose place in the author's sets `item` changes (None: a story's input)."""
+    if isinstance(item, FollowChanged):
+        return item.follower_id
+    if isinstance(item, CloseFriendChanged):
+        return item.friend_id
+    return None
+
+
+def needs_members(state: Author | None, item: AuthorInput, policy: Policy) -> bool:
+    """Whether applying `item` may tell every follower something (a story's fan-out, or a
+    crossing of the celebrity threshold): then it needs the whole sets, else the size of each
+    and the place of the `named_user` in it."""
+    if state is None:
+        return False  # no followers: nothing to tell
+    threshold, count = policy.celebrity_followers, len(state.followers)
+    if isinstance(item, StoryOpened | StoryClosed):
+        return not (state.celebrity and count >= threshold)
+    # a follow moves the count by one at most; the threshold may have moved with the policy
+    celebrity = state.celebrity
+    return (count + 1 >= threshold) != celebrity or (count - 1 >= threshold) != celebrity
 
 
 def _expect(actual: str, expected: str) -> None:

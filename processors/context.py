@@ -1,23 +1,19 @@
 """What a processor is given (the context) and what it returns (outputs), as plain data.
 
-Outputs are NamedTuples: immutable like frozen dataclasses, and a third of the cost to build
-(several are made per view on the views path). Compare them by type too where it matters:
-as tuples, two outputs of different kinds with equal fields are equal.
+Outputs are NamedTuples: immutable like frozen dataclasses, and cheaper to build (several are
+made per view on the views path). Compare them by type too where it matters: as tuples, two
+outputs of different kinds with equal fields are equal.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any, NamedTuple
 
-import fastavro
 from pydantic import BaseModel
 
-from schemas.avro import current_schemas
 from schemas.records import Record
 from schemas.types import DEFAULT_STORY_TTL
 
@@ -72,13 +68,11 @@ class Forward(NamedTuple):
 class PutMany(NamedTuple):
     """Publish many records of one type, each `(key, fields)`, all keyed within the partition of
     `partition_key` (a story's keys). The fields are the record's, valid as they are: a hot
-    path builds them without a model. Instead of its fields, an item may carry the record's
-    Avro binary body (bytes, without the wire header) that the wiring handed the processor.
-    `expand` gives the equivalent `Put`s."""
+    path builds them without a model. `expand` gives the equivalent `Put`s."""
 
     record: type[Record]
     partition_key: str
-    items: list[tuple[str, dict[str, Any] | bytes]]
+    items: list[tuple[str, dict[str, Any]]]
 
 
 class ForwardMany(NamedTuple):
@@ -95,16 +89,12 @@ Output = Put | Tombstone | Forward | PutMany | ForwardMany
 
 def expand(outputs: Iterable[Output]) -> list[Put | Tombstone | Forward]:
     """The outputs with each `PutMany` and `ForwardMany` as single outputs, their fields
-    validated into models (strictly: a field that would need converting is an error; an Avro
-    body is decoded with the record's current schema first)."""
+    validated into models (strictly: a field that would need converting is an error)."""
     out: list[Put | Tombstone | Forward] = []
     for output in outputs:
         if isinstance(output, PutMany):
             record = output.record
-            out += [
-                Put(k, record.model_validate(_fields(record, f), strict=True))
-                for k, f in output.items
-            ]
+            out += [Put(k, record.model_validate(f, strict=True)) for k, f in output.items]
         elif isinstance(output, ForwardMany):
             message = output.message
             out += [
@@ -114,17 +104,3 @@ def expand(outputs: Iterable[Output]) -> list[Put | Tombstone | Forward]:
         else:
             out.append(output)
     return out
-
-
-def _fields(record: type[Record], item: dict[str, Any] | bytes) -> dict[str, Any]:
-    if not isinstance(item, bytes):
-        return item
-    fields = fastavro.schemaless_reader(io.BytesIO(item), _parsed(record.__name__), None)
-    assert isinstance(fields, dict), f"not a {record.__name__} body"
-    return fields
-
-
-@cache
-def _parsed(name: str) -> Any:
-    """A record's current schema, parsed for fastavro once."""
-    return fastavro.parse_schema(current_schemas()[name])

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from pydantic import TypeAdapter, ValidationError
-
 from processors.context import Ctx, Forward, Output
 from processors.messages import AwaitMedia, MediaReady
 from schemas.events import MediaTranscoded, MediaType, Rendition
@@ -46,21 +44,6 @@ class PendingMedia:
     waiting: frozenset[str] = frozenset()
     delivered: frozenset[str] = frozenset()
     result: Transcode | None = None
-
-    def to_bytes(self) -> bytes:
-        """A JSON encoding for the state store."""
-        return _PENDING.dump_json(self)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> PendingMedia:
-        """Decode what `to_bytes` wrote (raises ValueError on anything else)."""
-        try:
-            return _PENDING.validate_json(data)
-        except ValidationError as error:
-            raise ValueError(f"not a stored PendingMedia: {error}") from error
-
-
-_PENDING: TypeAdapter[PendingMedia] = TypeAdapter(PendingMedia)
 
 
 def await_media(state: PendingMedia | None, message: AwaitMedia, ctx: Ctx) -> Result:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -12,14 +11,11 @@ from processors.context import Ctx, Output, Put
 from processors.story_info import StoryInfo
 from schemas.events import StoryReacted
 from schemas.records import ReactionCounts
-from schemas.types import from_millis, millis
 
 # Replies live in the story's state, which is read and written once per batch: keeping the
 # latest 50 (by reacted_at, then event id) bounds it (<= ~200 KB at 1000 characters of 4-byte
 # UTF-8) and keeps the choice independent of arrival order. Counts include every reply.
 MAX_REPLIES = 50
-REACTION_EVENT_TAG = b"R"  # R story NUL event_id -> b"" (reactions already applied)
-_SEP = b"\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,38 +46,13 @@ class ReactionState:
         """The counts as a fresh dict."""
         return dict(self.counts)
 
-    def to_bytes(self) -> bytes:
-        """A compact JSON encoding for the state store."""
-        replies = [
-            [r.user_id, r.reaction, r.text, millis(r.reacted_at), r.event_id] for r in self.replies
-        ]
-        return json.dumps(
-            [self.counts, self.total, replies], ensure_ascii=False, separators=(",", ":")
-        ).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ReactionState:
-        """Decode what `to_bytes` wrote (raises ValueError on anything else)."""
-        try:
-            counts, total, replies = json.loads(data)
-            return cls(
-                tuple((str(reaction), int(count)) for reaction, count in counts),
-                int(total),
-                tuple(
-                    Reply(user, reaction, text, from_millis(at), event_id)
-                    for user, reaction, text, at, event_id in replies
-                ),
-            )
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"not a stored ReactionState: {error}") from error
-
 
 @dataclass(frozen=True, slots=True)
 class ReactionsResult:
     """What applying a batch of one story's reactions decided.
 
-    Store `state` when `changed` and a `reaction_event_key` per `event_ids` (one write batch);
-    produce `outputs`. `skipped` (refused events) and `duplicates` are for metrics.
+    Store `state` when `changed` and remember `event_ids` as applied; produce `outputs`.
+    `skipped` (refused events) and `duplicates` are for metrics.
     """
 
     story_id: str
@@ -93,21 +64,6 @@ class ReactionsResult:
     duplicates: int = 0
 
 
-def reaction_event_key(story_id: str, event_id: str) -> bytes:
-    """The key recording that a reaction event was applied to the story."""
-    return f"R{story_id}\x00{event_id}".encode()  # REACTION_EVENT_TAG, story, NUL, event
-
-
-def reaction_event_prefix(story_id: str) -> bytes:
-    """The prefix of every applied-reaction key of the story (delete it on purge)."""
-    return REACTION_EVENT_TAG + story_id.encode() + _SEP
-
-
-def reaction_event_keys(story_id: str, events: Sequence[StoryReacted]) -> dict[bytes, str]:
-    """The applied-reaction keys to fetch before `apply_reactions`, to their event ids."""
-    return {reaction_event_key(story_id, event.event_id): event.event_id for event in events}
-
-
 def apply_reactions(
     state: ReactionState | None,
     info: StoryInfo | None,
@@ -117,7 +73,7 @@ def apply_reactions(
 ) -> ReactionsResult:
     """Apply a batch of one story's reactions; one coalesced `ReactionCounts` out.
 
-    `seen_event_ids` holds the batch's event ids already applied (see `reaction_event_keys`).
+    `seen_event_ids` holds the batch's event ids already applied.
     Refused events (see `story_info.accepts`) are skipped; an event id counts once. A
     duplicate re-publishes the current counts (idempotent on a compacted topic).
     """

@@ -7,8 +7,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-from pydantic import TypeAdapter, ValidationError
-
 from processors.context import Ctx, Forward, Output, Put, Tombstone
 from processors.expiry import next_due
 from processors.media import highlights_prefix, media_prefix
@@ -115,20 +113,6 @@ class Story:
             return "live"
         return "highlighted" if self.published else "ended"
 
-    def to_bytes(self) -> bytes:
-        """A JSON encoding for the state store."""
-        return _STORY.dump_json(self)
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> Story:
-        """Decode what `to_bytes` wrote (raises ValueError on anything else)."""
-        try:
-            return _STORY.validate_json(data)
-        except ValidationError as error:
-            raise ValueError(f"not a stored Story: {error}") from error
-
-
-_STORY: TypeAdapter[Story] = TypeAdapter(Story)
 
 StoryInput = StoryPosted | MediaReady | HighlightChanged | StoryDeleted
 Result = tuple[Story | None, list[Output]]

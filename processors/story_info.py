@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -10,10 +9,8 @@ from typing import Literal
 from processors.context import Ctx, Output, Tombstone
 from processors.messages import StoryLifecycle
 from schemas.records import ReactionCounts, ViewCount
-from schemas.types import from_millis, millis
 
 Phase = Literal["live", "highlighted", "ended"]
-_PHASES: frozenset[str] = frozenset({"live", "highlighted", "ended"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,24 +25,6 @@ class StoryInfo:
     author_id: str
     expires_at: datetime
     phase: Phase
-
-    def to_bytes(self) -> bytes:
-        """A compact JSON encoding for the state store."""
-        return json.dumps(
-            [self.story_id, self.author_id, millis(self.expires_at), self.phase],
-            separators=(",", ":"),
-        ).encode()
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> StoryInfo:
-        """Decode what `to_bytes` wrote (raises ValueError on anything else)."""
-        try:
-            story_id, author_id, expires_ms, phase = json.loads(data)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"not a stored StoryInfo: {error}") from error
-        if phase not in _PHASES or not isinstance(expires_ms, int):
-            raise ValueError(f"not a stored StoryInfo: {data!r}")
-        return cls(str(story_id), str(author_id), from_millis(expires_ms), phase)
 
 
 def apply_lifecycle(

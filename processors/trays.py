@@ -56,8 +56,8 @@ class TrayState:
     in those of a batch's stories). `celebrities` are the followed authors merged on read.
     `published` is the digest (`tray_digest`) of the last non-empty Tray put on the topic
     (None: nothing, or a tombstone): outputs are the difference from it. A digest, not the
-    Tray: the state is read for every message, and decoding a tray's models cost three
-    times as much as the rest of the state.
+    Tray: the state is read for every message, and decoding a tray's models would cost more
+    than the rest of the state.
     """
 
     user_id: str

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import struct
 import sys
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from datetime import datetime
 from typing import Any, NamedTuple, TypeVar
 
 import datasketches
@@ -15,34 +15,19 @@ from pydantic import BaseModel
 from processors.context import Ctx, ForwardMany, Output, Put, PutMany, Tombstone
 from processors.messages import StorySeen
 from processors.story_info import StoryInfo
-from processors.viewer_list import (
-    encode_millis,
-    index_value_of,
-    read_index_value,
-    view_event_key,
-    viewer_index_prefix,
-    viewer_order_prefix,
-)
-from schemas.events import StoryViewed
 from schemas.records import StoryViewer, ViewCount
 from schemas.types import from_millis, millis
 
 # HLL_4 and HLL_8 hold the same registers and give identical estimates; HLL_4 packs them in
-# nibbles, so the compact sketch is ~2 KiB instead of ~4 KiB at lgK 12 (it travels in every
-# ViewCount and sits in every story's state), and update/serialize cost the same.
+# nibbles, so the compact sketch is half the size (it travels in every ViewCount and sits in
+# every story's state), and update/serialize cost the same.
 HLL_TYPE = datasketches.tgt_hll_type.HLL_4
-_STATE_HEADER = struct.Struct(">QQQ")
-# A viewer's index entry keeps the ids of their applied views up to this many (the smallest);
-# the others are keys of their own (EVENT_TAG), so the entry stays small (~2 KiB) however many
-# times one viewer views a story. The keys are looked up only for a viewer whose entry is full.
-# (Lowering it leaves such keys unread for entries that were full: do not.)
-INLINE_EVENT_IDS = 32
 _LITTLE_ENDIAN = sys.byteorder == "little"
 assert array("I").itemsize == 4, "HLL coupons are 4-byte ints"
 
 
-# The value types below are NamedTuples rather than frozen dataclasses: as immutable, and about
-# three times cheaper to build, which matters at one of each per story per batch.
+# The value types below are NamedTuples rather than frozen dataclasses: as immutable, and
+# cheaper to build, which matters at one of each per story per batch.
 
 
 class ViewState(NamedTuple):
@@ -57,33 +42,15 @@ class ViewState(NamedTuple):
     unique_viewers: int
     viewers: int
 
-    def to_bytes(self) -> bytes:
-        """A compact binary encoding for the state store."""
-        return _STATE_HEADER.pack(self.total_views, self.unique_viewers, self.viewers) + self.sketch
-
-    @classmethod
-    def from_bytes(cls, data: bytes) -> ViewState:
-        """Decode what `to_bytes` wrote (raises ValueError on anything shorter)."""
-        if len(data) <= _STATE_HEADER.size:
-            raise ValueError(f"not a stored ViewState ({len(data)} bytes)")
-        total, unique, viewers = _STATE_HEADER.unpack_from(data)
-        return cls(total, data[_STATE_HEADER.size :], unique, viewers)
-
 
 class View(NamedTuple):
     """A view as the views path reads it: a `StoryViewed` decoded and checked by the wiring,
-    without building the model (the firehose's per-event cost), its time in milliseconds.
-
-    `record` is opaque here: the Avro body of the `StoryViewer` record this view makes if it is
-    its viewer's first, when the wiring sliced it from the `StoryViewed` record (its last three
-    fields are a StoryViewer's, in order); empty otherwise.
-    """
+    without building the model (the firehose's per-event cost), its time in milliseconds."""
 
     story_id: str
     viewer_id: str
     event_id: str
     viewed_at: int  # milliseconds since the epoch, UTC
-    record: bytes = b""
 
     @classmethod
     def of(cls, value: Mapping[str, Any]) -> View:
@@ -96,93 +63,26 @@ class View(NamedTuple):
             at if type(at) is int else millis(at),
         )
 
-    @classmethod
-    def of_event(cls, event: StoryViewed | View) -> View:
-        """A `StoryViewed` as a View. A View is taken as it is, unless an older version parked
-        it with its time as a datetime: then the time is converted to milliseconds."""
-        if not isinstance(event, View):
-            return cls.of(event.__dict__)
-        return event if type(event.viewed_at) is int else cls.of(event._asdict())
-
 
 class ViewsResult(NamedTuple):
     """What applying a batch of one story's views decided.
 
-    Store (in one write batch): `state` when `changed`, and the viewer-list and viewer-index
-    keys of `writes()`. Produce `outputs`. `skipped` (author's own views, refused events) and
-    `duplicates` are for metrics.
+    `first_views`: each viewer whose first view the batch set or moved earlier, to that view's
+    time (milliseconds); `moved_from`: for those already listed, their previous first view.
+    `applied`: each viewer's newly applied event ids, in order. Store `state` when `changed`;
+    produce `outputs`. `skipped` (author's own views, refused events) and `duplicates` are for
+    metrics.
     """
 
     story_id: str
     state: ViewState | None
     changed: bool
-    puts: list[tuple[bytes, bytes]]
     outputs: tuple[Output, ...]
+    first_views: dict[str, int]
+    moved_from: dict[str, int]
+    applied: dict[str, list[str]]
     skipped: int = 0
     duplicates: int = 0
-    deletes: Sequence[bytes] = ()
-
-    def writes(self) -> tuple[list[tuple[bytes, bytes]], Sequence[bytes]]:
-        """The viewer-list and viewer-index keys to put and delete (the state aside).
-
-        An applied view's id is kept in its viewer's index entry: a redelivered view is found
-        by the same lookup that finds the viewer, with no key (and changelog record) of its own
-        (past INLINE_EVENT_IDS of one viewer, the other ids get keys: see `overflow_lookups`).
-        """
-        return self.puts, self.deletes
-
-
-class ViewLookups(NamedTuple):
-    """The store keys to fetch before `apply_views`, and how to read the answers."""
-
-    viewer_keys: dict[bytes, str]
-
-    def resolve(
-        self, values: Sequence[bytes | None]
-    ) -> tuple[dict[str, int], set[str], dict[str, tuple[str, ...]]]:
-        """`known_viewers`, `seen_event_ids` and `stored_events` from the values of the keys
-        (a multi-get, in the order of `viewer_keys`)."""
-        known: dict[str, int] = {}
-        stored: dict[str, tuple[str, ...]] = {}
-        seen: set[str] = set()
-        for viewer_id, value in zip(self.viewer_keys.values(), values, strict=True):
-            if value is not None:
-                known[viewer_id], ids = read_index_value(value)
-                stored[viewer_id] = ids
-                seen.update(ids)
-        return known, seen, stored
-
-
-def overflow_lookups(
-    story_id: str,
-    views: Sequence[View],
-    stored_events: Mapping[str, tuple[str, ...]],
-    seen_event_ids: AbstractSet[str],
-    inline: int = INLINE_EVENT_IDS,
-) -> dict[bytes, str]:
-    """The applied-view keys to fetch after `ViewLookups.resolve`: for each view not found
-    applied yet whose viewer's index entry is full (its other ids are keys of their own).
-    The ids of the keys found are applied views: add them to `seen_event_ids`."""
-    keys: dict[bytes, str] = {}
-    if all(len(ids) < inline for ids in stored_events.values()):
-        return keys  # the usual case: no entry is full
-    for view in views:
-        ids = stored_events.get(view.viewer_id)
-        if ids is not None and len(ids) >= inline and view.event_id not in seen_event_ids:
-            keys[view_event_key(story_id, view.event_id)] = view.event_id
-    return keys
-
-
-def plan_lookups(info: StoryInfo, views: Sequence[View]) -> ViewLookups:
-    """The viewer-index keys a batch of `views` needs fetched (author excluded)."""
-    story_id, author_id = info.story_id, info.author_id
-    prefix = viewer_index_prefix(story_id)  # a viewer's key is the prefix and their id
-    viewer_keys: dict[bytes, str] = {}
-    for view in views:
-        viewer_id = view.viewer_id
-        if viewer_id != author_id:
-            viewer_keys[prefix + viewer_id.encode()] = viewer_id
-    return ViewLookups(viewer_keys)
 
 
 def apply_views(
@@ -191,41 +91,32 @@ def apply_views(
     views: Sequence[View],
     known_viewers: Mapping[str, int],
     seen_event_ids: AbstractSet[str],
-    stored_events: Mapping[str, tuple[str, ...]],
     ctx: Ctx,
-    inline: int = INLINE_EVENT_IDS,
 ) -> ViewsResult:
-    """Apply a batch of views of `info`'s story (pre-fetched lookups in, writes and outputs out).
+    """Apply a batch of views of `info`'s story.
 
-    `known_viewers` maps each of the batch's viewers already in the list to their stored
-    first view (milliseconds); `seen_event_ids` holds the batch's event ids already applied and
-    `stored_events` the ids in each known viewer's index entry (see `ViewLookups.resolve`
-    and `overflow_lookups`); an entry keeps the `inline` smallest of a viewer's ids. The
+    `known_viewers` maps each of the batch's viewers already in the list to their first view
+    (milliseconds); `seen_event_ids` holds the batch's event ids already applied. The
     author's own views and refused events are skipped; an event id is counted once; the
     earliest view of a viewer wins (an earlier one arriving late moves the viewer up the
     list). The HLL is deserialized, updated with the new viewers and serialized once.
     Outputs, coalesced per key: a `StoryViewer` and a `StorySeen` to the viewer's tray per new
     viewer, a `StoryViewer` per moved viewer (together as one `PutMany` and one `ForwardMany`),
-    one `ViewCount`. A first view's StoryViewer is its `record` when the view has one (the
-    wiring sliced it from the view's own record), else its fields. A duplicate re-publishes
-    the current values for its viewer and the count (idempotent on compacted topics), so a
-    crash between storing and producing loses nothing.
+    one `ViewCount`. A duplicate re-publishes the current values for its viewer and the count
+    (idempotent on compacted topics), so a crash between storing and producing loses nothing.
     """
     if info is None or info.phase == "ended":
-        return ViewsResult(_story_of(info, views), state, False, [], (), len(views))
+        return ViewsResult(_story_of(info, views), state, False, (), {}, {}, {}, len(views))
     story_id, author_id = info.story_id, info.author_id
     deadline = millis(info.expires_at) if info.phase == "live" else None
     skipped = 0
     applied: dict[str, str] = {}  # event id -> viewer, in order
-    firsts: dict[str, View] = {}  # viewer -> their first view, if it is in this batch
+    firsts: dict[str, int] = {}  # viewer -> their first view, if it is in this batch
     repeated: list[str] = []
-    for view in views:
-        viewer_id = view.viewer_id
-        at = view.viewed_at
+    for _, viewer_id, event_id, at in views:
         if viewer_id == author_id or (deadline is not None and at > deadline):
             skipped += 1
             continue
-        event_id = view.event_id
         if event_id in applied or event_id in seen_event_ids:
             repeated.append(viewer_id)
             continue
@@ -234,38 +125,33 @@ def apply_views(
         if current is None:
             known = known_viewers.get(viewer_id)
             if known is None or at < known:
-                firsts[viewer_id] = view
-        elif at < current.viewed_at:
-            firsts[viewer_id] = view
+                firsts[viewer_id] = at
+        elif at < current:
+            firsts[viewer_id] = at
     if not applied and not repeated:
-        return ViewsResult(story_id, state, False, [], (), skipped)
+        return ViewsResult(story_id, state, False, (), {}, {}, {}, skipped)
 
-    # A viewer's keys are these prefixes and their id (list keys: and the sortable time).
-    order_prefix, index_prefix = viewer_order_prefix(story_id), viewer_index_prefix(story_id)
     key_prefix = f"{story_id}/"  # story-viewers keys
-    puts: list[tuple[bytes, bytes]] = []  # viewer-list keys, then index (and applied-view) keys
-    deletes: list[bytes] = []  # list keys of viewers moved up
-    times: dict[str, bytes] = {}  # each new first view's sortable time, encoded once
+    moved_from: dict[str, int] = {}
     new_viewers: list[str] = []
-    listed: list[tuple[str, dict[str, Any] | bytes]] = []  # StoryViewer records
+    listed: list[tuple[str, dict[str, Any]]] = []  # StoryViewer records
     seen: list[tuple[str, dict[str, Any]]] = []  # StorySeen messages to the trays
-    for viewer_id, view in firsts.items():
-        at = view.viewed_at
-        times[viewer_id] = time = encode_millis(at)
-        puts.append((order_prefix + time + viewer_id.encode(), b""))
-        listed.append((key_prefix + viewer_id, view.record or _viewer(story_id, viewer_id, at)))
+    for viewer_id, at in firsts.items():
+        when = from_millis(at)
+        listed.append((key_prefix + viewer_id, _viewer(story_id, viewer_id, when)))
         replaces = known_viewers.get(viewer_id)
         if replaces is None:
             new_viewers.append(viewer_id)
-            seen.append((viewer_id, _seen(viewer_id, story_id, at)))
+            seen.append((viewer_id, _seen(viewer_id, story_id, when)))
         else:
-            deletes.append(order_prefix + encode_millis(replaces) + viewer_id.encode())
+            moved_from[viewer_id] = replaces
     for viewer_id in dict.fromkeys(repeated):
         known = known_viewers.get(viewer_id)
         if viewer_id in firsts or known is None:
             continue  # already published above, or its first view is still in this batch
-        listed.append((key_prefix + viewer_id, _viewer(story_id, viewer_id, known)))
-        seen.append((viewer_id, _seen(viewer_id, story_id, known)))
+        when = from_millis(known)
+        listed.append((key_prefix + viewer_id, _viewer(story_id, viewer_id, when)))
+        seen.append((viewer_id, _seen(viewer_id, story_id, when)))
     outputs: list[Output] = []
     if listed:
         outputs.append(PutMany(StoryViewer, story_id, listed))
@@ -278,18 +164,6 @@ def apply_views(
             by_viewer[viewer_id] = [event_id]
         else:
             ids.append(event_id)
-    # The ids sorted: the same views give the same bytes in any delivery order (as a replay).
-    for viewer_id, event_ids in by_viewer.items():
-        stored = stored_events.get(viewer_id)
-        if stored:
-            event_ids = [*stored, *event_ids]
-        if len(event_ids) > 1:
-            event_ids.sort()
-        if len(event_ids) > inline:  # the entry keeps the smallest; the others get keys
-            puts += [(view_event_key(story_id, event_id), b"") for event_id in event_ids[inline:]]
-            event_ids = event_ids[:inline]
-        time = times.get(viewer_id) or encode_millis(known_viewers[viewer_id])
-        puts.append((index_prefix + viewer_id.encode(), index_value_of(time, event_ids)))
     new_state = _counted(state, new_viewers, len(applied), ctx) if applied else state
     if new_state is not None:
         outputs.append(Put(story_id, _count(story_id, new_state)))
@@ -297,11 +171,12 @@ def apply_views(
         story_id,
         new_state,
         new_state is not state,
-        puts,
         tuple(outputs),
+        firsts,
+        moved_from,
+        by_viewer,
         skipped,
         len(views) - skipped - len(applied),
-        deletes,
     )
 
 
@@ -367,12 +242,12 @@ def _story_of(info: StoryInfo | None, views: Sequence[View]) -> str:
 
 # The records below are built from validated events (UTC, millisecond precision) as their
 # fields, without a model (see `PutMany`): a test validates each, strictly.
-def _viewer(story_id: str, viewer_id: str, at: int) -> dict[str, Any]:
-    return {"story_id": story_id, "viewer_id": viewer_id, "first_viewed_at": from_millis(at)}
+def _viewer(story_id: str, viewer_id: str, at: datetime) -> dict[str, Any]:
+    return {"story_id": story_id, "viewer_id": viewer_id, "first_viewed_at": at}
 
 
-def _seen(viewer_id: str, story_id: str, at: int) -> dict[str, Any]:
-    return {"kind": "story_seen", "user_id": viewer_id, "story_id": story_id, "at": from_millis(at)}
+def _seen(viewer_id: str, story_id: str, at: datetime) -> dict[str, Any]:
+    return {"kind": "story_seen", "user_id": viewer_id, "story_id": story_id, "at": at}
 
 
 # A story's count is one record a batch: built as a model, without validating its fields again

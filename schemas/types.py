@@ -19,6 +19,8 @@ from pydantic import (
 )
 
 IDENTIFIER_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+IDENTIFIER = re.compile(IDENTIFIER_PATTERN)  # the one compiled; `fullmatch` it
+IDENTIFIER_RULE = "must be 1-64 characters of [A-Za-z0-9_-]"
 NAMED_REACTIONS = frozenset({"like", "love", "laugh", "wow", "sad", "fire"})
 MAX_REPLY_CHARS = 1000
 DEFAULT_STORY_TTL = timedelta(hours=24)

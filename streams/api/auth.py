@@ -15,10 +15,9 @@ from typing import Any
 
 import jwt
 
-from schemas.types import IDENTIFIER_PATTERN
+from schemas.types import IDENTIFIER, IDENTIFIER_RULE
 
 _ALGORITHM = "HS256"
-_USER_ID = re.compile(IDENTIFIER_PATTERN)
 # Clocks of the token's issuer and of the workers may differ this much (iat, nbf and exp).
 LEEWAY = timedelta(seconds=30)
 # ':' is never in a user id, so no user can be called this.
@@ -63,8 +62,8 @@ def issue_token(
     audience: str | None = None,
 ) -> str:
     """A signed token for `user_id` (with `aud` when an audience is configured)."""
-    if not _USER_ID.fullmatch(user_id):
-        raise ValueError(f"invalid user id {user_id!r}: 1-64 characters of [A-Za-z0-9_-]")
+    if not IDENTIFIER.fullmatch(user_id):
+        raise ValueError(f"invalid user id {user_id!r}: {IDENTIFIER_RULE}")
     claims: dict[str, Any] = {
         "sub": user_id,
         "iat": int(now.timestamp()),
@@ -80,8 +79,8 @@ def verify_token(token: str, secret: str, audience: str | None = None) -> str:
     `audience` is given, which the token must then name."""
     claims = _decode(token, secret, audience)
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not _USER_ID.fullmatch(subject):
-        raise TokenError("token subject is not a user id (1-64 characters of [A-Za-z0-9_-])")
+    if not isinstance(subject, str) or not IDENTIFIER.fullmatch(subject):
+        raise TokenError(f"token subject is not a user id: {IDENTIFIER_RULE}")
     named = claims.get("aud")
     if named == INTERNAL_AUDIENCE or (isinstance(named, list) and INTERNAL_AUDIENCE in named):
         raise TokenError("a worker's audience in a user token")

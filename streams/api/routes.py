@@ -20,9 +20,8 @@ from pydantic import TypeAdapter
 from processors import authors as author_rules
 from processors.authors import ActiveStory, Author
 from processors.trays import read_tray
-from processors.viewer_list import page_bounds, read_page
 from schemas.records import ReactionCounts, StoryState
-from schemas.types import IDENTIFIER_PATTERN
+from schemas.types import IDENTIFIER, IDENTIFIER_RULE
 from streams.api.auth import (
     INTERNAL_TTL,
     TokenError,
@@ -42,12 +41,12 @@ from streams.settings import Settings
 from streams.stages.follow_graph import author_seen_by
 from streams.stages.stories import failed_story, story_view
 from streams.stages.tray_store import read_tray_state, with_read_marks
+from streams.stages.viewer_list import page_bounds, read_page
 from streams.stages.views import reaction_state, view_state
 
 log = logging.getLogger(__name__)
 FORWARDED = "X-Storystream-Forwarded"
 _AUTHOR = TypeAdapter(Author)
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _LIMIT = re.compile(r"[0-9]{1,4}")
 
 
@@ -206,8 +205,8 @@ def viewer_page_query(story_id: str, query: Mapping[str, str]) -> tuple[int, byt
 def viewer_query(query: Mapping[str, str]) -> str:
     """The user id of `?viewer=`; 400 if missing or not a user id."""
     viewer_id = query.get("viewer", "")
-    if not _IDENTIFIER.fullmatch(viewer_id):
-        raise HttpError(400, "viewer: must be 1-64 characters of [A-Za-z0-9_-]")
+    if not IDENTIFIER.fullmatch(viewer_id):
+        raise HttpError(400, f"viewer: {IDENTIFIER_RULE}")
     return viewer_id
 
 

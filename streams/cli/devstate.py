@@ -40,11 +40,7 @@ def _alive(pid: int) -> bool:
 
 def _embedded_keys(state: dict[str, Any]) -> tuple[str, str] | None:
     """The keys of dev's embedded object store; None when dev used an external one."""
-    if "s3_credentials" not in state:  # written before dev recorded them: only embedded then
-        from infra.s3 import CREDENTIALS  # here: its HTTP imports cost every command ~70 ms
-
-        return CREDENTIALS
-    keys = state["s3_credentials"]
+    keys = state.get("s3_credentials")
     if isinstance(keys, list) and len(keys) == 2:
         return str(keys[0]), str(keys[1])
     return None

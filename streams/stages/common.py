@@ -1,14 +1,12 @@
-"""What every handler needs: decoding with dead letters, state tables, internal messages."""
+"""What every handler needs: decoding with dead letters, internal messages, grouping by key."""
 
 from __future__ import annotations
 
-import pickle
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
 from processors.context import Ctx
 from processors.messages import (
@@ -27,11 +25,7 @@ from streams.codecs.avro import AvroCodec, CodecError
 from streams.codecs.registry import SchemaRegistry
 from streams.runtime.context import StageContext
 from streams.runtime.records import InRecord
-from streams.runtime.store import PartitionStore
 from streams.topics import TopicSpec
-
-T = TypeVar("T")
-M = TypeVar("M", bound=BaseModel)
 
 InternalMessage = Annotated[
     AwaitMedia
@@ -47,8 +41,8 @@ InternalMessage = Annotated[
     Field(discriminator="kind"),
 ]
 _MESSAGES: TypeAdapter[Any] = TypeAdapter(InternalMessage)
-# A batch record parsed and validated in one call (a third less than orjson and a validation
-# per message: this runs once per new viewer of a story)
+# A batch record parsed and validated in one call (cheaper than orjson and a validation per
+# message: this runs once per new viewer of a story)
 _MESSAGE_BATCH: TypeAdapter[list[tuple[str, Any]]] = TypeAdapter(list[tuple[str, InternalMessage]])
 
 
@@ -156,67 +150,12 @@ def _unbatched(record: InRecord, _new: Any = tuple.__new__) -> list[tuple[InReco
     except ValidationError as exc:  # invalid JSON too
         raise CodecError(f"invalid batch of internal messages: {exc}") from exc
     topic, partition, offset, _, _, timestamp = record
-    # each message as a record of its own, built as `_in_record` builds one (not by `_replace`:
-    # a third of the cost, once per message)
+    # each message as a record of its own, built as `in_record` builds one (not by `_replace`:
+    # cheaper, once per message)
     return [
         (_new(InRecord, (topic, partition, offset, key.encode(), None, timestamp)), message)
         for key, message in items
     ]
-
-
-# A value larger than this is stored compressed: a tray of a user following thousands of
-# active authors is over a megabyte of JSON (more than a changelog record takes by default)
-# and compresses about twentyfold, in ~4 ms a megabyte (decoding its JSON takes ~50 ms).
-COMPRESS_ABOVE = 64 * 1024
-_COMPRESSED = b"\x00"  # neither JSON nor a pickle starts with a NUL byte
-
-
-class Table(Generic[T]):
-    """State values under one key prefix of the partition store.
-
-    With a type, values are stored as JSON through a pydantic TypeAdapter (several times
-    faster than pickling frozen dataclasses, and readable); without one, pickled. Values over
-    COMPRESS_ABOVE bytes are stored zlib-compressed after a NUL byte.
-    """
-
-    def __init__(self, name: str, kind: type[T] | None = None) -> None:
-        self.prefix = name.encode() + b"\x01"
-        self._adapter: TypeAdapter[T] | None = TypeAdapter(kind) if kind is not None else None
-
-    def key(self, key: str) -> bytes:
-        return self.prefix + key.encode()
-
-    def encode(self, value: T) -> bytes:
-        if self._adapter is not None:
-            data = self._adapter.dump_json(value)
-        else:
-            data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        if len(data) > COMPRESS_ABOVE:
-            return _COMPRESSED + zlib.compress(data, 1)
-        return data
-
-    def decode(self, data: bytes) -> T:
-        if data[:1] == _COMPRESSED:
-            data = zlib.decompress(data[1:])
-        if self._adapter is not None:
-            return self._adapter.validate_json(data)
-        value: T = pickle.loads(data)  # noqa: S301 - our own state
-        return value
-
-    def get(self, store: PartitionStore, key: str) -> T | None:
-        data = store.get(self.key(key))
-        return None if data is None else self.decode(data)
-
-    def get_committed(self, store: PartitionStore, key: str) -> T | None:
-        """The committed value (for readers on other threads)."""
-        data = store.get_committed(self.key(key))
-        return None if data is None else self.decode(data)
-
-    def set(self, store: PartitionStore, key: str, value: T | None) -> None:
-        if value is None:
-            store.delete(self.key(key))
-        else:
-            store.put(self.key(key), self.encode(value))
 
 
 def by_key(decoded: Iterable[tuple[InRecord, Any]]) -> dict[str, list[tuple[InRecord, Any]]]:

@@ -8,14 +8,30 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from processors.expiry import bucket_of, width_ms
 from schemas.types import millis
 from streams.runtime.store import PartitionStore
 
 _WIDTH_DIGITS = 15
+_MILLI = timedelta(milliseconds=1)
+
+
+def width_ms(width: timedelta) -> int:
+    """`width` in milliseconds, at least one."""
+    ms = width // _MILLI
+    if ms <= 0:
+        raise ValueError("bucket width must be at least one millisecond")
+    return ms
+
+
+def bucket_of(when: datetime, width: timedelta) -> int:
+    """The start (epoch milliseconds) of the bucket of `width` that holds `when`."""
+    step = width_ms(width)
+    return millis(when) // step * step
 
 
 class DueIndex:
+    """Keys by the time bucket they are due in, under one key prefix (values are empty)."""
+
     def __init__(self, name: str, width: timedelta = timedelta(seconds=1)) -> None:
         self.prefix = name.encode() + b"\x01"
         self.width = width

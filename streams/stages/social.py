@@ -10,25 +10,29 @@ from processors.messages import StorySeen
 from streams.codecs.registry import SchemaRegistry
 from streams.runtime.context import StageContext
 from streams.runtime.records import InRecord
-from streams.stages import tray_store
+from streams.stages import follow_graph, tray_store
 from streams.stages.common import Decoder, by_key, ctx_of, internal_messages
-from streams.stages.follow_graph import absorb, empty_author, load_author, save_author
 from streams.topics import USER_FOLLOWS
 
 
 def apply_authors(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> None:
-    """Each author's inputs, in order, on one read and one write of its state, its sets read
-    and written key by key (`follow_graph`).
-    An author is written and its outputs emitted together, after its last input."""
-    store = pctx.store
+    """Each author's inputs, in order, on one read and one write of its small value. Each input
+    gets the author's sets as plain data: the named user's place in them (one lookup), or
+    the whole sets (a scan) when it may fan out. An author's outputs are emitted together,
+    after its last input."""
+    store, policy = pctx.store, pctx.policy
     for author_id, items in by_key(decoded).items():
-        state = load_author(store, author_id) or empty_author(store, author_id)
+        core = follow_graph.load_core(store, author_id)
         outputs: list[Any] = []
         for record, item in items:
+            user = authors.named_user(item)
+            state = follow_graph.partial_author(store, author_id, core, user)
+            if authors.needs_members(state, item, policy):
+                state = follow_graph.whole_author(store, author_id, core)
             changed, emitted = authors.handle(state, item, ctx_of(pctx, record))
-            state = absorb(state, changed)
+            core = follow_graph.save_changes(store, state, changed, user)
             outputs.extend(emitted)
-        save_author(store, state)
+        follow_graph.save_core(store, author_id, core)
         pctx.emit(outputs)
 
 
@@ -60,15 +64,15 @@ def apply_trays(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> 
     for user_id, items in by_key(decoded).items():
         messages = [message for _, message in items]
         named = [m.story_id for m in messages if hasattr(m, "story_id")]
-        data = tray_store.tray_value(store, user_id)
+        value = tray_store.tray_value(store, user_id)
         if all(type(m) is StorySeen for m in messages) and tray_store.marks_only(
-            data, named, pctx.now
+            value, named, pctx.now
         ):
             marks = tray_store.read_marks(store.get_many, user_id, named)
             after = trays.seen_outside_tray(marks, messages, marking)
             tray_store.save_marks(store, user_id, marks, after)
             continue
-        loaded = tray_store.load_tray(store, user_id, named, data)
+        loaded = tray_store.load_tray(store, user_id, named, value)
         state = loaded.state
         outputs: list[Any] = []
         for record, message in items:

@@ -18,18 +18,19 @@ from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore
 from streams.stages.common import Decoder, ctx_of, internal_messages
 from streams.stages.due import DueIndex
+from streams.stages.state import Table
 from streams.topics import MEDIA_TRANSCODED, STORY_DELETED, STORY_HIGHLIGHTS, STORY_POSTED
 
-STORIES = b"story\x01"
-MEDIA = b"media\x01"
+STORIES: Table[Story] = Table("story", Story)
+MEDIA: Table[PendingMedia] = Table("media", PendingMedia)
 STORY_DUE = DueIndex("storydue")
 MEDIA_DUE = DueIndex("mediadue", width=timedelta(minutes=1))
 
 
 def load_story(store: PartitionStore, story_id: str, committed: bool = False) -> Story | None:
-    key = STORIES + story_id.encode()
+    key = STORIES.key(story_id)
     raw = store.get_committed(key) if committed else store.get(key)
-    return None if raw is None else Story.from_bytes(raw)
+    return None if raw is None else STORIES.decode(raw)
 
 
 def story_view(store: PartitionStore, story_id: str, now: datetime) -> StoryState | None:
@@ -58,9 +59,9 @@ def failed_story(store: PartitionStore, story_id: str, now: datetime) -> dict[st
 def _save_story(pctx: StageContext, story_id: str, old: Story | None, new: Story | None) -> None:
     store = pctx.store
     if new is None:
-        store.delete(STORIES + story_id.encode())
+        STORIES.delete(store, story_id)
     elif new != old:
-        store.put(STORIES + story_id.encode(), new.to_bytes())
+        STORIES.put(store, story_id, new)
     STORY_DUE.move(store, story_id, next_due(old, pctx.policy), next_due(new, pctx.policy))
 
 
@@ -107,8 +108,7 @@ class MediaJoinHandler:
         self._decoder = Decoder(MEDIA_TRANSCODED, registry)
 
     def _load(self, store: PartitionStore, media_id: str) -> PendingMedia | None:
-        raw = store.get(MEDIA + media_id.encode())
-        return None if raw is None else PendingMedia.from_bytes(raw)
+        return MEDIA.get(store, media_id)
 
     def _save(
         self,
@@ -118,9 +118,9 @@ class MediaJoinHandler:
         new: PendingMedia | None,
     ) -> None:
         if new is None:
-            pctx.store.delete(MEDIA + media_id.encode())
+            MEDIA.delete(pctx.store, media_id)
         elif new != old:
-            pctx.store.put(MEDIA + media_id.encode(), new.to_bytes())
+            MEDIA.put(pctx.store, media_id, new)
         MEDIA_DUE.move(pctx.store, media_id, media_join.media_due(old), media_join.media_due(new))
 
     def handle(self, pctx: StageContext, records: Sequence[InRecord]) -> None:

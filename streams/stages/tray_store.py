@@ -1,55 +1,47 @@
 """The tray stage's state in the partition store: one small value per user, one key per story
 the user has seen.
 
-A user's marks (the stories they viewed, kept a day and more) grow with how much they view:
-kept inside the tray's value, a user who viewed a thousand stories made every further view
-decode and rewrite ~70 KB of JSON (~7 ms a view). Here a view of a story outside the tray
-writes one small key, and the value is rewritten only when the tray itself changes.
-
-    tray<0x01>{user_id}               -> a header, then the JSON TrayState without marks
-                                         (each tray story carries its own seen flag; the
-                                         published tray as a digest)
-    S{user_id}<NUL>{story_id}         -> keep_until, epoch millis (8 bytes, big-endian)
-    seendue<0x01>{bucket}<NUL>{user_id}<NUL>{story_id} -> b""
-                                         the marks by the time they may go (derived from
-                                         the marks: not changelogged, rebuilt on restore)
-
-A batch loads the marks of the stories its messages name and writes back those that changed;
-`sweep` deletes marks whose time has passed.
-
-A tray value's header is 0x02, the earliest `expires_at` of its stories (epoch millis; empty
-without stories), "/", " {story_id}" for each of its stories, " " and NUL. From it alone a
-user's views of stories outside their tray are told apart (`marks_only`), and need not decode
-the tray (~60 us for twenty stories): those, the most common views, only mark their stories.
-
-Values written before this layout still load: those with marks inside the value (the published
-tray whole) and those without a header. Either is rewritten at the user's next message.
+A user's marks grow with how much they view: kept in the tray's value, every view would
+rewrite them all. As keys, a view of a story outside the tray writes one small key, told apart
+from the value's expiry and ids alone (`marks_only`) without decoding the tray.
 """
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from pydantic import ValidationError
-
-from processors.trays import SeenStory, TrayState, TrayStory, tray_digest
-from schemas.records import Tray
+from processors.trays import SeenStory, TrayState
 from schemas.types import from_millis, millis
 from streams.runtime.store import PartitionStore
-from streams.stages.common import Table
 from streams.stages.due import DueIndex
+from streams.stages.state import Codec, Table
 
-TRAYS: Table[TrayState] = Table("tray", TrayState)
+
+class TrayValue(NamedTuple):
+    """A stored tray: its stories' earliest expiry (epoch millis; None without stories) and
+    their ids, then the TrayState (marks aside), encoded apart so it is decoded only when
+    needed."""
+
+    earliest: int | None
+    story_ids: tuple[str, ...]
+    state: bytes
+
+
+# tray<0x01>{user_id}              -> TrayValue (the TrayState without marks: each tray story
+#                                     carries its own seen flag; the published tray a digest)
+# S{user_id}<NUL>{story_id}        -> a mark: keep_until, epoch millis
+# seendue<0x01>{bucket}<NUL>{user_id}<NUL>{story_id} -> b"": the marks by when they may go
+#                                     (derived from the marks: not changelogged, rebuilt on restore)
+TRAYS: Table[TrayValue] = Table("tray", TrayValue)
+TRAY_STATE: Codec[TrayState] = Codec(TrayState)
+MARKS: Codec[int] = Codec(int, "tray marks")
 MARK_TAG = b"S"
 SEEN_DUE = DueIndex("seendue", width=timedelta(minutes=1))
 SWEEP_LIMIT = 10_000  # marks deleted per tick at most: a burst of expiries is spread out
 _SEP = b"\x00"
-_MILLIS = struct.Struct(">q")
-_HEADED = b"\x02"  # neither JSON nor a compressed value starts with it
 _GET = Callable[[bytes], bytes | None]
 
 
@@ -58,7 +50,7 @@ def mark_key(user_id: str, story_id: str) -> bytes:
 
 
 def _until(value: bytes) -> datetime:
-    return from_millis(_MILLIS.unpack(value)[0])
+    return from_millis(MARKS.decode(value))
 
 
 def _due_name(user_id: str, story_id: str) -> str:
@@ -66,79 +58,30 @@ def _due_name(user_id: str, story_id: str) -> str:
 
 
 class LoadedTray(NamedTuple):
-    """A user's tray as a batch found it: the stored value (marks aside; None for no value),
-    the marks read, the state to apply messages to, and whether the value is in the current
-    layout (if not, it is rewritten)."""
+    """A user's tray as a batch found it: the stored state (marks aside; None for no value),
+    the marks read, and the state to apply messages to."""
 
     core: TrayState | None
     marks: tuple[SeenStory, ...]
     state: TrayState | None
-    current: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class _OlderTrayState:
-    """A value written before the layout of this module: marks inside, the published tray
-    whole (TrayState keeps its digest)."""
-
-    user_id: str
-    stories: tuple[TrayStory, ...] = ()
-    seen: tuple[SeenStory, ...] = ()
-    celebrities: frozenset[str] = frozenset()
-    published: Tray | None = None
+def _encode(core: TrayState) -> TrayValue:
+    earliest = min((millis(s.expires_at) for s in core.stories), default=None)
+    ids = tuple(s.story_id for s in core.stories)
+    return TrayValue(earliest, ids, TRAY_STATE.encode(core))
 
 
-_OLDER: Table[_OlderTrayState] = Table("tray", _OlderTrayState)
-
-
-def _encode(core: TrayState) -> bytes:
-    earliest = min((s.expires_at for s in core.stories), default=None)
-    ids = "".join(f" {s.story_id}" for s in core.stories)
-    header = f"{'' if earliest is None else millis(earliest)}/{ids} "
-    return _HEADED + header.encode() + _SEP + TRAYS.encode(core)
-
-
-def _header_end(data: bytes) -> int:
-    """Where the header of a value in the current layout ends (its NUL)."""
-    return data.index(_SEP)
-
-
-def marks_only(data: bytes | None, story_ids: Iterable[str], now: datetime) -> bool:
-    """Whether views of `story_ids` by the owner of the tray value `data` (None: no tray)
-    change nothing but the stories' marks: none of them is in the tray, and no story in it
-    has expired by `now` (else the tray changes too). False when the value cannot tell
-    (written before its header)."""
-    if data is None:
+def marks_only(value: TrayValue | None, story_ids: Iterable[str], now: datetime) -> bool:
+    """Whether views of `story_ids` by the owner of the tray `value` (None: no tray) change
+    nothing but the stories' marks: none of them is in the tray, and no story in it has
+    expired by `now` (else the tray changes too)."""
+    if value is None:
         return True
-    if data[:1] != _HEADED:
+    if value.earliest is not None and value.earliest <= millis(now):
         return False
-    header = data[1 : _header_end(data)]
-    earliest, _, ids = header.partition(b"/")
-    if earliest and int(earliest) <= millis(now):
-        return False
-    return not any(b" " + story_id.encode() + b" " in ids for story_id in story_ids)
-
-
-def _decode(data: bytes) -> tuple[TrayState, bool]:
-    """A stored value, and whether it is of the older layout (then it carries all its marks,
-    and its stories get their flags from them)."""
-    if data[:1] == _HEADED:
-        return TRAYS.decode(data[_header_end(data) + 1 :]), False
-    try:
-        state = TRAYS.decode(data)
-    except ValidationError:
-        older = _OLDER.decode(data)
-        published = tray_digest(older.published) if older.published is not None else None
-        state = TrayState(older.user_id, older.stories, older.seen, older.celebrities, published)
-        return _flagged(state), True
-    if state.seen:
-        return _flagged(state), True
-    return state, False
-
-
-def _flagged(state: TrayState) -> TrayState:
-    seen = state.seen_ids
-    return replace(state, stories=tuple(replace(s, seen=s.story_id in seen) for s in state.stories))
+    ids = value.story_ids
+    return not any(story_id in ids for story_id in story_ids)
 
 
 def _with_marks(
@@ -168,34 +111,29 @@ def read_marks(
 
 
 def load_tray(
-    store: PartitionStore, user_id: str, story_ids: Iterable[str], data: bytes | None
+    store: PartitionStore, user_id: str, story_ids: Iterable[str], value: TrayValue | None
 ) -> LoadedTray:
-    """The tray of `user_id`, its stored value `data`, with the marks of `story_ids` (the
-    stories a batch names)."""
-    stored, older = _decode(data) if data is not None else (None, False)
-    if older:  # rewritten, its marks as keys, at the end of the batch
-        return LoadedTray(None, (), stored, current=False)
+    """The tray of `user_id`, its stored `value`, with the marks of `story_ids` (the stories a
+    batch names)."""
+    stored = TRAY_STATE.decode(value.state) if value is not None else None
     marks = _read_marks(store.get_many, user_id, story_ids)
-    current = data is None or data[:1] == _HEADED
-    return LoadedTray(stored, marks, _with_marks(stored, user_id, marks), current)
+    return LoadedTray(stored, marks, _with_marks(stored, user_id, marks))
 
 
-def tray_value(store: PartitionStore, user_id: str) -> bytes | None:
-    """The stored tray value of `user_id` (for `marks_only` and `load_tray`)."""
-    return store.get(TRAYS.key(user_id))
+def tray_value(store: PartitionStore, user_id: str) -> TrayValue | None:
+    """The stored tray of `user_id` (for `marks_only` and `load_tray`)."""
+    return TRAYS.get(store, user_id)
 
 
 def read_tray_state(get: _GET, user_id: str) -> TrayState | None:
     """The tray of `user_id` for a reader on another thread (`get`: committed reads), without
-    marks (but those of a value in the older layout)."""
+    marks."""
     data = get(TRAYS.key(user_id))
-    return _decode(data)[0] if data is not None else None
+    return TRAY_STATE.decode(TRAYS.decode(data).state) if data is not None else None
 
 
 def with_read_marks(get: _GET, state: TrayState, story_ids: Iterable[str]) -> TrayState:
     """`state` (from `read_tray_state`) with the marks of `story_ids`."""
-    if state.seen:  # the older layout: all of them, already
-        return state
     marks = _read_marks(lambda keys: [get(key) for key in keys], state.user_id, story_ids)
     return replace(state, seen=marks)
 
@@ -211,12 +149,11 @@ def save_tray(
     core = None
     if state is not None and (state.stories or state.celebrities or state.published):
         core = replace(state, seen=()) if state.seen else state
-    if core != loaded.core or not loaded.current:
-        key = TRAYS.key(user_id)
+    if core != loaded.core:
         if core is None:
-            store.delete(key)
+            TRAYS.delete(store, user_id)
         else:
-            store.put(key, _encode(core))
+            TRAYS.put(store, user_id, _encode(core))
 
 
 def save_marks(
@@ -231,7 +168,7 @@ def save_marks(
         old = before.get(story_id)
         if old != until:
             until_ms = millis(until)
-            store.put(mark_key(user_id, story_id), _MILLIS.pack(until_ms))
+            store.put(mark_key(user_id, story_id), MARKS.encode_small(until_ms))
             old_ms = None if old is None else millis(old)
             SEEN_DUE.move_at(store, _due_name(user_id, story_id), old_ms, until_ms)
 

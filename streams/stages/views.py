@@ -7,43 +7,58 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from processors import story_info, views
 from processors.messages import StoryLifecycle
-from processors.reactions import (
-    ReactionState,
-    apply_reactions,
-    reaction_event_key,
-    reaction_event_keys,
-    reaction_event_prefix,
-)
+from processors.reactions import ReactionState, apply_reactions
 from processors.story_info import StoryInfo
-from processors.viewer_list import (
-    INDEX_TAG,
-    ORDER_TAG,
-    order_key_of_index_entry,
-    story_view_prefixes,
-)
-from schemas.events import StoryReacted, StoryViewed
-from schemas.types import IDENTIFIER_PATTERN
+from schemas.events import StoryReacted
+from schemas.types import IDENTIFIER, IDENTIFIER_PATTERN, IDENTIFIER_RULE
 from streams.codecs.registry import SchemaRegistry
 from streams.codecs.view_slicer import view_reader
 from streams.runtime.context import StageContext
 from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore
-from streams.stages import parking
 from streams.stages.common import Decoder, ctx_of
 from streams.stages.due import DueIndex
+from streams.stages.parking import Parking
+from streams.stages.state import Table
+from streams.stages.viewer_list import (
+    INDEX_TAG,
+    ORDER_TAG,
+    lookup_viewers,
+    order_key_of_index_entry,
+    story_view_prefixes,
+    write_views,
+)
 from streams.topics import STORY_REACTED, STORY_VIEWED
 
-INFO = b"info\x01"
-VIEW_STATE = b"views\x01"
-REACTION_STATE = b"reactions\x01"
+INFO: Table[StoryInfo] = Table("info", StoryInfo)
+VIEW_STATE: Table[views.ViewState] = Table("views", views.ViewState)
+REACTION_STATE: Table[ReactionState] = Table("reactions", ReactionState)
+REACTION_EVENT_TAG = b"R"  # R story NUL event_id -> b"": reactions already applied
+
+
+def reaction_event_key(story_id: str, event_id: str) -> bytes:
+    return f"R{story_id}\x00{event_id}".encode()  # REACTION_EVENT_TAG, story, NUL, event
+
+
+def reaction_event_keys(story_id: str, events: Sequence[StoryReacted]) -> dict[bytes, str]:
+    """The applied-reaction keys to look up for a batch, to their event ids."""
+    return {reaction_event_key(story_id, event.event_id): event.event_id for event in events}
+
+
+def reaction_event_prefix(story_id: str) -> bytes:
+    """The prefix of every applied-reaction key of the story (deleted on purge)."""
+    return REACTION_EVENT_TAG + story_id.encode() + b"\x00"
+
+
+_DECODE_INFO = INFO.decode  # one function: the store's cache of decoded values is by decoder
 
 
 def _info(store: PartitionStore, story_id: str) -> StoryInfo | None:
-    return store.get_decoded(INFO + story_id.encode(), StoryInfo.from_bytes)
+    return store.get_decoded(INFO.prefix + story_id.encode(), _DECODE_INFO)
 
 
 def apply_lifecycle(pctx: StageContext, key: str, message: Any) -> None:
@@ -53,14 +68,13 @@ def apply_lifecycle(pctx: StageContext, key: str, message: Any) -> None:
     info, outputs = story_info.apply_lifecycle(_info(store, key), message, ctx_of(pctx))
     pctx.emit(outputs)
     if info is None:  # purged: every key of the story goes
-        store.delete(INFO + key.encode())
-        store.delete(VIEW_STATE + key.encode())
-        store.delete(REACTION_STATE + key.encode())
+        for table in (INFO, VIEW_STATE, REACTION_STATE):
+            table.delete(store, key)
         for prefix in (*story_view_prefixes(key), reaction_event_prefix(key)):
             for stored_key, _ in list(store.scan(prefix)):
                 store.delete(stored_key)
         return
-    store.put(INFO + key.encode(), info.to_bytes())
+    INFO.put(store, key, info)
     if info.phase != "ended":
         _unpark(pctx, key)
     if info.phase == "ended":
@@ -69,7 +83,6 @@ def apply_lifecycle(pctx: StageContext, key: str, message: Any) -> None:
         pctx.emit(views.viewer_tombstones(key, viewer_ids))
 
 
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _IDENTIFIER_BODY = IDENTIFIER_PATTERN.removeprefix("^").removesuffix("$")
 _THREE_IDENTIFIERS = re.compile("/".join([_IDENTIFIER_BODY] * 3))  # "/" is not in one
 
@@ -81,11 +94,19 @@ def check_view(view: views.View) -> str | None:
     if _THREE_IDENTIFIERS.fullmatch(ids):  # one match for the three; then which one
         return None
     for field in ("story_id", "viewer_id", "event_id"):
-        if not _IDENTIFIER.fullmatch(getattr(view, field)):
-            return f"{field}: must be 1-64 characters of [A-Za-z0-9_-]"
+        if not IDENTIFIER.fullmatch(getattr(view, field)):
+            return f"{field}: {IDENTIFIER_RULE}"
     return None
 
 
+class ParkedEvent(NamedTuple):
+    """A view or a reaction held for a story not known yet."""
+
+    view: views.View | None = None
+    reaction: StoryReacted | None = None
+
+
+PARKED: Parking[ParkedEvent] = Parking("parked", ParkedEvent)
 PARK_DUE = DueIndex("parkdue")
 PARK_WINDOW = timedelta(seconds=30)
 MAX_PARKED = 10_000
@@ -96,8 +117,12 @@ def _park(pctx: StageContext, story_id: str, events: Sequence[Any]) -> None:
     (topics are fetched independently). They are applied when it arrives, or dropped after
     PARK_WINDOW (then they were for an unknown story)."""
     store = pctx.store
-    new_deadline, overflow = parking.hold(
-        store, story_id, events, pctx.now + PARK_WINDOW, MAX_PARKED
+    parked = [
+        ParkedEvent(view=e) if isinstance(e, views.View) else ParkedEvent(reaction=e)
+        for e in events
+    ]
+    new_deadline, overflow = PARKED.hold(
+        store, story_id, parked, pctx.now + PARK_WINDOW, MAX_PARKED
     )
     if overflow:
         pctx.metrics.rejected.inc("unknown-story-overflow", overflow)
@@ -107,14 +132,13 @@ def _park(pctx: StageContext, story_id: str, events: Sequence[Any]) -> None:
 
 def _unpark(pctx: StageContext, story_id: str) -> None:
     store = pctx.store
-    released = parking.release(store, story_id)
+    released = PARKED.release(store, story_id)
     if released is None:
         return
     deadline, parked = released
     PARK_DUE.move(store, story_id, deadline, None)
-    # Parked Views (older ones hold a datetime) and StoryViewed models (older still).
-    seen = [views.View.of_event(e) for e in parked if isinstance(e, (views.View, StoryViewed))]
-    reacted = [e for e in parked if isinstance(e, StoryReacted)]
+    seen = [e.view for e in parked if e.view is not None]
+    reacted = [e.reaction for e in parked if e.reaction is not None]
     if seen:
         apply_view_batch(pctx, story_id, seen)
     if reacted:
@@ -124,13 +148,13 @@ def _unpark(pctx: StageContext, story_id: str) -> None:
 def _drop_expired_parking(pctx: StageContext) -> None:
     store = pctx.store
     for story_id in PARK_DUE.due(store, pctx.now):
-        current = parking.held(store, story_id)
+        current = PARKED.held(store, story_id)
         if current is None:
             continue
         deadline, count, chunks = current
         if deadline > pctx.now:
             continue
-        parking.drop(store, story_id, chunks)
+        PARKED.drop(store, story_id, chunks)
         PARK_DUE.move(store, story_id, deadline, None)
         pctx.metrics.rejected.inc("unknown-story", count)
 
@@ -156,25 +180,14 @@ def apply_view_batch(pctx: StageContext, story_id: str, batch: list[views.View])
     if info is None:
         return
     store = pctx.store
-    lookups = views.plan_lookups(info, batch)
-    keys = lookups.viewer_keys
-    known, seen, stored = lookups.resolve(store.get_many(keys))
-    more = views.overflow_lookups(story_id, batch, stored, seen)
-    if more:  # a viewer with many views: their other ids are keys
-        found = zip(more.values(), store.get_many(more), strict=True)
-        seen.update(event_id for event_id, value in found if value is not None)
-    state_key = VIEW_STATE + story_id.encode()
-    raw = store.get(state_key)
-    state = views.ViewState.from_bytes(raw) if raw is not None else None
-    result = views.apply_views(state, info, batch, known, seen, stored, ctx_of(pctx))
+    lookup = lookup_viewers(store, story_id, info.author_id, batch)
+    state = VIEW_STATE.get(store, story_id)
+    result = views.apply_views(state, info, batch, lookup.known, lookup.seen, ctx_of(pctx))
     if result.skipped:
         pctx.metrics.rejected.inc("view-own-or-outside-lifetime", result.skipped)
     if result.changed and result.state is not None:
-        store.put(state_key, result.state.to_bytes())
-    puts, deletes = result.writes()
-    for key in deletes:
-        store.delete(key)
-    store.put_many(puts)
+        VIEW_STATE.put(store, story_id, result.state)
+    write_views(store, story_id, result, lookup)
     pctx.emit(result.outputs)
 
 
@@ -186,12 +199,10 @@ def apply_reaction_batch(pctx: StageContext, story_id: str, batch: list[StoryRea
     store = pctx.store
     keys = reaction_event_keys(story_id, batch)
     seen = {event_id for key, event_id in keys.items() if store.get(key) is not None}
-    state_key = REACTION_STATE + story_id.encode()
-    raw = store.get(state_key)
-    state = ReactionState.from_bytes(raw) if raw is not None else None
+    state = REACTION_STATE.get(store, story_id)
     result = apply_reactions(state, info, batch, seen, ctx_of(pctx))
     if result.changed and result.state is not None:
-        store.put(state_key, result.state.to_bytes())
+        REACTION_STATE.put(store, story_id, result.state)
     for event_id in result.event_ids:
         store.put(reaction_event_key(story_id, event_id), b"")
     pctx.emit(result.outputs)
@@ -248,10 +259,8 @@ class ViewerOrderKeys:
 
 
 def view_state(store: PartitionStore, story_id: str) -> views.ViewState | None:
-    raw = store.get(VIEW_STATE + story_id.encode())
-    return views.ViewState.from_bytes(raw) if raw is not None else None
+    return VIEW_STATE.get(store, story_id)
 
 
 def reaction_state(store: PartitionStore, story_id: str) -> ReactionState | None:
-    raw = store.get(REACTION_STATE + story_id.encode())
-    return ReactionState.from_bytes(raw) if raw is not None else None
+    return REACTION_STATE.get(store, story_id)

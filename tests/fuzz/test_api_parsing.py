@@ -30,7 +30,6 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from processors.stories import Story
-from processors.viewer_list import viewer_order_key
 from schemas.events import Audience
 from schemas.types import IDENTIFIER_PATTERN
 from streams.api.auth import (
@@ -49,6 +48,7 @@ from streams.runtime.engine import Engine
 from streams.runtime.store import PartitionStore
 from streams.settings import Settings
 from streams.stages.stories import STORIES
+from streams.stages.viewer_list import viewer_order_key
 from tests.fuzz.api_inputs import (
     SECRET,
     Header,
@@ -128,7 +128,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Api:
             "active",
         )
         store = engine.stores[partition_for(story_id, PARTITIONS)]
-        store.put(STORIES + story_id.encode(), story.to_bytes())
+        STORIES.put(store, story_id, story)
         for i, viewer in enumerate(VIEWERS):
             store.put(viewer_order_key(story_id, NOW - timedelta(minutes=50 - i), viewer), b"")
         store.flush()

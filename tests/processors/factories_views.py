@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from processors.context import Ctx, Output, Policy, Put, expand
 from processors.messages import StoryLifecycle
 from processors.story_info import Phase, StoryInfo
-from processors.viewer_list import ViewerPage, page_bounds, read_page
-from processors.views import (
-    INLINE_EVENT_IDS,
-    View,
-    ViewState,
-    apply_views,
-    overflow_lookups,
-    plan_lookups,
-)
+from processors.views import View, ViewState, apply_views
 from schemas.events import StoryReacted, StoryViewed
+from streams.stages.state import Codec
+from streams.stages.viewer_list import (
+    INLINE_EVENT_IDS,
+    ViewerPage,
+    lookup_viewers,
+    page_bounds,
+    read_page,
+    write_views,
+)
+
+_VIEW_STATE: Codec[ViewState] = Codec(ViewState)
 
 T0 = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 TTL = timedelta(hours=24)
@@ -95,8 +98,14 @@ def puts_of(outputs: Sequence[Output], record: type) -> list[Put]:
     return [o for o in outputs if isinstance(o, Put) and isinstance(o.value, record)]
 
 
+def as_view(event: StoryViewed | View) -> View:
+    """A view as the views path reads it."""
+    return event if isinstance(event, View) else View.of(event.__dict__)
+
+
 class ViewsStore:
-    """What the wiring does around `apply_views`, on a dict: fetch, apply, write, publish.
+    """What the views stage does around `apply_views`, on a dict: read the viewers' entries,
+    apply, write the list and index keys (`streams.stages.viewer_list`), publish.
 
     `published` is the compacted view of every output topic (last value per key).
     """
@@ -110,30 +119,36 @@ class ViewsStore:
         self.published: dict[tuple[str, str], object] = {}
         self.outputs: list[Output] = []
 
-    def apply(
-        self, events: Sequence[StoryViewed | View], context: Ctx | None = None
-    ) -> list[Output]:
-        """One batch of this story's views, as the wiring would run it."""
-        views = [View.of_event(event) for event in events]
-        lookups = plan_lookups(self.info, views)
-        known, seen, stored = lookups.resolve([self.kv.get(key) for key in lookups.viewer_keys])
-        more = overflow_lookups(self.info.story_id, views, stored, seen, self.inline)
-        seen.update(event_id for key, event_id in more.items() if key in self.kv)
-        result = apply_views(
-            self.state, self.info, views, known, seen, stored, context or ctx(), self.inline
-        )
-        puts, deletes = result.writes()
-        for key in deletes:
-            del self.kv[key]
-            self._sorted.pop(bisect.bisect_left(self._sorted, key))
-        for key, value in puts:
+    # the store the stage's viewer-list functions write to
+    def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
+        return [self.kv.get(key) for key in keys]
+
+    def put_many(self, items: list[tuple[bytes, bytes]]) -> None:
+        for key, value in items:
             if key not in self.kv:
                 bisect.insort(self._sorted, key)
             self.kv[key] = value
+
+    def delete(self, key: bytes) -> None:
+        if key in self.kv:
+            del self.kv[key]
+            self._sorted.pop(bisect.bisect_left(self._sorted, key))
+
+    def apply(
+        self, events: Sequence[StoryViewed | View], context: Ctx | None = None
+    ) -> list[Output]:
+        """One batch of this story's views, as the stage would run it."""
+        views = [as_view(event) for event in events]
+        story_id = self.info.story_id
+        lookup = lookup_viewers(self, story_id, self.info.author_id, views, self.inline)
+        result = apply_views(
+            self.state, self.info, views, lookup.known, lookup.seen, context or ctx()
+        )
+        write_views(self, story_id, result, lookup, self.inline)
         if result.changed:
             assert result.state is not None
-            self.state = ViewState.from_bytes(result.state.to_bytes())
-        outputs = expand(result.outputs)
+            self.state = _VIEW_STATE.decode(_VIEW_STATE.encode(result.state))
+        outputs: list[Output] = [*expand(result.outputs)]
         for output in outputs:
             if isinstance(output, Put):
                 self.published[(type(output.value).__name__, output.key)] = output.value

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import pickle
 from collections.abc import Iterable
 from datetime import timedelta
 
@@ -14,7 +12,11 @@ from processors.authors import (
     ActiveStory,
     Author,
     AuthorInput,
+    MembersNotGiven,
+    PartialMembers,
     handle,
+    named_user,
+    needs_members,
     story_opened,
     visible_stories,
 )
@@ -282,21 +284,50 @@ def test_the_state_round_trips_through_json_for_the_table() -> None:
     assert adapter.validate_json(adapter.dump_json(state)) == state
 
 
-# An author state as pickled before ActiveStory pickled by constructor arguments (dataclass
-# __getstate__ format); local RocksDB and the changelog may hold such values.
-_PICKLED_BEFORE_REDUCE = (
-    "gAWV0wAAAAAAAACMEnByb2Nlc3NvcnMuYXV0aG9yc5SMBkF1dGhvcpSTlCmBlF2UKIwDYW5ulCiMAnUxlJGUKJGUaACMC0"
-    "FjdGl2ZVN0b3J5lJOUKYGUXZQojAJzMZSMCGRhdGV0aW1llIwIZGF0ZXRpbWWUk5RDCgfqCxYKAAAAAACUaA6MCHRpbWV6"
-    "b25llJOUaA6MCXRpbWVkZWx0YZSTlEsASwBLAIeUUpSFlFKUhpRSlGgQQwoH6gsXCgAAAAAAlGgZhpRSlIwJZm9sbG93ZX"
-    "JzlGVihZSJZWIu"
-)
+def test_partial_members_answer_for_the_named_users_only() -> None:
+    members = PartialMembers(100_000, members=frozenset({"bob"}), others=frozenset({"cid"}))
+    assert "bob" in members and "cid" not in members and len(members) == 100_000
+    with pytest.raises(MembersNotGiven, match="'dan' was not named"):
+        _ = "dan" in members
+    with pytest.raises(MembersNotGiven):
+        list(members)
+    left = members.changed("bob", False)
+    assert "bob" not in left and len(left) == 99_999
+    assert left.changed("bob", True) == members
+    assert members.changed("bob", True) == members  # already in: the size stays
 
 
-def test_author_states_pickled_in_either_format_load_equal() -> None:
-    expected = Author(
-        "ann",
-        followers=frozenset({"u1"}),
-        stories=(ActiveStory("s1", at(0), at(0) + TTL, "followers"),),
+def test_a_follow_of_a_large_author_needs_only_the_named_users_place() -> None:
+    # given an author whose sets are too large to hand over (only their sizes are known)
+    story = ActiveStory("s1", at(0), at(0) + TTL, "followers")
+    state = Author(
+        "ann", PartialMembers(500, others=frozenset({"eve"})), PartialMembers(3), (story,)
     )
-    assert pickle.loads(base64.b64decode(_PICKLED_BEFORE_REDUCE)) == expected  # noqa: S301
-    assert pickle.loads(pickle.dumps(expected, protocol=pickle.HIGHEST_PROTOCOL)) == expected  # noqa: S301
+    follow = followed("eve", "ann")
+    assert not needs_members(state, follow, ctx().policy)
+    # when a user follows, then they get the author's story and the size moves
+    new, outputs = handle(state, follow, ctx())
+    assert [(o.key, type(o.message)) for o in outputs] == [("eve", TrayStoryAdded)]  # type: ignore[union-attr]
+    assert len(new.followers) == 501 and "eve" in new.followers
+    assert named_user(follow) == "eve" and named_user(opened("s2", "ann")) is None
+
+
+@pytest.mark.parametrize(
+    ("followers", "celebrity", "item", "needed"),
+    [
+        (10, False, "opened", True),  # a fan-out
+        (10, True, "opened", True),  # a celebrity no longer: a crossing
+        (100, True, "opened", False),  # merged on read: no fan-out
+        (50, False, "followed", False),
+        (99, False, "followed", True),  # the follow may cross the threshold
+        (100, True, "followed", True),  # the unfollow may cross it back
+        (101, True, "followed", False),
+    ],
+)
+def test_an_input_needs_the_whole_sets_when_it_may_fan_out(
+    followers: int, celebrity: bool, item: str, needed: bool
+) -> None:
+    state = Author("ann", PartialMembers(followers), PartialMembers(0), (), celebrity)
+    event = opened("s1", "ann") if item == "opened" else followed("bob", "ann")
+    assert needs_members(state, event, ctx(celebrity_followers=100).policy) is needed
+    assert not needs_members(None, event, ctx().policy)

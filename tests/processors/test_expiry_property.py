@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors import media_join, stories
-from processors.context import Ctx, Output, Policy, Put, Tombstone
-from processors.expiry import ExpiryIndex, next_due
+from processors.context import Ctx, Forward, Output, Policy, Put, Tombstone
+from processors.expiry import next_due
 from processors.media_join import MediaInput, PendingMedia
 from processors.stories import Story, StoryInput, story_state_record
 from schemas.events import HighlightChanged, MediaTranscoded, StoryDeleted, StoryPosted
@@ -29,6 +29,32 @@ def _at(minutes: float) -> datetime:
 
 
 @dataclass
+class DueKeys:
+    """Keys by due time. As the stages' due index, a key is due once its 10-minute bucket has
+    started: its processor then leaves a key not due yet as it is, and it is put back."""
+
+    due: dict[str, datetime] = field(default_factory=dict)
+
+    def move(self, key: str, old: datetime | None, new: datetime | None) -> None:
+        if new is None:
+            self.due.pop(key, None)
+        else:
+            self.due[key] = new
+
+    def pop_due(self, now: datetime) -> list[str]:
+        def bucket(key: str) -> datetime:
+            return T0 + (self.due[key] - T0) // BUCKET * BUCKET
+
+        keys = sorted((k for k in self.due if bucket(k) <= now), key=lambda k: (bucket(k), k))
+        for key in keys:
+            del self.due[key]
+        return keys
+
+
+BUCKET = timedelta(minutes=10)
+
+
+@dataclass
 class Driver:
     """A tiny runtime: the story and media stages' tables, their expiry indexes, the outputs."""
 
@@ -36,8 +62,8 @@ class Driver:
     now: datetime = T0
     stories: dict[str, Story] = field(default_factory=dict)
     media: dict[str, PendingMedia] = field(default_factory=dict)
-    story_index: ExpiryIndex = field(default_factory=lambda: ExpiryIndex(timedelta(minutes=10)))
-    media_index: ExpiryIndex = field(default_factory=lambda: ExpiryIndex(timedelta(minutes=10)))
+    story_index: DueKeys = field(default_factory=DueKeys)
+    media_index: DueKeys = field(default_factory=DueKeys)
     published: list[Output] = field(default_factory=list)
     delivered: list[Input] = field(default_factory=list)
     before_post: set[int] = field(default_factory=set)  # indexes into `delivered`
@@ -51,6 +77,8 @@ class Driver:
             self,
             stories=dict(self.stories),
             media=dict(self.media),
+            story_index=DueKeys(dict(self.story_index.due)),
+            media_index=DueKeys(dict(self.media_index.due)),
             published=list(self.published),
             delivered=list(self.delivered),
             before_post=set(self.before_post),
@@ -70,13 +98,11 @@ class Driver:
 
     def tick(self, minutes: int) -> None:
         self.now += timedelta(minutes=minutes)
-        self.story_index, due = self.story_index.pop_due(self.now)
-        for key in due:
+        for key in self.story_index.pop_due(self.now):
             new, outputs = stories.advance(self.stories.get(key), self.ctx())
             self._set_story(key, None, new)
             self._emit(outputs)
-        self.media_index, due = self.media_index.pop_due(self.now)
-        for key in due:
+        for key in self.media_index.pop_due(self.now):
             pending, outputs = media_join.expire_media(self.media.get(key), self.ctx())
             self._set_media(key, None, pending)
             self._emit(outputs)
@@ -107,7 +133,7 @@ class Driver:
             self.stories[key] = new
         old_due, new_due = next_due(old, POLICY), next_due(new, POLICY)
         assert new_due is None or new_due > self.now, "a processor left a story overdue"
-        self.story_index = self.story_index.move(key, old_due, new_due)
+        self.story_index.move(key, old_due, new_due)
 
     def _set_media(self, key: str, old: PendingMedia | None, new: PendingMedia | None) -> None:
         if new is None:
@@ -115,12 +141,14 @@ class Driver:
         else:
             self.media[key] = new
         old_due, new_due = media_join.media_due(old), media_join.media_due(new)
-        self.media_index = self.media_index.move(key, old_due, new_due)
+        self.media_index.move(key, old_due, new_due)
 
     def _emit(self, outputs: list[Output]) -> None:
         for output in outputs:
             if isinstance(output, Put | Tombstone):
                 self.published.append(output)
+            elif not isinstance(output, Forward):
+                raise AssertionError(f"the story and media stages make no {output!r}")
             elif output.stage == "story":
                 self._story(output.key, output.message)
             elif output.stage == "media":

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from processors.context import Forward
 from processors.media_join import (
-    PendingMedia,
     await_media,
     expire_media,
     handle,
@@ -101,12 +100,6 @@ def test_a_stale_state_is_replaced_even_before_the_scan() -> None:
     state, outputs = handle(old, waiting(), ctx(KEEP))
     assert outputs == [] and state is not None and state.result is None
     assert state.keep_until == at(2 * KEEP)
-
-
-def test_pending_media_round_trips_through_bytes() -> None:
-    state, _ = handle(None, waiting(), ctx())
-    state, _ = handle(state, transcoded(), ctx(1))
-    assert state is not None and PendingMedia.from_bytes(state.to_bytes()) == state
 
 
 def test_media_type_from_renditions() -> None:

@@ -3,15 +3,7 @@
 from __future__ import annotations
 
 from processors.context import Put
-from processors.reactions import (
-    MAX_REPLIES,
-    ReactionState,
-    apply_reactions,
-    reaction_event_key,
-    reaction_event_keys,
-    reaction_event_prefix,
-)
-from processors.viewer_list import story_view_prefixes
+from processors.reactions import MAX_REPLIES, apply_reactions
 from schemas.records import ReactionCounts
 from tests.processors.factories_views import AUTHOR, STORY, ctx, info, reacted
 
@@ -89,16 +81,3 @@ def test_replies_keep_the_latest_whatever_the_arrival_order() -> None:
         f"reply {i}" for i in range(10, MAX_REPLIES + 10)
     ]
     assert second.state.total == MAX_REPLIES + 10
-
-
-def test_state_round_trips() -> None:
-    events = [reacted("u1", "👍🏽", 1, text="nice ✨"), reacted("u2", "like", 2)]
-    state = apply_reactions(None, info(), events, set(), ctx()).state
-    assert state is not None and ReactionState.from_bytes(state.to_bytes()) == state
-
-
-def test_event_keys_are_apart_from_the_views_keys() -> None:
-    events = [reacted("u1", event_id="e1")]
-    assert reaction_event_keys(STORY, events) == {reaction_event_key(STORY, "e1"): "e1"}
-    assert reaction_event_key(STORY, "e1").startswith(reaction_event_prefix(STORY))
-    assert not any(reaction_event_prefix(STORY).startswith(p) for p in story_view_prefixes(STORY))

@@ -6,8 +6,6 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Literal
 
-import pytest
-
 from processors.context import Ctx, Forward, Output, Put, Tombstone
 from processors.messages import (
     AwaitMedia,
@@ -171,7 +169,6 @@ def test_a_failure_reason_is_kept_bounded() -> None:
     state = given((posted(media_id=MEDIA), ctx()))
     new, _ = handle(state, ready(error="x" * 5000), ctx(3))
     assert new is not None and new.error == "x" * MAX_ERROR_CHARS
-    assert Story.from_bytes(new.to_bytes()) == new
 
 
 def test_a_late_failure_of_an_expired_story_keeps_its_reason() -> None:
@@ -388,16 +385,6 @@ def test_zero_grace_purges_at_once() -> None:
     state, _ = expire(state, ctx(EXPIRY, grace=0))
     new, outputs = handle(state, highlight(False, minutes=EXPIRY + 1), ctx(EXPIRY + 1, grace=0))
     assert new is None and outputs == [TOMBSTONE, lifecycle("ended"), lifecycle("purged")]
-
-
-def test_story_round_trips_through_bytes() -> None:
-    state = given(
-        (posted(media_id=MEDIA), ctx()), (highlight(minutes=1), ctx(1)), (ready(), ctx(2))
-    )
-    assert state is not None
-    assert Story.from_bytes(state.to_bytes()) == state
-    with pytest.raises(ValueError):
-        Story.from_bytes(b"{}")
 
 
 def test_the_record_carries_the_contract_fields() -> None:

@@ -71,14 +71,3 @@ def test_purged_drops_everything(known: StoryInfo | None) -> None:
 )
 def test_accepts(story: StoryInfo | None, minutes: float, expected: bool) -> None:
     assert accepts(story, at(minutes)) is expected
-
-
-def test_bytes_round_trip() -> None:
-    story = info("highlighted", story_id="a-b_c", author_id="x" * 64)
-    assert StoryInfo.from_bytes(story.to_bytes()) == story
-
-
-@pytest.mark.parametrize("garbage", [b"", b"{}", b"[1,2]", b'["s","a",1,"purged"]', b"\xff"])
-def test_from_bytes_rejects_garbage(garbage: bytes) -> None:
-    with pytest.raises(ValueError, match="not a stored StoryInfo"):
-        StoryInfo.from_bytes(garbage)

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.context import Put
-from processors.views import INLINE_EVENT_IDS
 from schemas.events import StoryViewed
 from schemas.records import StoryViewer, ViewCount
+from streams.stages.viewer_list import INLINE_EVENT_IDS
 from tests.processors.factories_views import AUTHOR, STORY, ViewsStore, info, viewed
 
 TTL_MINUTES = 24 * 60

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from schemas.types import EPOCH, millis
 from streams.runtime.store import PartitionStore
-from streams.stages.due import DueIndex
+from streams.stages.due import DueIndex, bucket_of
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -61,3 +62,13 @@ def test_finding_what_is_due_does_not_walk_the_future(store: CountingStore) -> N
     assert index.due(store, NOW) == ["due1", "due2"]
     # then only the due entries and the first later one were read
     assert store.read == 3
+
+
+def test_bucket_of_is_the_bucket_start_in_epoch_millis() -> None:
+    hour = timedelta(hours=1)
+    assert bucket_of(NOW, hour) == millis(NOW)  # NOW is on the hour
+    assert bucket_of(NOW + timedelta(minutes=59.99), hour) == millis(NOW)
+    assert bucket_of(NOW + hour, hour) == millis(NOW + hour)
+    assert bucket_of(EPOCH - timedelta(minutes=1), hour) == -3_600_000
+    with pytest.raises(ValueError):
+        bucket_of(NOW, timedelta(0))

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 
-from processors.viewer_list import page_bounds, read_page
 from streams.codecs.registry import EmbeddedRegistry
 from streams.kafka.admin import create_topics
 from streams.kafka.partitioning import partition_for
@@ -25,6 +24,7 @@ from streams.runtime.restore import Restorer
 from streams.runtime.store import PartitionStore
 from streams.settings import Settings
 from streams.stages.topology import build_topology
+from streams.stages.viewer_list import page_bounds, read_page
 from streams.stages.views import view_state
 from streams.topics import internal_topics
 from streams.worker.build import build_engine

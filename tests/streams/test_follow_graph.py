@@ -1,10 +1,9 @@
 """The author stage's state in the store: one small value per author, a key per follower and
 close friend. Applied in batches through the store, the processors give what they give on
-in-memory sets; a follow writes one key whatever the author's size; older values still load."""
+in-memory sets; a follow writes one key whatever the author's size."""
 
 from __future__ import annotations
 
-import pickle
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,13 +14,11 @@ from hypothesis import strategies as st
 
 from processors import authors
 from processors.authors import ActiveStory, Author
-from processors.context import Ctx
 from streams.runtime.context import StageContext
 from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore
 from streams.stages.follow_graph import (
-    CLOSE_FRIEND_TAG,
     FOLLOWER_TAG,
     author_seen_by,
     core_key,
@@ -186,28 +183,6 @@ def test_a_celebrity_crossing_moves_every_follower_read_from_the_store(tmp_path:
     store.close()
 
 
-def test_a_value_of_the_older_layout_loads_and_is_rewritten_as_keys(tmp_path: Path) -> None:
-    store = PartitionStore(tmp_path / "p0")
-    story = ActiveStory("s1", at(0), at(0) + TTL, "close_friends")
-    old = Author("ann", frozenset({"u1", "u2"}), frozenset({"u2"}), (story,))
-    store.put(core_key("ann"), pickle.dumps(old, protocol=pickle.HIGHEST_PROTOCOL))
-    store.flush()
-
-    assert author_seen_by(store.get_committed, "ann", "u2") == Author(
-        "ann", frozenset({"u2"}), frozenset({"u2"}), (story,)
-    )
-    assert _plain(load_author(store, "ann")) == old
-
-    _apply(store, _Engine(threshold=100), [followed("u3", "ann")])
-    store.flush()
-    followers = [k for k, _ in store.scan(member_prefix(FOLLOWER_TAG, "ann"))]
-    friends = [k for k, _ in store.scan(member_prefix(CLOSE_FRIEND_TAG, "ann"))]
-    assert followers == [b"Fann\x00u1", b"Fann\x00u2", b"Fann\x00u3"]
-    assert friends == [b"Cann\x00u2"]
-    assert not isinstance(pickle.loads(store.get(core_key("ann"))), Author)  # noqa: S301
-    store.close()
-
-
 def test_a_reader_gets_the_author_with_only_its_own_place_in_the_sets(tmp_path: Path) -> None:
     store = PartitionStore(tmp_path / "p0")
     messages = [
@@ -242,23 +217,4 @@ def test_an_author_left_with_nothing_leaves_no_key(tmp_path: Path) -> None:
     _apply(store, engine, [unfollowed("bob", "ann"), friend_removed("ann", "cid")])
     store.flush()
     assert list(store.scan(b"")) == []
-    store.close()
-
-
-def test_the_sets_answer_like_sets(tmp_path: Path) -> None:
-    store = PartitionStore(tmp_path / "p0")
-    _apply(store, _Engine(threshold=100), [followed(u, "ann") for u in ("b", "a", "c")])
-    store.flush()
-    author = load_author(store, "ann")
-    assert author is not None
-    followers = author.followers
-    assert list(followers) == ["a", "b", "c"]  # key order
-    assert followers == {"a", "b", "c"} and len(followers) == 3
-    assert followers - {"b"} == frozenset({"a", "c"})
-    assert 7 not in followers  # not a str: not a user
-    changed, _ = authors.handle(
-        author, unfollowed("a", "ann"), Ctx(now=at(1), policy=_Engine().policy)
-    )
-    assert set(changed.followers) == {"b", "c"} and len(changed.followers) == 2
-    assert set(author.followers) == {"a", "b", "c"}  # the processor left its input alone
     store.close()

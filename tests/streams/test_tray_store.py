@@ -1,7 +1,7 @@
 """The tray stage's state in the store: one value per user, one key per seen mark. Applied in
 batches through the store, with time passing and the sweep deleting old marks, the processors
 give what they give on whole in-memory states; a view outside the tray writes one small key
-whatever the user has seen; older values still load; the marks' index is rebuilt on restore."""
+whatever the user has seen; the marks' index is rebuilt on restore."""
 
 from __future__ import annotations
 
@@ -12,14 +12,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors import trays
 from processors.context import Ctx, Policy
-from processors.trays import SeenStory, TrayState, TrayStory
+from processors.trays import TrayState
 from schemas.types import millis
 from streams.runtime.context import StageContext
 from streams.runtime.metrics import Metrics
@@ -29,8 +28,10 @@ from streams.stages.social import apply_trays
 from streams.stages.tray_store import (
     MARK_TAG,
     SEEN_DUE,
+    TRAY_STATE,
     TRAYS,
     MarkIndexKeys,
+    TrayValue,
     mark_key,
     read_tray_state,
     sweep,
@@ -80,7 +81,7 @@ def _batches(steps: list[tuple[list[Any], int]]) -> list[tuple[float, list[Any]]
     batches = []
     for args, advance in steps:
         minute += advance
-        batches.append((minute, [_message(*a, minute) for a in args]))
+        batches.append((minute, [_message(k, u, s, ttl, minute) for k, u, s, ttl in args]))
     return batches
 
 
@@ -188,12 +189,12 @@ def test_a_tray_value_starts_with_its_earliest_expiry_and_its_story_ids(tmp_path
     _apply(store, engine, 0, [added("bob", "ann", "s1", 0), added("bob", "cid", "s2", -5)])
     value = store.get(TRAYS.key("bob"))
     assert value is not None
-    header, _, encoded = value.partition(b"\x00")
-    earliest = millis(at(-5) + TTL)
-    assert header == b"\x02%d/ s1 s2 " % earliest
+    earliest, ids, encoded = TRAYS.decode(value)
+    assert (earliest, ids) == (millis(at(-5) + TTL), ("s1", "s2"))
     state = read_tray_state(store.get, "bob")
-    assert state is not None and TRAYS.decode(encoded) == state
+    assert state is not None and TRAY_STATE.decode(encoded) == state
     assert [s.story_id for s in state.stories] == ["s1", "s2"]
+    assert TRAYS.decode(value) == TrayValue(earliest, ids, TRAY_STATE.encode(state))
     store.close()
 
 
@@ -204,8 +205,13 @@ def test_views_outside_the_tray_do_not_decode_it_and_views_inside_do(
     _apply(store, engine, 0, [added("bob", "ann", "s1", 0)])
     store.flush()
     decoded: list[bytes] = []
-    decode = TRAYS.decode
-    monkeypatch.setattr(TRAYS, "decode", lambda data: decoded.append(data) or decode(data))
+    decode = TRAY_STATE.decode
+
+    def counted(data: bytes) -> TrayState:
+        decoded.append(data)
+        return decode(data)
+
+    monkeypatch.setattr(TRAY_STATE, "decode", counted)
     _apply(store, engine, 1, [seen("bob", "s10", 1), seen("bob", "s", 1), seen("bob", "1", 1)])
     assert decoded == []  # "s10", "s" and "1" are not "s1"
     assert set(_stored_marks(store, "bob")) == {"s10", "s", "1"}  # (a reader decodes it)
@@ -231,23 +237,6 @@ def test_a_view_after_a_tray_story_expired_changes_the_tray(tmp_path: Path) -> N
     store.close()
 
 
-def test_a_value_without_a_header_loads_and_gets_one_at_the_next_message(tmp_path: Path) -> None:
-    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
-    story = TrayStory("ann", "s1", at(0), at(0) + TTL)
-    published = trays.render_tray(TrayState("bob", (story,)), at(0))
-    core = TrayState("bob", (story,), published=trays.tray_digest(published))
-    store.put(TRAYS.key("bob"), TRAYS.encode(core))  # as written before the header
-    store.flush()
-    assert read_tray_state(store.get, "bob") == core
-    _apply(store, engine, 1, [seen("bob", "x", 1)])
-    assert engine.emitted == []
-    value = store.get(TRAYS.key("bob"))
-    assert value is not None and value.startswith(b"\x02%d/ s1 \x00" % millis(story.expires_at))
-    assert read_tray_state(store.get, "bob") == core
-    assert _stored_marks(store, "bob") == {"x": at(1) + POLICY.story_ttl + POLICY.expiry_grace}
-    store.close()
-
-
 def test_a_seen_story_joining_the_tray_is_not_unseen(tmp_path: Path) -> None:
     store, engine = PartitionStore(tmp_path / "p0"), _Engine()
     _apply(store, engine, 0, [seen("bob", "s1", 0)])
@@ -258,67 +247,6 @@ def test_a_seen_story_joining_the_tray_is_not_unseen(tmp_path: Path) -> None:
     # the mark now lasts as long as the story
     assert _stored_marks(store, "bob") == {"s1": at(1) + TTL}
     store.close()
-
-
-def test_a_value_of_the_older_layout_loads_and_its_marks_become_keys(tmp_path: Path) -> None:
-    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
-    story = TrayStory("ann", "s1", at(0), at(0) + TTL)
-    unseen = TrayStory("cid", "s2", at(0), at(0) + TTL)
-    marks = (SeenStory("s1", story.expires_at), SeenStory("x", at(50)))
-    whole = TrayState("bob", (story, unseen), marks)
-    published = trays.render_tray(
-        replace(whole, stories=(replace(story, seen=True), unseen)), at(0)
-    )
-    # as it was stored: marks inside, no flags, the published tray whole
-    older = {
-        "user_id": "bob",
-        "stories": [_older_story(story), _older_story(unseen)],
-        "seen": [{"story_id": m.story_id, "keep_until": m.keep_until.isoformat()} for m in marks],
-        "celebrities": [],
-        "published": published.model_dump(mode="json"),
-    }
-    store.put(TRAYS.key("bob"), orjson.dumps(older))
-    store.flush()
-    # a reader already sees the first story as seen
-    read = read_tray_state(store.get, "bob")
-    assert read is not None and [s.seen for s in read.stories] == [True, False]
-    _apply(store, engine, 1, [celebrity("bob", "zed")])
-    assert engine.emitted == []  # the same tray: not published again
-    core = read_tray_state(store.get, "bob")
-    assert core is not None and core.seen == ()
-    assert core.stories == (replace(story, seen=True), unseen)
-    assert core.published == trays.tray_digest(published)
-    assert _stored_marks(store, "bob") == {"s1": story.expires_at, "x": at(50)}
-    store.close()
-
-
-def test_a_value_of_the_older_layout_emptied_by_its_first_batch_is_deleted(
-    tmp_path: Path,
-) -> None:
-    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
-    story = TrayStory("ann", "s1", at(0), at(0) + TTL)
-    older = {  # the published tray whole marks the older layout
-        "user_id": "bob",
-        "stories": [_older_story(story)],
-        "seen": [],
-        "celebrities": [],
-        "published": trays.render_tray(TrayState("bob", (story,)), at(0)).model_dump(mode="json"),
-    }
-    store.put(TRAYS.key("bob"), orjson.dumps(older))
-    store.flush()
-    _apply(store, engine, 1, [removed("bob", "ann", "s1")])
-    assert store.get(TRAYS.key("bob")) is None
-    assert read_tray_state(store.get, "bob") is None
-    store.close()
-
-
-def _older_story(story: TrayStory) -> dict[str, str]:
-    return {
-        "author_id": story.author_id,
-        "story_id": story.story_id,
-        "created_at": story.created_at.isoformat(),
-        "expires_at": story.expires_at.isoformat(),
-    }
 
 
 def test_the_sweep_deletes_marks_once_their_time_has_passed(tmp_path: Path) -> None:

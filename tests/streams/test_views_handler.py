@@ -5,17 +5,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from processors.viewer_list import decode_index_value, story_view_prefixes, viewer_index_key
-from processors.views import INLINE_EVENT_IDS, View
+from processors.views import View
 from streams.runtime.store import PartitionStore
-from streams.stages.views import INFO, apply_view_batch, view_state
-from tests.processors.factories_views import STORY, at, ctx, info, viewed
+from streams.stages.viewer_list import (
+    INDEX,
+    INLINE_EVENT_IDS,
+    story_view_prefixes,
+    viewer_index_key,
+)
+from streams.stages.views import (
+    INFO,
+    apply_view_batch,
+    reaction_event_key,
+    reaction_event_keys,
+    reaction_event_prefix,
+    view_state,
+)
+from tests.processors.factories_views import STORY, at, ctx, info, reacted, viewed
 from tests.streams.stage_context import recording_context
 
 
 def test_a_viewers_many_views_count_once_each_through_the_store(tmp_path: Path) -> None:
     store = PartitionStore(tmp_path / "p0")
-    store.put(INFO + STORY.encode(), info().to_bytes())
+    INFO.put(store, STORY, info())
     pctx, _ = recording_context(store, at(10), ctx().policy)
     views = [View.of(viewed("u1", i % 60, event_id=f"e{i:04d}").__dict__) for i in range(100)]
     for start in range(0, 100, 7):
@@ -28,7 +40,14 @@ def test_a_viewers_many_views_count_once_each_through_the_store(tmp_path: Path) 
     state = view_state(store, STORY)
     assert state is not None and (state.total_views, state.viewers) == (100, 1)
     entry = store.get(viewer_index_key(STORY, "u1"))
-    assert entry is not None and len(decode_index_value(entry)[1]) == INLINE_EVENT_IDS
+    assert entry is not None and len(INDEX.decode(entry).event_ids) == INLINE_EVENT_IDS
     keys = list(store.scan(story_view_prefixes(STORY)[2]))
     assert len(keys) == 100 - INLINE_EVENT_IDS
     store.close()
+
+
+def test_event_keys_are_apart_from_the_views_keys() -> None:
+    events = [reacted("u1", event_id="e1")]
+    assert reaction_event_keys(STORY, events) == {reaction_event_key(STORY, "e1"): "e1"}
+    assert reaction_event_key(STORY, "e1").startswith(reaction_event_prefix(STORY))
+    assert not any(reaction_event_prefix(STORY).startswith(p) for p in story_view_prefixes(STORY))
