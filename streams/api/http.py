@@ -3,7 +3,6 @@ server (aiohttp), authentication and the write rate before a handler runs."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, cast
@@ -13,12 +12,10 @@ import orjson
 from aiohttp import web
 from faust.web import Request, Response, View
 
-from schemas.types import IDENTIFIER_PATTERN
+from schemas.types import IDENTIFIER, IDENTIFIER_RULE
 
 if TYPE_CHECKING:
     from streams.api.routes import Api
-
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -69,8 +66,8 @@ async def answer(api: Api, route: Route, request: Request, params: Mapping[str, 
         elif route.auth == "worker":
             api.authenticate_worker(request)
         for name, value in params.items():
-            if not _IDENTIFIER.fullmatch(value):
-                raise HttpError(400, f"{name}: must be 1-64 characters of [A-Za-z0-9_-]")
+            if not IDENTIFIER.fullmatch(value):
+                raise HttpError(400, f"{name}: {IDENTIFIER_RULE}")
         result = None
         if route.key is not None:
             result = await api.forward(request, params[route.key])

@@ -4,7 +4,6 @@ client, and answered 202 once the broker has them."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
@@ -14,7 +13,7 @@ from aiohttp import web
 from faust.web import Request
 
 from schemas.events import derive_event_id
-from schemas.types import IDENTIFIER_PATTERN
+from schemas.types import IDENTIFIER, IDENTIFIER_RULE
 from streams.api.http import HttpError, Raw
 from streams.client.aio import AsyncEventClient
 from streams.client.encoder import Encoded
@@ -23,7 +22,6 @@ from streams.publish.publisher import encode_lines
 from streams.settings import Settings
 
 MAX_JSON_BODY = 256 * 1024  # a batch of views is well under it
-_IDENTIFIER = re.compile(IDENTIFIER_PATTERN)
 _BUSY = {"Retry-After": "1"}
 
 
@@ -94,8 +92,8 @@ def sub_key(key: str | None, part: str) -> str | None:
 
 def check_identifier(value: Any, name: str) -> str:
     """An identifier a client sent (an event id, an upload id); 400 naming `name` otherwise."""
-    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
-        raise HttpError(400, f"{name}: must be 1-64 characters of [A-Za-z0-9_-]")
+    if not isinstance(value, str) or not IDENTIFIER.fullmatch(value):
+        raise HttpError(400, f"{name}: {IDENTIFIER_RULE}")
     return value
 
 
@@ -105,7 +103,7 @@ def line(fields: Mapping[str, Any], event_id: str | None) -> bytes:
     content = orjson.dumps({name: value for name, value in fields.items() if value is not None})
     if event_id is None:
         event_id = derive_event_id(content)
-    elif not _IDENTIFIER.fullmatch(event_id):  # it is spliced into the line as it is
+    elif not IDENTIFIER.fullmatch(event_id):  # it is spliced into the line as it is
         raise ValueError(f"not an identifier: {event_id!r}")
     return b'{"event_id":"' + event_id.encode() + b'",' + content[1:]
 
