@@ -108,7 +108,8 @@ class Decoder:
             except CodecError as exc:
                 pctx.dead_letter(record, str(exc))
                 continue
-            reason = key_mismatch(record, EVENT_ROUTES[type(event)][1], event)
+            _, field = EVENT_ROUTES[type(event)]  # type: ignore[index]  # an input topic's event
+            reason = key_mismatch(record, field, event)
             if reason is None:
                 yield record, event
             else:
@@ -133,10 +134,11 @@ class Decoder:
             reason = check(value)
             if reason is not None:
                 pctx.dead_letter(record, f"{self.spec.record}: invalid record: {reason}")
-            elif record.key == value.story_id.encode():
+                continue
+            if record.key == value.story_id.encode():  # fast paths: story-keyed (__init__)
                 append(value)
-            else:  # fast paths are for story-keyed topics (checked in __init__)
-                pctx.dead_letter(record, key_mismatch(record, "story_id", value))
+            else:
+                pctx.dead_letter(record, key_mismatch(record, "story_id", value) or "")
         return out
 
 
