@@ -25,7 +25,7 @@ from streams.codecs.avro import AvroCodec, CodecError
 from streams.codecs.registry import SchemaRegistry
 from streams.runtime.context import StageContext
 from streams.runtime.records import InRecord
-from streams.topics import TopicSpec
+from streams.topics import EVENT_ROUTES, TopicSpec
 
 InternalMessage = Annotated[
     AwaitMedia
@@ -89,6 +89,7 @@ class Decoder:
     ) -> None:
         self.spec = spec
         self._codec = AvroCodec(spec.record, registry, spec.subject)
+        assert fast is None or spec.story_keyed, "a fast path reads story-keyed records only"
         self._fast = fast
         self._fast_decode: Callable[[bytes | None], Any] | None = None  # built on first use
 
@@ -97,9 +98,16 @@ class Decoder:
     ) -> Iterator[tuple[InRecord, Any]]:
         for record in records:
             try:
-                yield record, self._codec.decode(record.value)
+                event = self._codec.decode(record.value)
             except CodecError as exc:
                 pctx.dead_letter(record, str(exc))
+                continue
+            _, field = EVENT_ROUTES[type(event)]  # type: ignore[index]  # an input topic's event
+            reason = key_mismatch(record, field, event)
+            if reason is None:
+                yield record, event
+            else:
+                pctx.dead_letter(record, reason)
 
     def values(self, pctx: StageContext, records: Sequence[InRecord]) -> list[Any]:
         """The valid records' values read by the fast path (see the class); the others are
@@ -118,11 +126,24 @@ class Decoder:
                 pctx.dead_letter(record, str(exc))
                 continue
             reason = check(value)
-            if reason is None:
+            if reason is not None:
+                pctx.dead_letter(record, f"{self.spec.record}: invalid record: {reason}")
+                continue
+            if record.key == value.story_id.encode():  # fast paths: story-keyed (__init__)
                 append(value)
             else:
-                pctx.dead_letter(record, f"{self.spec.record}: invalid record: {reason}")
+                pctx.dead_letter(record, key_mismatch(record, "story_id", value) or "")
         return out
+
+
+def key_mismatch(record: InRecord, field: str, value: Any) -> str | None:
+    """Why `record`'s key is not its value's key field, or None: keyed by something else, its
+    state would be kept on the partition of another story (or user, or media)."""
+    own = getattr(value, field)
+    if record.key == own.encode():
+        return None
+    key = record.key.decode(errors="replace") if record.key is not None else None
+    return f"key {key!r} is not the record's {field} {own!r}"
 
 
 def internal_messages(

@@ -43,6 +43,7 @@ from tests.streams.test_decoder import (
     decode_all,
     decoder,
     input_topics,
+    record_key,
     sample,
 )
 
@@ -92,7 +93,8 @@ def _check(topic: str, data: bytes) -> str:
         raw = None
     if raw is not None:
         assert raw == _fastavro(spec, data)
-    decoded, pctx = decode_all(spec, [data], _decoder(topic))
+    key = record_key(topic, raw) if raw is not None else None  # as its producer keys it
+    decoded, pctx = decode_all(spec, [data], _decoder(topic), key)
     assert len(decoded) + len(pctx.letters) == 1
     if pctx.letters:
         reason = pctx.letters[0][1]

@@ -43,6 +43,10 @@ SAMPLES: dict[str, dict[str, Any]] = {
 }  # fmt: skip
 
 
+# The key of every sample, by topic: its key field's value (a record keyed otherwise is refused).
+SAMPLE_KEYS = {"user-follows": b"a1", "media-uploaded": b"m1", "media-transcoded": b"m1"}
+
+
 def sample(kind: str, **changes: Any) -> Event:
     return parse_event({"type": kind, **SAMPLES[kind], **changes})
 
@@ -69,12 +73,24 @@ class Letters:
         self.letters.append((record.offset, reason))
 
 
+def record_key(topic: str, value: dict[str, Any]) -> bytes:
+    """The key a producer gives a record of `topic` with this (decoded) value."""
+    if topic == "user-follows":
+        followed = value["type"] in ("user_followed", "user_unfollowed")
+        return str(value["followee_id" if followed else "user_id"]).encode()
+    return str(value["media_id" if topic.startswith("media-") else "story_id"]).encode()
+
+
 def decode_all(
-    spec: TopicSpec, values: list[bytes | None], dec: Decoder | None = None
+    spec: TopicSpec,
+    values: list[bytes | None],
+    dec: Decoder | None = None,
+    key: bytes | None = None,
 ) -> tuple[list[Any], Letters]:
-    """The topic's records decoded as its handler decodes them (by `dec`, or a new decoder):
-    (decoded, dead letters)."""
-    records = [InRecord(spec.name, 0, i, b"k", value, 0) for i, value in enumerate(values)]
+    """The topic's records, keyed `key` (default: the samples' key), decoded as its handler
+    decodes them (by `dec`, or a new decoder): (decoded, dead letters)."""
+    key = key or SAMPLE_KEYS.get(spec.name, b"s1")
+    records = [InRecord(spec.name, 0, i, key, value, 0) for i, value in enumerate(values)]
     pctx = Letters()
     dec = dec or decoder(spec)
     if spec.record == "StoryViewed":
@@ -199,3 +215,20 @@ def test_the_decoders_cover_every_input_event() -> None:
     assert {model.avro_record for model in EVENT_TYPES} == {
         spec.record for spec in input_topics().values()
     }
+
+
+@pytest.mark.parametrize("kind", sorted(SAMPLES))
+def test_a_record_keyed_other_than_its_key_field_is_dead_lettered_alone(kind: str) -> None:
+    # Kafka partitions by key: a key naming another story (user, media) would put this record's
+    # state on the partition of that other one.
+    event = sample(kind)
+    spec, field = EVENT_ROUTES[type(event)]
+    data = AvroCodec(spec.record, REGISTRY, spec.subject).encode(event)
+    right, _ = decode_all(spec, [data])
+    assert len(right) == 1
+    decoded, pctx = decode_all(spec, [data, data], key=b"elsewhere")
+    assert decoded == []
+    own = getattr(event, field)
+    assert pctx.letters == [
+        (i, f"key 'elsewhere' is not the record's {field} {own!r}") for i in (0, 1)
+    ]
