@@ -23,7 +23,9 @@ from confluent_kafka import Consumer
 
 from bench.harness import broker, rate
 from bench.views import encode, generate, produce
-from connectors.object_store import InMemoryObjectStore, ObjectStore, S3ObjectStore
+from connectors.memory_store import InMemoryObjectStore
+from connectors.object_store import ObjectStore
+from connectors.s3_store import S3ObjectStore
 from infra.s3 import EmbeddedS3
 from streams.kafka.admin import create_topics
 from streams.kafka.offsets import end_offsets

@@ -13,7 +13,8 @@ from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from connectors.archive import ArchiveWriter, sweep
 from connectors.archive.layout import HOUR_MS
-from connectors.object_store import ObjectStore, ObjectStoreError, S3ObjectStore
+from connectors.object_store import ObjectStore, ObjectStoreError
+from connectors.s3_store import S3ObjectStore
 from streams.settings import Settings
 from streams.topics import TOPICS
 

@@ -17,7 +17,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from connectors.media_jobs import apply_objects_change, process_upload
-from connectors.object_store import ObjectStore, ObjectStoreError, S3ObjectStore
+from connectors.object_store import ObjectStore, ObjectStoreError
+from connectors.s3_store import S3ObjectStore
 from connectors.transcoder import Transcoder
 from processors.media import PUBLIC_PREFIXES, MediaLimits
 from schemas.events import MediaUploaded

@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from connectors.object_store import InMemoryObjectStore, ObjectStore, S3ObjectStore
+from connectors.memory_store import InMemoryObjectStore
+from connectors.object_store import ObjectStore
+from connectors.s3_store import S3ObjectStore
 from infra.s3 import EmbeddedS3
 from processors.media import PUBLIC_PREFIXES
 

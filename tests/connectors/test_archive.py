@@ -24,7 +24,8 @@ from connectors.archive import (
     sweep,
 )
 from connectors.archive.layout import HOUR_MS, partition_prefix
-from connectors.object_store import InMemoryObjectStore, ObjectStore, ObjectStoreError
+from connectors.memory_store import InMemoryObjectStore
+from connectors.object_store import ObjectStore, ObjectStoreError
 
 BASE_HOUR = int(datetime(2026, 11, 22, 22, tzinfo=UTC).timestamp()) // 3600  # a day's end
 

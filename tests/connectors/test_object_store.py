@@ -15,9 +15,9 @@ from connectors.object_store import (
     ObjectStore,
     ObjectStoreError,
     PreconditionFailed,
-    S3ObjectStore,
     move_prefix,
 )
+from connectors.s3_store import S3ObjectStore
 from infra.s3 import EmbeddedS3
 from tests.connectors.conftest import s3_store
 

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from PIL import Image
 
-from connectors.object_store import MIN_PART_BYTES, InMemoryObjectStore, ObjectStore
+from connectors.memory_store import InMemoryObjectStore
+from connectors.object_store import MIN_PART_BYTES, ObjectStore
 from connectors.resumable import (
     SESSIONS,
     UploadConflict,

@@ -12,7 +12,8 @@ from PIL import Image
 
 from bench.transcode_baseline import transcode_video_baseline
 from connectors.media_jobs import apply_objects_change, process_upload
-from connectors.object_store import InMemoryObjectStore, ObjectStore
+from connectors.memory_store import InMemoryObjectStore
+from connectors.object_store import ObjectStore
 from connectors.transcoder import (
     TranscodeError,
     Transcoder,

@@ -18,7 +18,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.archive import ArchiveReader
-from connectors.object_store import S3ObjectStore
+from connectors.s3_store import S3ObjectStore
 from infra.process import spawn, stop
 from infra.s3 import EmbeddedS3
 from streams.settings import Settings

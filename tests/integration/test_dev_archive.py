@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from connectors.archive import ArchiveReader
-from connectors.object_store import ObjectStoreError, S3ObjectStore
+from connectors.object_store import ObjectStoreError
+from connectors.s3_store import S3ObjectStore
 from infra.process import free_port
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ import pytest
 from confluent_kafka import Producer
 from PIL import Image
 
-from connectors.object_store import S3ObjectStore
+from connectors.s3_store import S3ObjectStore
 from infra.process import free_port
 from infra.s3 import EmbeddedS3
 from processors.media import PUBLIC_PREFIXES, original_key

@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from connectors.archive import ArchiveReader
-from connectors.object_store import S3ObjectStore
+from connectors.s3_store import S3ObjectStore
 from infra.s3 import EmbeddedS3
 from streams.replay import ReplaySummary, replay
 from streams.settings import Settings

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from connectors.object_store import S3ObjectStore
+from connectors.s3_store import S3ObjectStore
 from infra.s3 import EmbeddedS3
 from processors.media import original_key
 from streams.client.sync import EventClient

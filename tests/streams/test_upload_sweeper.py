@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectors.object_store import InMemoryObjectStore
+from connectors.memory_store import InMemoryObjectStore
 from connectors.resumable import UploadNotFound, Uploads
 from streams.api.uploads import UploadSweeper
 from streams.settings import Settings
