@@ -1,8 +1,9 @@
 """The whole worker end to end, measured from outside through the contract only.
 
     python -m bench.e2e [--stories 2000] [--views 200000] [--users 20000] [--follows 2]
+                        [--brokers tansu,kafka]
 
-One broker (embedded unless STORYSTREAM_BROKER is set) and one `storystream worker` with every
+On each broker asked for (a fresh embedded one, a fresh single-node Apache Kafka, or STORYSTREAM_BROKER when set) and one `storystream worker` with every
 stage running. Set up: users follow authors, the authors post ready stories (fanned out to
 trays), all processed first. Then the views are published with `storystream publish FILE`
 while the worker runs, timed from the start of the publish until `story-view-counts` accounts
@@ -30,7 +31,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.harness import WorkerProcess, broker
+from bench.harness import WorkerProcess, broker, brokers_argument
 from schemas.avro import current_schemas
 from streams.kafka.admin import create_topics
 from streams.kafka.clients import reader_config
@@ -187,15 +188,10 @@ def bare_decode(bootstrap: str, starts: dict[tuple[str, int], int], expected: in
         consumer.close()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stories", type=int, default=2_000)
-    parser.add_argument("--views", type=int, default=200_000)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--follows", type=int, default=2, help="authors each user follows")
-    args = parser.parse_args()
+def run_on(impl: str, args: argparse.Namespace) -> str:
+    """The whole measurement on a fresh broker of `impl`; its summary lines."""
     setup, views, pairs = generate(args.stories, args.views, args.users, args.follows)
-    with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+    with broker(impl) as bootstrap, tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         settings = Settings(broker=bootstrap, partitions=PARTITIONS)
         create_topics(settings)
         worker = WorkerProcess(
@@ -244,15 +240,35 @@ def main() -> None:
             worker.stop()
         bare = bare_decode(bootstrap, starts, args.views)
     whole = max(to_counts, to_trays)
-    print(f"{args.views:,} views of {args.stories:,} stories ({pairs:,} first views), one worker:")
-    print(f"  publish (storystream publish FILE)       {args.views / published:>10,.0f} views/s")
-    print(f"  to committed story-view-counts            {args.views / to_counts:>10,.0f} views/s")
-    print(f"  to committed trays too (the whole worker) {args.views / whole:>10,.0f} views/s")
-    print(f"  bare consume-and-decode (baseline)        {args.views / bare:>10,.0f} views/s")
-    print(f"  whole worker / baseline                   {bare / whole:>10.2f}")
-    print(
-        f"  worker CPU {cpu:.1f}s: {cpu / args.views * 1e6:.0f} us a view; {os.cpu_count()} cores"
+    return "\n".join([
+        f"{impl}: {args.views:,} views of {args.stories:,} stories ({pairs:,} first views), "
+        "one worker:",
+        f"  publish (storystream publish FILE)       {args.views / published:>10,.0f} views/s",
+        f"  to committed story-view-counts            {args.views / to_counts:>10,.0f} views/s",
+        f"  to committed trays too (the whole worker) {args.views / whole:>10,.0f} views/s",
+        f"  bare consume-and-decode (baseline)        {args.views / bare:>10,.0f} views/s",
+        f"  whole worker / baseline                   {bare / whole:>10.2f}",
+        f"  worker CPU {cpu:.1f}s: {cpu / args.views * 1e6:.0f} us a view; "
+        f"{os.cpu_count()} cores",
+    ])  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stories", type=int, default=2_000)
+    parser.add_argument("--views", type=int, default=200_000)
+    parser.add_argument("--users", type=int, default=20_000)
+    parser.add_argument("--follows", type=int, default=2, help="authors each user follows")
+    parser.add_argument(
+        "--brokers",
+        type=brokers_argument,
+        default="tansu",
+        help="brokers to run on, one after the other (tansu, kafka; default tansu)",
     )
+    args = parser.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    for impl in args.brokers:
+        print(run_on(impl, args), flush=True)
 
 
 if __name__ == "__main__":

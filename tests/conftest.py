@@ -5,6 +5,7 @@ STORYSTREAM_BROKER, when set, replaces both)."""
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -51,17 +52,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """With pytest-xdist's `--dist loadgroup`, the tests of each session broker go to one
-    process (tests starting brokers of their own go to either); tests marked `kafka` run only
-    when `--brokers` includes it."""
+    """With pytest-xdist's `--dist loadgroup`, the tests of a session broker go to two processes
+    (tests starting brokers of their own go to any); tests marked `kafka` run only when
+    `--brokers` includes it."""
     skip = pytest.mark.skip(reason="--brokers leaves Apache Kafka out")
     for item in items:
+        # Two groups per broker, by module: each xdist process starts its own brokers.
+        half = zlib.crc32(item.nodeid.split("::")[0].encode()) % 2
         callspec = getattr(item, "callspec", None)
         if callspec is not None and "broker_impl" in callspec.params:
-            item.add_marker(pytest.mark.xdist_group(str(callspec.params["broker_impl"])))
+            item.add_marker(pytest.mark.xdist_group(f"{callspec.params['broker_impl']}-{half}"))
         elif item.get_closest_marker("kafka") is not None:
             if "kafka" in getattr(item, "fixturenames", ()):  # the session's Kafka
-                item.add_marker(pytest.mark.xdist_group("kafka"))
+                item.add_marker(pytest.mark.xdist_group(f"kafka-{half}"))
             if "kafka" not in _chosen(config):
                 item.add_marker(skip)
 
