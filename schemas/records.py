@@ -30,6 +30,7 @@ class StoryState(Record):
     highlight_ids: tuple[str, ...] = ()
     media_id: str | None = None
     media_type: MediaType | None = None
+    blurhash: str | None = None
 
 
 class TrayEntry(Record):
