@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from connectors.blurhash_preview import image_blurhash
 from connectors.media_files import JPEG_QUALITY, ProducedRendition, TranscodeError, produced
 from processors.media import RenditionSpec
 
@@ -15,8 +16,9 @@ log = logging.getLogger(__name__)
 
 def transcode_image(
     source: Path, specs: list[RenditionSpec], out_dir: Path
-) -> list[ProducedRendition]:
-    """Write every spec of the image at `source` as a JPEG `{name}.{ext}` in `out_dir`."""
+) -> tuple[list[ProducedRendition], str]:
+    """Write every spec of the image at `source` as a JPEG `{name}.{ext}` in `out_dir`; the
+    renditions and the image's blurhash."""
     from PIL import Image, ImageOps
 
     try:
@@ -38,7 +40,7 @@ def transcode_image(
                 # No exif= or icc_profile= given: Pillow writes no metadata (GPS, camera...).
                 out.save(path, "JPEG", quality=JPEG_QUALITY, optimize=True)
                 made.append(produced(spec, path, out.width, out.height))
-            return made
+            return made, image_blurhash(base)
     except TranscodeError:
         raise
     except Exception as exc:

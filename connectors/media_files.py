@@ -41,10 +41,12 @@ class ProducedRendition:
 
 @dataclass(frozen=True)
 class TranscodeResult:
-    """Probe facts and every rendition produced, in the plan's order."""
+    """Probe facts, every rendition produced (in the plan's order), and the blurhash of the
+    image (of the poster frame for a video; None when no poster was asked for)."""
 
     info: MediaInfo
     renditions: tuple[ProducedRendition, ...] = field(default=())
+    blurhash: str | None = None
 
     @property
     def duration_ms(self) -> int | None:

@@ -93,6 +93,7 @@ def process_upload(
             renditions=renditions,
             at=now,
             duration_ms=result.duration_ms,
+            blurhash=result.blurhash,
         )
     finally:
         shutil.rmtree(job, ignore_errors=True)

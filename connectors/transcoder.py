@@ -76,11 +76,12 @@ def _run(
     options: VideoOptions,
 ) -> TranscodeResult:
     out_dir.mkdir(parents=True, exist_ok=True)
+    preview: str | None
     if info.kind == "image":
-        made = transcode_image(source, specs, out_dir)
+        made, preview = transcode_image(source, specs, out_dir)
     else:
-        made = transcode_video(source, specs, out_dir, info, limits, options)
-    return TranscodeResult(info, tuple(made))
+        made, preview = transcode_video(source, specs, out_dir, info, limits, options)
+    return TranscodeResult(info, tuple(made), preview)
 
 
 def _worker_init() -> None:

@@ -9,6 +9,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+from connectors.blurhash_preview import frame_blurhash
 from connectors.media_files import (
     JPEG_QUALITY,
     MediaInfo,
@@ -54,13 +55,15 @@ def transcode_video(
     info: MediaInfo,
     limits: MediaLimits,
     options: VideoOptions,
-) -> list[ProducedRendition]:
-    """Write the video specs as MP4 and the poster as JPEG, decoding the source once."""
+) -> tuple[list[ProducedRendition], str | None]:
+    """Write the video specs as MP4 and the poster as JPEG, decoding the source once; the
+    renditions and the poster frame's blurhash (None without a poster spec)."""
     import av
 
     poster = next((s for s in specs if s.kind == "poster"), None)
     outputs: list[_Output] = []
     poster_path: Path | None = None
+    preview: str | None = None
     last_ms = 0
     try:
         with av.open(str(source), metadata_errors="ignore") as container:
@@ -98,6 +101,7 @@ def transcode_video(
                         if poster is not None and poster_path is None:
                             if upright.time is None or upright.time * 1000 >= (poster.at_ms or 0):
                                 poster_path = save_poster(upright, poster, out_dir)
+                                preview = frame_blurhash(upright)
                         for out in outputs:
                             out.encode_video(upright)
             if audio is not None:
@@ -115,7 +119,7 @@ def transcode_video(
         if poster_path is None:
             raise TranscodeError("video has no decodable frames")
         made.append(produced(poster, poster_path, poster.width, poster.height))
-    return made
+    return made, preview
 
 
 class _Output:

@@ -21,6 +21,7 @@ class Transcode:
     renditions: tuple[Rendition, ...]
     duration_ms: int | None
     error: str | None
+    blurhash: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +64,9 @@ def media_transcoded(state: PendingMedia | None, event: MediaTranscoded, ctx: Ct
     pending = _current(state, event.media_id, ctx)
     if pending.result is not None:
         return pending, []  # redelivered, or a later result: the first one was used
-    result = Transcode(event.event_id, tuple(event.renditions), event.duration_ms, event.error)
+    result = Transcode(
+        event.event_id, tuple(event.renditions), event.duration_ms, event.error, event.blurhash
+    )
     outputs: list[Output] = [
         _ready(pending.media_id, story_id, result) for story_id in sorted(pending.waiting)
     ]
@@ -119,5 +122,6 @@ def _ready(media_id: str, story_id: str, result: Transcode) -> Forward:
         media_type=media_type_of(result.renditions),
         duration_ms=result.duration_ms,
         error=result.error,
+        blurhash=result.blurhash,
     )
     return Forward("story", story_id, ready)

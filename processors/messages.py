@@ -41,6 +41,7 @@ class MediaReady(Message):
     media_type: MediaType | None = None
     duration_ms: int | None = None
     error: str | None = None
+    blurhash: str | None = None
 
 
 class StoryOpened(Message):

@@ -80,6 +80,7 @@ class Story:
     media_id: str | None = None
     media_type: MediaType | None = None
     renditions: tuple[Rendition, ...] = ()
+    blurhash: str | None = None
     media_pending: bool = False
     highlights: tuple[HighlightMark, ...] = ()
     ended_at: datetime | None = None
@@ -143,6 +144,7 @@ def story_state_record(story: Story) -> StoryState:
         highlight_ids=story.highlight_ids,
         media_id=story.media_id,
         media_type=story.media_type,
+        blurhash=story.blurhash,
     )
 
 
@@ -252,6 +254,7 @@ def _media_ready(story: Story | None, message: MediaReady, ctx: Ctx) -> Story | 
         story,
         phase="active" if story.phase == "processing" else story.phase,
         renditions=message.renditions,
+        blurhash=message.blurhash,
         media_type=story.media_type or message.media_type,
         media_pending=False,
     )

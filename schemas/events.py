@@ -20,6 +20,9 @@ from schemas.types import (
     from_millis,
 )
 
+# A blurhash of the most components (9x9): 4 characters of header and 2 for each component.
+MAX_BLURHASH_CHARS = 4 + 2 * 81
+
 # Copying a ready hasher costs less than making one from its parameters (~0.2 us a line).
 _EVENT_ID_HASH = hashlib.blake2b(digest_size=16)
 
@@ -215,6 +218,7 @@ class MediaTranscoded(Event):
     at: UtcDatetime
     duration_ms: Annotated[int, avro_integer("long", ge=0)] | None = None
     error: str | None = None
+    blurhash: Annotated[str, Field(min_length=6, max_length=MAX_BLURHASH_CHARS)] | None = None
 
 
 InputEvent = Annotated[

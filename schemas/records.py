@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events import Audience, MediaType, Rendition
 from schemas.types import AvroInt, AvroLong, Base64Bytes, UtcDatetime
@@ -30,6 +30,11 @@ class StoryState(Record):
     highlight_ids: tuple[str, ...] = ()
     media_id: str | None = None
     media_type: MediaType | None = None
+    blurhash: str | None = Field(
+        default=None,
+        description="BlurHash (4x3 components) of the image or video poster: a placeholder "
+        "to paint until the media loads; null while processing.",
+    )
 
 
 class TrayEntry(Record):

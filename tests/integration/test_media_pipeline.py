@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import blurhash
 import pytest
 from confluent_kafka import Producer
 from PIL import Image
@@ -194,6 +195,7 @@ def test_posted_media_is_transcoded_shown_and_purged(
         timeout=20,
     )
     assert transcoded[0].value["error"] and transcoded[0].value["renditions"] == []
+    assert transcoded[0].value["blurhash"] is None
     letters = _poll("a dead letter", lambda: _read(settings, DEAD_LETTERS, {bad_media}), timeout=10)
     assert letters[0].value["source_topic"] == "media-uploaded"
     assert letters[0].value["error"] == transcoded[0].value["error"]
@@ -241,6 +243,12 @@ def test_posted_media_is_transcoded_shown_and_purged(
         return history if done else None
 
     history = _poll("both stories active", all_active, timeout=TTL_S - 1)
+    # The API first: the stories live TTL_S seconds. Each answer has the state's blurhash.
+    for story_id in stories:
+        status, body = worker.get(f"/stories/{story_id}", user=author)
+        assert status == 200 and body["status"] == "active", body
+        assert body["blurhash"] and body["blurhash"] == history[story_id][-1]["blurhash"], body
+    transcoded_ok = _read(settings, MEDIA_TRANSCODED, {i["media_id"] for i in posted.values()})
     for story_id, info in posted.items():
         states = history[story_id]
         assert states[0] is not None and states[0]["status"] == "processing", states
@@ -251,8 +259,11 @@ def test_posted_media_is_transcoded_shown_and_purged(
         assert active["audience"] == "public" and active["author_id"] == author
         _check_downloads(active, info["kind"])
         assert store.list_keys(f"media/{info['media_id']}/")
-    status, body = worker.get(f"/stories/{next(iter(stories))}", user=author)
-    assert status == 200 and body["status"] == "active", body
+        # A 4x3 blurhash of the image (the video's poster), as media_transcoded carried it.
+        assert states[0]["blurhash"] is None
+        assert active["blurhash"] and blurhash.components(active["blurhash"]) == (4, 3), active
+        done = [d.value for d in transcoded_ok if d.key == info["media_id"]]
+        assert [d["blurhash"] for d in done] == [active["blurhash"]], done
 
     # After TTL + grace: every story tombstoned on story-state, every object purged.
     media_ids = [info["media_id"] for info in posted.values()] + [bad_media]

@@ -98,7 +98,11 @@ def deleted(story_id: str = STORY, *, author_id: str = AUTHOR, minutes: float = 
 
 
 def transcoded(
-    media_id: str = MEDIA, *, minutes: float = 0, error: str | None = None
+    media_id: str = MEDIA,
+    *,
+    minutes: float = 0,
+    error: str | None = None,
+    blurhash: str | None = None,
 ) -> MediaTranscoded:
     """The transcode result of a media (failed when `error` is given)."""
     return MediaTranscoded.model_validate(
@@ -107,11 +111,18 @@ def transcoded(
             "renditions": [] if error else [rendition()],
             "at": at(minutes),
             "error": error,
+            "blurhash": blurhash,
         }
     )
 
 
-def ready(story_id: str = STORY, media_id: str = MEDIA, *, error: str | None = None) -> MediaReady:
+def ready(
+    story_id: str = STORY,
+    media_id: str = MEDIA,
+    *,
+    error: str | None = None,
+    blurhash: str | None = None,
+) -> MediaReady:
     """The media stage telling a story its media is ready (or failed)."""
     renditions = () if error else (rendition(),)
     media_type = None if error else "image"
@@ -121,6 +132,7 @@ def ready(story_id: str = STORY, media_id: str = MEDIA, *, error: str | None = N
         renditions=renditions,
         media_type=media_type,
         error=error,
+        blurhash=blurhash,
     )
 
 

@@ -23,6 +23,7 @@ from tests.processors.factories_stories import (
     transcoded,
 )
 
+BLURHASH = "LEHV6nWB2yk8pyo0adR*.7kCMdnj"
 KEEP = TTL_MIN + GRACE_MIN  # minutes a media's state is kept after its first message
 
 
@@ -106,3 +107,14 @@ def test_media_type_from_renditions() -> None:
     assert media_type_of(()) is None
     assert media_type_of((rendition(),)) == "image"
     assert media_type_of((rendition(), rendition("v", "video/mp4"))) == "video"
+
+
+def test_the_blurhash_goes_to_every_story_waiting_or_to_come() -> None:
+    hashed = transcoded(blurhash=BLURHASH)
+    state, _ = await_media(None, waiting("s-early"), ctx())
+    state, outputs = media_transcoded(state, hashed, ctx(1))
+    assert [o.message.blurhash for o in outputs if isinstance(o, Forward)] == [BLURHASH]
+    _, outputs = await_media(state, waiting("s-late"), ctx(2))
+    late = ready_for("s-late").message
+    assert isinstance(late, MediaReady)
+    assert outputs == [Forward("story", "s-late", late.model_copy(update={"blurhash": BLURHASH}))]

@@ -74,6 +74,7 @@ def opened() -> Forward:
 
 CLOSED = Forward("author", AUTHOR, StoryClosed(story_id=STORY, author_id=AUTHOR))
 TOMBSTONE = Tombstone(StoryState, STORY)
+BLURHASH = "LEHV6nWB2yk8pyo0adR*.7kCMdnj"
 
 
 def put_status(outputs: Sequence[Output]) -> list[str]:
@@ -139,6 +140,28 @@ def test_media_ready_opens_a_processing_story() -> None:
     assert new is not None and new.phase == "active" and new.renditions == ready().renditions
     assert new.media_type == "image"
     assert outputs == [Put(STORY, story_state_record(new)), opened()]
+
+
+def test_the_story_state_carries_the_blurhash_of_its_media() -> None:
+    state = given((posted(media_id=MEDIA), ctx()))
+    assert state is not None and story_state_record(state).blurhash is None  # processing
+    new, outputs = handle(state, ready(blurhash=BLURHASH), ctx(1))
+    assert new is not None and new.blurhash == BLURHASH
+    put = next(o for o in outputs if isinstance(o, Put))
+    assert isinstance(put.value, StoryState) and put.value.blurhash == BLURHASH
+    assert put.value.status == "active" and put.value.renditions == ready().renditions
+    # Kept as a highlight past expiry, it still shows its blurhash.
+    kept, _ = handle(new, highlight(minutes=2), ctx(2))
+    assert kept is not None
+    expired, outputs = expire(kept, ctx(TTL_MIN + 1))
+    assert expired is not None and story_state_record(expired).blurhash == BLURHASH
+
+
+def test_a_post_with_ready_media_has_no_blurhash() -> None:
+    state = given((posted(ready=True), ctx()))
+    assert (
+        state is not None and state.phase == "active" and story_state_record(state).blurhash is None
+    )
 
 
 def test_media_ready_twice_or_for_another_media_changes_nothing() -> None:

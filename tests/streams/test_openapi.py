@@ -56,3 +56,12 @@ def test_every_write_answers_202_and_names_its_limits() -> None:
                 codes = set(operation["responses"])
                 expected = {"400", "401", "429"} | ({"202", "503"} if method != "put" else set())
                 assert expected <= codes, (method, path, codes)
+
+
+def test_a_story_answer_describes_its_blurhash() -> None:
+    schemas = openapi()["components"]["schemas"]
+    for name in ("StoryState", "StoryView"):
+        blurhash = schemas[name]["properties"]["blurhash"]
+        assert {"type": "string"} in blurhash["anyOf"] and {"type": "null"} in blurhash["anyOf"]
+        assert "blurhash" not in schemas[name].get("required", [])
+        assert "BlurHash" in blurhash["description"]
