@@ -1,7 +1,6 @@
 """The publish fast lane: common event lines validated and encoded without building models.
 
-`storystream publish` spends most of its time in pydantic (~16 us a line on this project's
-2-core machine) and Avro. The lane parses a line with orjson and checks it with rules compiled
+`storystream publish` spent most of its time in pydantic and Avro. The lane parses a line with orjson and checks it with rules compiled
 once from the event models' own type hints: identifier patterns, UTC times, literals, lengths,
 bounds, reactions, nested models, defaults, the derived `event_id` and `expires_at`. The result
 goes to the compiled Avro writer.
@@ -145,9 +144,8 @@ def _attributes(item: Any) -> dict[str, Any]:
 class _Source:
     """Python source being generated, with the objects it names.
 
-    The checks are generated as one function per model (and per list item type): on this
-    project's machine a Python call costs ~0.1 us, so one closure per field cost more than the
-    checks themselves.
+    The checks are generated as one function per model (and per list item type): one closure
+    per field cost more in calls than the checks themselves.
     """
 
     def __init__(self) -> None:
