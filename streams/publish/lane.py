@@ -1,9 +1,9 @@
 """The publish fast lane: common event lines validated and encoded without building models.
 
-`storystream publish` spent most of its time in pydantic and Avro. The lane parses a line with orjson and checks it with rules compiled
-once from the event models' own type hints: identifier patterns, UTC times, literals, lengths,
-bounds, reactions, nested models, defaults, the derived `event_id` and `expires_at`. The result
-goes to the compiled Avro writer.
+`storystream publish` spent most of its time in pydantic and Avro. The lane parses a line with
+orjson and checks it with rules compiled once from the event models' own type hints: identifier
+patterns, UTC times, literals, lengths, bounds, reactions, nested models, defaults, the derived
+`event_id` and `expires_at`. The result goes to the compiled Avro writer.
 
 The lane only says yes or "not mine". Anything it does not recognise (an unknown field, a time
 in another ISO form, a value that breaks a rule, a model with a validator it does not know)
