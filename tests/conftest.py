@@ -9,6 +9,7 @@ import zlib
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from infra.broker import EmbeddedBroker
 from infra.kafka import KafkaCluster, KafkaUnavailable
@@ -18,6 +19,12 @@ from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
 BROKERS = ("tansu", "kafka")
+
+# Property tests try the same examples on every run (a red CI run is a change's, not luck's);
+# HYPOTHESIS_PROFILE=search draws new ones and keeps what fails in .hypothesis/.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None)
+hypothesis_settings.register_profile("search", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
