@@ -30,7 +30,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.harness import WorkerProcess, broker
+from bench.harness import WorkerProcess, broker, write_json
 from schemas.avro import current_schemas
 from streams.kafka.admin import create_topics
 from streams.kafka.clients import reader_config
@@ -193,6 +193,7 @@ def main() -> None:
     parser.add_argument("--views", type=int, default=200_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--follows", type=int, default=2, help="authors each user follows")
+    parser.add_argument("--json", type=Path, help="write the results here for bench.report")
     args = parser.parse_args()
     setup, views, pairs = generate(args.stories, args.views, args.users, args.follows)
     with broker() as bootstrap, tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
@@ -252,6 +253,22 @@ def main() -> None:
     print(f"  whole worker / baseline                   {bare / whole:>10.2f}")
     print(
         f"  worker CPU {cpu:.1f}s: {cpu / args.views * 1e6:.0f} us a view; {os.cpu_count()} cores"
+    )
+    write_json(
+        args.json,
+        {
+            "views": args.views,
+            "stories": args.stories,
+            "users": args.users,
+            "first_views": pairs,
+            "rates": {
+                "publish": args.views / published,
+                "counts": args.views / to_counts,
+                "trays": args.views / whole,
+                "baseline": args.views / bare,
+            },
+            "worker_cpu_us_per_view": cpu / args.views * 1e6,
+        },
     )
 
 

@@ -42,7 +42,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.harness import WorkerProcess, broker
+from bench.harness import WorkerProcess, broker, write_json
 from bench.views import encode, generate, produce
 from infra.process import free_port
 from streams.kafka.admin import create_topics
@@ -232,6 +232,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--recovery-views", type=int, default=1_000_000)
     parser.add_argument("--no-recovery", action="store_true")
+    parser.add_argument("--json", type=Path, help="write the throughput here for bench.report")
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -258,6 +259,14 @@ def main() -> None:
         print(
             "  (2 cores for workers and broker together: more workers than cores cannot "
             "scale; see the docstring)"
+        )
+        write_json(
+            args.json,
+            {
+                "views": args.views,
+                "stories": args.stories,
+                "rates": {str(n): r for n, r in rates.items()},
+            },
         )
         if not args.no_recovery:
             recovery(bootstrap, tmp, args.recovery_views, args.stories)
