@@ -119,6 +119,16 @@ def _results() -> dict[str, Any]:
 
 def test_the_page_holds_every_section_with_its_figure(tmp_path: Path) -> None:
     results = _results()
+    results["benches"]["views"]["data"]["brokers"]["tansu"].append(
+        {
+            "key": "kstreams",
+            "name": "Kafka Streams",
+            "count": 0,
+            "seconds": 0.0,
+            "rate": 0.0,
+            "note": "skipped: the embedded broker cannot decode a Java client's JoinGroup\nmore",
+        }
+    )
     page = write_page(results, tmp_path)
 
     text = page.read_text()
@@ -141,6 +151,8 @@ def test_the_page_holds_every_section_with_its_figure(tmp_path: Path) -> None:
     assert "0.18 of the bare baseline (100,000/s)" in text
     assert "7,000 during the burst against 9,000 just before it" in text
     assert "Idle worker 150 MiB" in text
+    # A contender that could not run on a broker is named with the bench's reason.
+    assert "- tansu: Kafka Streams: not run (skipped: the embedded broker cannot" in text
     # A failed bench is on the page with its reason, not silently missing.
     assert not (tmp_path / "scale.png").exists()
     assert "the group never owned every partition" in text
