@@ -213,9 +213,17 @@ def memory_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
     stories = posting[-1]["stories"] if posting else 0
     grown = (posting[-1]["rss"] - idle) if posting else 0.0
     lines = [
-        f"Idle worker {idle:,.0f} MiB; peak {max(s['peak'] for s in samples):,.0f} MiB; "
+        f"Idle worker {idle:,.0f} MiB (the baseline); peak {max(s['peak'] for s in samples):,.0f}"
+        " MiB; "
         + (f"{grown * 2**20 / stories:,.0f} bytes of RSS per active story." if stories else "")
     ]
+    if len(posting) > 2:  # past the first step's fixed costs (caches, the follows' trays)
+        first, last = posting[1], posting[-1]
+        slope = (last["rss"] - first["rss"]) * 2**20 / (last["stories"] - first["stories"])
+        lines.append(
+            f"From {first['stories']:,} to {last['stories']:,} stories: {slope:,.0f} bytes of "
+            "RSS a story."
+        )
     trays = data.get("tray_seconds") or []
     if trays:
         lines.append(

@@ -150,7 +150,8 @@ def test_the_page_holds_every_section_with_its_figure(tmp_path: Path) -> None:
     assert "tansu: storystream engine: 20,000 views/s (0.22 of the ceiling)" in text
     assert "0.18 of the bare baseline (100,000/s)" in text
     assert "7,000 during the burst against 9,000 just before it" in text
-    assert "Idle worker 150 MiB" in text
+    assert "Idle worker 150 MiB (the baseline)" in text
+    assert "From 200 to 1,000 stories: 52,429 bytes of RSS a story." in text
     # A contender that could not run on a broker is named with the bench's reason.
     assert "- tansu: Kafka Streams: not run (skipped: the embedded broker cannot" in text
     # A failed bench is on the page with its reason, not silently missing.
