@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 Entry = dict[str, Any]  # one bench: command, load_before/after, seconds, data or error
 BASELINE = "#9e9e9e"
@@ -196,7 +197,7 @@ def memory_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
     samples = data["samples"]
     idle = samples[0]["rss"]
     posting = [s for s in samples if not s["views"]]
-    viewing = [s for s in samples if s["views"]]
+    viewing = posting[-1:] + [s for s in samples if s["views"]]  # from the last posting step
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, rows, key, xlabel in (
         (left, posting, "stories", "stories held"),
@@ -207,6 +208,7 @@ def memory_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
         ax.plot(xs, [s["peak"] for s in rows], "x--", color=OTHERS, label="peak RSS")
         ax.axhline(idle, color=BASELINE, linestyle=":", label="idle worker (baseline)")
         ax.set_xlabel(xlabel)
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1000:,.0f}k"))
         ax.grid(alpha=0.3)
     left.set_ylabel("MiB")
     left.legend()
