@@ -39,6 +39,8 @@ def _save(fig: Figure, out: Path, name: str) -> str:
 
 def _label_bars(ax: Axes, bars: Any, values: list[float]) -> None:
     for bar, value in zip(bars, values, strict=True):
+        if not value:  # a contender this broker did not run: no bar, no label
+            continue
         ax.annotate(
             f"{value:,.0f}",
             (bar.get_x() + bar.get_width() / 2, bar.get_height()),
@@ -62,6 +64,12 @@ def _quantile(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
+def _short(key: str, name: str) -> str:
+    """A contender's tick label: its name less the details, but a Kafka Streams pass's."""
+    head, _, rest = name.partition(" (")
+    return f"{head}\n({rest}" if key.startswith("kstreams") and rest else head
+
+
 def views_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
     """Grouped bars: each contender's views/s on each broker; the ceiling grey."""
     brokers = data["brokers"]
@@ -76,7 +84,7 @@ def views_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
             elif not r["count"]:
                 reason = (r.get("note") or "no figure").splitlines()[0]
                 lines.append(f"- {impl}: {r['name']}: not run ({reason})")
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plt.subplots(figsize=(max(9, 1.3 * len(keys)), 4.5))
     width = 0.8 / max(len(brokers), 1)
     for i, (impl, results) in enumerate(brokers.items()):
         by_key = {r["key"]: r for r in results}
@@ -104,7 +112,7 @@ def views_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
             )
             lines.append(f"- {impl}: {r['name']}: {r['rate']:,.0f} views/s{vs}")
     ax.set_xticks([x + width * (len(brokers) - 1) / 2 for x in range(len(keys))])
-    ax.set_xticklabels([names[k].split(" (")[0] for k in keys], rotation=15, fontsize=8)
+    ax.set_xticklabels([_short(k, names[k]) for k in keys], rotation=15, fontsize=8)
     ax.set_ylabel("views/s (higher is better)")
     ax.set_title("views/s; grey: bare loops in the same run (baselines)")
     if len(brokers) > 1:
