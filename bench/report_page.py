@@ -19,6 +19,7 @@ BASELINE = "#9e9e9e"
 OURS = "#1f77b4"
 OTHERS = "#ff7f0e"
 RAW = ("ceiling", "rocksdict")  # bare loops in the same run: the views bench's baselines
+ORDER = ("ceiling", "rocksdict", "storystream", "kstreams-cold", "kstreams", "kstreams-2t")
 SECTIONS = ("views", "e2e", "fanout", "expiry", "memory", "scale")
 TITLES = {
     "views": "Views topology: throughput of each contender",
@@ -84,6 +85,7 @@ def views_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
             elif not r["count"]:
                 reason = (r.get("note") or "no figure").splitlines()[0]
                 lines.append(f"- {impl}: {r['name']}: not run ({reason})")
+    keys.sort(key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))
     fig, ax = plt.subplots(figsize=(max(9, 1.3 * len(keys)), 4.5))
     width = 0.8 / max(len(brokers), 1)
     for i, (impl, results) in enumerate(brokers.items()):
