@@ -7,12 +7,11 @@ worker holding ~1M state keys takes to come back (state rebuilt from the changel
 Throughput: the stories are posted and the views (Avro, as `storystream publish` encodes them)
 published once; then, for each group size, a fresh group of `storystream worker` processes
 (its own STORYSTREAM_APP_ID and STORYSTREAM_OUTPUT_PREFIX) reads both topics from the
-beginning. The rate is timed from the moment the group owns every partition (group joins and
-startup left out) to the last view processed, summing
+beginning. The rate is the views committed after every worker owns partitions (group joins and
+startup left out) over the time from then to the last, summing
 `storystream_events_processed_total{topic="story-viewed"}` over the workers' /metrics (polled
-every 50 ms); views a worker processed before the group owned every partition are not counted.
-(That counter moves a committed batch at a time, so timing from its first move would leave the
-first batch out of the time and count it in: with few views, a rate near infinite.)
+every 50 ms). That counter moves a committed batch at a time: a batch in flight when the group
+settles is counted without all its time, so `--views` must be many batches (not `--quick`).
 
 Recovery: one worker processes `--recovery-views` distinct (story, viewer) views (one viewer-list
 entry, one seen-tray entry and one event id per view: several million state keys), is stopped,
@@ -95,17 +94,19 @@ def processed(workers: list[WorkerProcess]) -> int:
 
 def wait_processed(
     workers: list[WorkerProcess], expected: int, timeout: float
-) -> tuple[float, float]:
-    """(first, last) monotonic times of the views count leaving 0 and reaching `expected`."""
-    first = 0.0
+) -> tuple[float, int, float]:
+    """(first, counted then, last): monotonic times of the views count first moving and
+    reaching `expected`, and the count at its first move (a committed batch at a time: the
+    views timed are those after it)."""
+    first, at_first = 0.0, 0
     deadline = time.monotonic() + timeout
     while True:
         count = processed(workers)
         now = time.monotonic()
         if count and not first:
-            first = now
+            first, at_first = now, count
         if count >= expected:
-            return first, now
+            return first, at_first, now
         for worker in workers:
             if worker.proc.poll() is not None:
                 raise RuntimeError(f"worker exited; see {worker._log.name}")
@@ -119,28 +120,34 @@ def throughput(bootstrap: str, tmp: Path, size: int, views: int) -> float:
     env = _env(tag, f"{tag}-")
     workers = [start(bootstrap, tmp / f"{tag}-w{i}", env) for i in range(size)]
     try:
-        # Every partition owned before timing, so the rate is not a single worker's warm-up.
+        # Every worker owning partitions and every partition owned before timing, so the rate
+        # is not a single worker's warm-up (nor one worker holding all while the rest join).
         deadline = time.monotonic() + 120
-        while sorted(p for w in workers for p in partitions(w)) != list(range(PARTITIONS)):
+        while True:
+            owned = [partitions(w) for w in workers]
+            if sorted(p for ps in owned for p in ps) == list(range(PARTITIONS)) and all(
+                owned[: min(size, PARTITIONS)]
+            ):
+                break
             if time.monotonic() > deadline:
-                raise TimeoutError("the group never owned every partition")
+                raise TimeoutError(f"the group never settled: partitions by worker {owned}")
             time.sleep(0.1)
-        owned, before = time.monotonic(), processed(workers)
-        _, last = wait_processed(workers, views, 900)
+        settled, before = time.monotonic(), processed(workers)
+        _, _, last = wait_processed(workers, views, 900)
         rejected = sum(w.metric("storystream_events_not_applied_total") for w in workers)
     finally:
         for worker in workers:
             worker.stop()
-    seconds = max(last - owned, 1e-9)
+    seconds = max(last - settled, 1e-9)
     timed = views - before
     print(
         f"  {size} worker{'s' if size > 1 else ' '}: {timed / seconds:>10,.0f} views/s "
-        f"({timed:,} in {seconds:.2f}s; {before:,} processed before the group owned every "
-        f"partition, not timed; not applied: {int(rejected):,})",
+        f"({timed:,} in {seconds:.2f}s; {before:,} committed before the group settled, not "
+        f"timed; not applied: {int(rejected):,})",
         flush=True,
     )
     if timed < views // 2:
-        print("  (most views went before the group settled: too few --views to measure)")
+        print("  (most views went before the group settled: too few --views to time)")
     return timed / seconds
 
 
@@ -206,9 +213,10 @@ def recovery(bootstrap: str, tmp: Path, views: int, stories: int) -> None:
     print(f"  published in {time.monotonic() - began:.1f}s", flush=True)
     worker = start(bootstrap, data_dir, env)
     try:
-        first, last = wait_processed([worker], views, 1800)
+        first, at_first, last = wait_processed([worker], views, 1800)
         print(
-            f"  processed by one worker at {views / max(last - first, 1e-9):,.0f} views/s",
+            f"  processed by one worker at "
+            f"{(views - at_first) / max(last - first, 1e-9):,.0f} views/s",
             flush=True,
         )
         time.sleep(3)  # the trays stage takes the StorySeen forwards too
