@@ -77,6 +77,7 @@ def views_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
     keys: list[str] = []  # the contenders that ran on some broker, in the bench's order
     names: dict[str, str] = {}
     lines = [f"{data['views']:,} views of {data['stories']:,} stories, each contender in turn."]
+    skipped: list[str] = []
     for impl, results in brokers.items():
         for r in results:
             if r["count"] and r["key"] not in keys:
@@ -84,7 +85,7 @@ def views_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
                 names[r["key"]] = r["name"]
             elif not r["count"]:
                 reason = (r.get("note") or "no figure").splitlines()[0]
-                lines.append(f"- {impl}: {r['name']}: not run ({reason})")
+                skipped.append(f"{impl}: {r['name']}: not run ({reason})")
     keys.sort(key=lambda k: ORDER.index(k) if k in ORDER else len(ORDER))
     fig, ax = plt.subplots(figsize=(max(9, 1.3 * len(keys)), 4.5))
     width = 0.8 / max(len(brokers), 1)
@@ -102,23 +103,27 @@ def views_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
             label=impl,
         )
         _label_bars(ax, bars, rates)
-        ceiling = by_key.get("ceiling")
-        for k in keys:
-            r = by_key.get(k)
-            if r is None or not r["count"]:
-                continue
-            vs = (
-                f" ({r['rate'] / ceiling['rate']:.2f} of the ceiling)"
-                if ceiling and ceiling["rate"] and k != "ceiling"
-                else ""
-            )
-            lines.append(f"- {impl}: {r['name']}: {r['rate']:,.0f} views/s{vs}")
     ax.set_xticks([x + width * (len(brokers) - 1) / 2 for x in range(len(keys))])
     ax.set_xticklabels([_short(k, names[k]) for k in keys], rotation=15, fontsize=8)
     ax.set_ylabel("views/s (higher is better)")
     ax.set_title("views/s; grey: bare loops in the same run (baselines)")
     if len(brokers) > 1:
         ax.legend(title="broker (plain, hatched)")
+    lines += ["", "| contender | " + " | ".join(f"{impl} views/s" for impl in brokers) + " |"]
+    lines.append("|---" * (len(brokers) + 1) + "|")
+    for k in keys:
+        cells = []
+        for results in brokers.values():
+            by_key = {r["key"]: r for r in results}
+            r, ceiling = by_key.get(k), by_key.get("ceiling")
+            if r is None or not r["count"]:
+                cells.append("-")
+            elif ceiling and ceiling["rate"] and k != "ceiling":
+                cells.append(f"{r['rate']:,.0f} ({r['rate'] / ceiling['rate']:.2f} of the ceiling)")
+            else:
+                cells.append(f"{r['rate']:,.0f}")
+        lines.append(f"| {names[k]} | " + " | ".join(cells) + " |")
+    lines += [""] + [f"- {line}" for line in skipped]
     return _save(fig, out, "views.png"), lines
 
 

@@ -151,12 +151,15 @@ def test_the_page_holds_every_section_with_its_figure(tmp_path: Path) -> None:
     assert "3.50 / 3.00 / 2.50 before, 4.25 / 3.10 / 2.60 after" in text
     assert "`python -m bench.e2e --views 50000`" in text
     # Figures in the text beside the plots, with their same-run baselines.
-    assert "tansu: storystream engine: 20,000 views/s (0.22 of the ceiling)" in text
+    assert (
+        "| storystream engine | 20,000 (0.22 of the ceiling) | 20,000 (0.22 of the ceiling) |"
+        in text
+    )
     assert "0.18 of the bare baseline (100,000/s)" in text
     assert "7,000 during the burst against 9,000 just before it" in text
     assert "Idle worker 150 MiB (the baseline)" in text
     assert "From 200 to 1,000 stories: 52,429 bytes of RSS a story." in text
-    assert "- kafka: Kafka Streams (1 thread, warm): 6,000 views/s (0.07 of the ceiling)" in text
+    assert "| Kafka Streams (1 thread, warm) | - | 6,000 (0.07 of the ceiling) |" in text
     # A contender that could not run on a broker is named with the bench's reason.
     assert "- tansu: Kafka Streams: not run (skipped: the embedded broker cannot" in text
     # A failed bench is on the page with its reason, not silently missing.
