@@ -261,9 +261,9 @@ def scale_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
     ax.set_xticks(sizes)
     ax.set_xlabel("workers in the group (4 partitions)")
     ax.set_ylabel("views/s")
-    ax.set_ylim(bottom=0)
+    ax.set_ylim(0, max(rates.values()) * 1.15)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="lower right")
     base = rates.get(1)
     lines = [
         f"{data['views']:,} views of {data['stories']:,} stories; "
