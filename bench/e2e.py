@@ -31,7 +31,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.harness import WorkerProcess, broker, brokers_argument
+from bench.harness import WorkerProcess, broker, brokers_argument, write_json
 from schemas.avro import current_schemas
 from streams.kafka.admin import create_topics
 from streams.kafka.clients import reader_config
@@ -188,8 +188,8 @@ def bare_decode(bootstrap: str, starts: dict[tuple[str, int], int], expected: in
         consumer.close()
 
 
-def run_on(impl: str, args: argparse.Namespace) -> str:
-    """The whole measurement on a fresh broker of `impl`; its summary lines."""
+def run_on(impl: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The whole measurement on a fresh broker of `impl`: its summary lines and figures."""
     setup, views, pairs = generate(args.stories, args.views, args.users, args.follows)
     with broker(impl) as bootstrap, tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         settings = Settings(broker=bootstrap, partitions=PARTITIONS)
@@ -240,6 +240,20 @@ def run_on(impl: str, args: argparse.Namespace) -> str:
             worker.stop()
         bare = bare_decode(bootstrap, starts, args.views)
     whole = max(to_counts, to_trays)
+    figures = {
+        "broker": impl,
+        "views": args.views,
+        "stories": args.stories,
+        "users": args.users,
+        "first_views": pairs,
+        "rates": {
+            "publish": args.views / published,
+            "counts": args.views / to_counts,
+            "trays": args.views / whole,
+            "baseline": args.views / bare,
+        },
+        "worker_cpu_us_per_view": cpu / args.views * 1e6,
+    }
     return "\n".join([
         f"{impl}: {args.views:,} views of {args.stories:,} stories ({pairs:,} first views), "
         "one worker:",
@@ -250,7 +264,7 @@ def run_on(impl: str, args: argparse.Namespace) -> str:
         f"  whole worker / baseline                   {bare / whole:>10.2f}",
         f"  worker CPU {cpu:.1f}s: {cpu / args.views * 1e6:.0f} us a view; "
         f"{os.cpu_count()} cores",
-    ])  # fmt: skip
+    ]), figures  # fmt: skip
 
 
 def main() -> None:
@@ -265,10 +279,17 @@ def main() -> None:
         default="tansu",
         help="brokers to run on, one after the other (tansu, kafka; default tansu)",
     )
+    parser.add_argument(
+        "--json", type=Path, help="write the first broker's figures here for bench.report"
+    )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
+    results = []
     for impl in args.brokers:
-        print(run_on(impl, args), flush=True)
+        text, figures = run_on(impl, args)
+        print(text, flush=True)
+        results.append(figures)
+    write_json(args.json, results[0])
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-from bench.harness import WorkerProcess, broker
+from bench.harness import WorkerProcess, broker, write_json
 from schemas.types import millis
 from streams.kafka.admin import create_topics
 from streams.publish.publisher import publish_lines
@@ -96,6 +96,7 @@ def main() -> None:
         "(default: long enough for the worker to take the posts in)",
     )
     parser.add_argument("--keep", type=Path, help="keep the worker's data and log in this folder")
+    parser.add_argument("--json", type=Path, help="write the results here for bench.report")
     args = parser.parse_args()
     with broker() as bootstrap, tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep or scratch
@@ -207,6 +208,15 @@ def main() -> None:
     print(
         f"view throughput: {baseline:,.0f}/s before the burst, {during:,.0f}/s during it "
         f"(ratio {during / max(baseline, 1e-9):.2f})"
+    )
+    write_json(
+        args.json,
+        {
+            "stories": args.stories,
+            "delays": delays,
+            "views_before": baseline,
+            "views_during": during,
+        },
     )
 
 

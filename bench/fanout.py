@@ -3,7 +3,8 @@
     python -m bench.fanout [--followers 10000]
 
 Prints the time from publishing the post until the last follower's tray holding the story is
-on `story-trays`, and the sustained rate of tray updates per second during the fan-out.
+on `story-trays`, and the sustained rate of tray updates per second during the fan-out;
+`--json FILE` writes each follower's arrival time too.
 Runs one worker (a subprocess) against the embedded broker (or STORYSTREAM_BROKER).
 """
 
@@ -11,13 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
-from bench.harness import WorkerProcess, broker
+from bench.harness import WorkerProcess, broker, write_json
 from streams.kafka.admin import create_topics
 from streams.publish.publisher import publish_lines
 from streams.settings import Settings
@@ -37,6 +40,7 @@ def _publish(bootstrap: str, events: list[dict[str, object]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--followers", type=int, default=10_000)
+    parser.add_argument("--json", type=Path, help="write the results here for bench.report")
     args = parser.parse_args()
     now = datetime.now(UTC).replace(microsecond=0)
     with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
@@ -97,20 +101,20 @@ def main() -> None:
                     }
                 ],
             )
-            seen: set[bytes] = set()
+            arrived: dict[bytes, float] = {}  # follower's tray key: first seen holding the post
             first = last = None
             deadline = time.monotonic() + 300
-            while len(seen) < args.followers and time.monotonic() < deadline:
+            while len(arrived) < args.followers and time.monotonic() < deadline:
                 for msg in trays.consume(10_000, timeout=0.5):
                     if msg.error() is None and msg.value() is not None:
-                        seen.add(msg.key())
                         last = time.perf_counter()
+                        arrived.setdefault(msg.key(), last - started)
                         first = first or last
             trays.close()
         finally:
             worker.stop()
-    if first is None or last is None or len(seen) < args.followers:
-        raise SystemExit(f"only {len(seen)} of {args.followers} trays arrived")
+    if first is None or last is None or len(arrived) < args.followers:
+        raise SystemExit(f"only {len(arrived)} of {args.followers} trays arrived")
     total = last - started
     print(f"followers: {args.followers:,}")
     print(
@@ -119,6 +123,16 @@ def main() -> None:
     print(
         f"sustained tray updates: {args.followers / max(last - first, 1e-9):,.0f}/s "
         f"({args.followers / total:,.0f}/s including the first hop)"
+    )
+    times = sorted(arrived.values())
+    print(f"per follower: median {statistics.median(times):.2f}s after the post")
+    write_json(
+        args.json,
+        {
+            "followers": args.followers,
+            "arrivals": times,
+            "sustained": args.followers / max(last - first, 1e-9),
+        },
     )
 
 

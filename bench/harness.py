@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,13 @@ def broker(impl: str = "tansu") -> Iterator[str]:
         return
     with EmbeddedBroker() as embedded:
         yield embedded.bootstrap
+
+
+def write_json(path: str | os.PathLike[str] | None, data: object) -> None:
+    """A bench's results as JSON for `bench.report` (`--json FILE`); nothing without a path."""
+    if path is not None:
+        with open(path, "w") as out:
+            json.dump(data, out, indent=1)
 
 
 def brokers_argument(value: str) -> list[str]:

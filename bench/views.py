@@ -42,7 +42,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,7 +50,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from bench import views_kstreams
-from bench.harness import broker, brokers_argument
+from bench.harness import broker, brokers_argument, write_json
 from bench.views_baselines import ceiling, raw_rocksdict
 from streams.kafka.admin import create_topics
 from streams.kafka.clients import producer_config
@@ -466,6 +466,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--profile", action="store_true", help="cProfile storystream's second run")
     parser.add_argument("--logs", type=Path, help="keep the Faust and Quix logs in this folder")
+    parser.add_argument("--json", type=Path, help="write the results here for bench.report")
     parser.add_argument(
         "--brokers",
         type=brokers_argument,
@@ -505,6 +506,18 @@ def main() -> None:
             ]
             print(f"  {key:<12} " + ", ".join(rates))
     print(f"bench wall time {time.perf_counter() - bench_started:.0f}s")
+    write_json(
+        args.json,
+        {
+            "views": args.views,
+            "stories": args.stories,
+            "users": args.users,
+            "brokers": {
+                impl: [{**asdict(r), "rate": r.rate} for r in results]
+                for impl, results in by_broker.items()
+            },
+        },
+    )
 
 
 def run_on(
