@@ -7,9 +7,11 @@ every batch: a batch writes only the last chunk and the new ones, and a small va
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
 
+from streams.runtime.context import StageContext
+from streams.stages.due import DueIndex
 from streams.stages.state import Codec, Store, Table
 
 T = TypeVar("T")
@@ -96,3 +98,51 @@ class Parking(Generic[T]):
         for n in range(chunks):
             store.delete(self._chunk_key(story_id, n))
         self._held.delete(store, story_id)
+
+
+class ParkingLot(Generic[T]):
+    """A stage's events held for stories not known yet: `Parking` with a deadline per story
+    (a due index), released when the story arrives, dropped and counted once it passes."""
+
+    def __init__(
+        self, name: str, kind: Any, due: str, window: timedelta, limit: int, rejected: str
+    ) -> None:
+        self.parking: Parking[T] = Parking(name, kind)
+        self._due = DueIndex(due)
+        self._window = window
+        self._limit = limit
+        self._rejected = rejected  # the metric's label for events dropped
+
+    def park(self, pctx: StageContext, story_id: str, events: Sequence[T]) -> None:
+        """Hold `events` until the story arrives, or for the lot's window at most."""
+        store = pctx.store
+        new_deadline, overflow = self.parking.hold(
+            store, story_id, events, pctx.now + self._window, self._limit
+        )
+        if overflow:
+            pctx.metrics.rejected.inc(f"{self._rejected}-overflow", overflow)
+        if new_deadline is not None:
+            self._due.move(store, story_id, None, new_deadline)
+
+    def unpark(self, pctx: StageContext, story_id: str) -> list[T]:
+        """The story's held events, in the order held (none held: empty); no longer held."""
+        released = self.parking.release(pctx.store, story_id)
+        if released is None:
+            return []
+        deadline, events = released
+        self._due.move(pctx.store, story_id, deadline, None)
+        return events
+
+    def drop_expired(self, pctx: StageContext) -> None:
+        """Drop what was held past its deadline (then it was for an unknown story)."""
+        store = pctx.store
+        for story_id in self._due.due(store, pctx.now):
+            current = self.parking.held(store, story_id)
+            if current is None:
+                continue
+            deadline, count, chunks = current
+            if deadline > pctx.now:
+                continue
+            self.parking.drop(store, story_id, chunks)
+            self._due.move(store, story_id, deadline, None)
+            pctx.metrics.rejected.inc(self._rejected, count)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from processors import media_join, stories
 from processors.expiry import next_due
 from processors.media_join import PendingMedia
 from processors.stories import Story, story_state_record
+from schemas.events import HighlightChanged, StoryDeleted
 from schemas.records import StoryState
 from streams.codecs.registry import SchemaRegistry
 from streams.runtime.context import StageContext
@@ -18,12 +19,27 @@ from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore
 from streams.stages.common import Decoder, ctx_of, internal_messages
 from streams.stages.due import DueIndex
+from streams.stages.parking import ParkingLot
 from streams.stages.state import Table
 from streams.topics import MEDIA_TRANSCODED, STORY_DELETED, STORY_HIGHLIGHTS, STORY_POSTED
 
 STORIES: Table[Story] = Table("story", Story)
 MEDIA: Table[PendingMedia] = Table("media", PendingMedia)
 STORY_DUE = DueIndex("storydue")
+
+
+class ParkedChange(NamedTuple):
+    """A delete or a highlight change held for a story not known yet."""
+
+    deleted: StoryDeleted | None = None
+    highlight: HighlightChanged | None = None
+
+
+# A delete or highlight can arrive before its post (another topic, fetched independently):
+# dropped, it would leave the story live once the post came.
+STORY_PARKING: ParkingLot[ParkedChange] = ParkingLot(
+    "storyparked", ParkedChange, "storyparkdue", timedelta(seconds=30), 1_000, "unknown-story"
+)
 MEDIA_DUE = DueIndex("mediadue", width=timedelta(minutes=1))
 
 
@@ -80,14 +96,31 @@ class StoryHandler:
         for record, item in decoded:
             story_id = item.story_id
             old = load_story(pctx.store, story_id)
+            if old is None and isinstance(item, StoryDeleted | HighlightChanged):
+                held = (
+                    ParkedChange(deleted=item)
+                    if isinstance(item, StoryDeleted)
+                    else ParkedChange(highlight=item)
+                )
+                STORY_PARKING.park(pctx, story_id, [held])
+                continue
             new, outputs = stories.handle(old, item, ctx_of(pctx, record))
             if new is old and not outputs and old is not None and not old.live:
                 pctx.metrics.rejected.inc(f"{record.topic}-story-ended")
             _save_story(pctx, story_id, old, new)
             pctx.emit(outputs)
+            if old is None and new is not None:  # its post: what waited for it applies now
+                for waited in STORY_PARKING.unpark(pctx, story_id):
+                    change = waited.deleted or waited.highlight
+                    assert change is not None
+                    before = load_story(pctx.store, story_id)
+                    after, emitted = stories.handle(before, change, ctx_of(pctx, record))
+                    _save_story(pctx, story_id, before, after)
+                    pctx.emit(emitted)
 
     def tick(self, pctx: StageContext) -> None:
         """Expire and purge what is due: a scan of the due buckets only."""
+        STORY_PARKING.drop_expired(pctx)
         ctx = ctx_of(pctx)
         for story_id in STORY_DUE.due(pctx.store, pctx.now):
             old = load_story(pctx.store, story_id)

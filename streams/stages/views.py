@@ -21,8 +21,7 @@ from streams.runtime.context import StageContext
 from streams.runtime.records import InRecord
 from streams.runtime.store import PartitionStore
 from streams.stages.common import Decoder, ctx_of
-from streams.stages.due import DueIndex
-from streams.stages.parking import Parking
+from streams.stages.parking import ParkingLot
 from streams.stages.state import Table
 from streams.stages.viewer_list import (
     INDEX_TAG,
@@ -106,57 +105,31 @@ class ParkedEvent(NamedTuple):
     reaction: StoryReacted | None = None
 
 
-PARKED: Parking[ParkedEvent] = Parking("parked", ParkedEvent)
-PARK_DUE = DueIndex("parkdue")
-PARK_WINDOW = timedelta(seconds=30)
-MAX_PARKED = 10_000
+PARKING: ParkingLot[ParkedEvent] = ParkingLot(
+    "parked", ParkedEvent, "parkdue", timedelta(seconds=30), 10_000, "unknown-story"
+)
+PARKED = PARKING.parking
 
 
 def _park(pctx: StageContext, story_id: str, events: Sequence[Any]) -> None:
     """Hold events for a story not known yet: its post may be on its way on another topic
     (topics are fetched independently). They are applied when it arrives, or dropped after
-    PARK_WINDOW (then they were for an unknown story)."""
-    store = pctx.store
+    30 s (then they were for an unknown story)."""
     parked = [
         ParkedEvent(view=e) if isinstance(e, views.View) else ParkedEvent(reaction=e)
         for e in events
     ]
-    new_deadline, overflow = PARKED.hold(
-        store, story_id, parked, pctx.now + PARK_WINDOW, MAX_PARKED
-    )
-    if overflow:
-        pctx.metrics.rejected.inc("unknown-story-overflow", overflow)
-    if new_deadline is not None:
-        PARK_DUE.move(store, story_id, None, new_deadline)
+    PARKING.park(pctx, story_id, parked)
 
 
 def _unpark(pctx: StageContext, story_id: str) -> None:
-    store = pctx.store
-    released = PARKED.release(store, story_id)
-    if released is None:
-        return
-    deadline, parked = released
-    PARK_DUE.move(store, story_id, deadline, None)
+    parked = PARKING.unpark(pctx, story_id)
     seen = [e.view for e in parked if e.view is not None]
     reacted = [e.reaction for e in parked if e.reaction is not None]
     if seen:
         apply_view_batch(pctx, story_id, seen)
     if reacted:
         apply_reaction_batch(pctx, story_id, reacted)
-
-
-def _drop_expired_parking(pctx: StageContext) -> None:
-    store = pctx.store
-    for story_id in PARK_DUE.due(store, pctx.now):
-        current = PARKED.held(store, story_id)
-        if current is None:
-            continue
-        deadline, count, chunks = current
-        if deadline > pctx.now:
-            continue
-        PARKED.drop(store, story_id, chunks)
-        PARK_DUE.move(store, story_id, deadline, None)
-        pctx.metrics.rejected.inc("unknown-story", count)
 
 
 def _accepting(
@@ -222,7 +195,7 @@ class ViewsHandler:
             apply_view_batch(pctx, story_id, batch)
 
     def tick(self, pctx: StageContext) -> None:
-        _drop_expired_parking(pctx)
+        PARKING.drop_expired(pctx)
 
 
 class ReactionsHandler:
