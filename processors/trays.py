@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Set
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from processors.authors import Author, in_tray, visible_stories
 from processors.context import Ctx, Output, Policy, Put, Tombstone
@@ -81,9 +81,13 @@ def tray_story_added(
     state: TrayState | None, message: TrayStoryAdded, ctx: Ctx
 ) -> tuple[TrayState, list[Output]]:
     """A story the owner may see joins the tray (ignored when already expired)."""
+    return _publish(_added(state, message, ctx), ctx, _stories(state))
+
+
+def _added(state: TrayState | None, message: TrayStoryAdded, ctx: Ctx) -> TrayState:
     old = _state(state, message.user_id, ctx.now)
     if message.expires_at <= ctx.now:
-        return _publish(old, ctx, _stories(state))
+        return old
     current = _seen(old, message.story_id)
     story = TrayStory(
         message.author_id,
@@ -96,23 +100,29 @@ def tray_story_added(
     seen = old.seen
     if current is not None and current.keep_until != story.expires_at:
         seen = _without(seen, story.story_id) + (SeenStory(story.story_id, story.expires_at),)
-    changed = replace(old, stories=_by_id(stories), seen=_by_id(seen))
-    return _publish(changed, ctx, _stories(state))
+    return replace(old, stories=_by_id(stories), seen=_by_id(seen))
 
 
 def tray_story_removed(
     state: TrayState | None, message: TrayStoryRemoved, ctx: Ctx
 ) -> tuple[TrayState, list[Output]]:
     """A story leaves the tray (expiry, delete, unfollow, audience)."""
+    return _publish(_removed(state, message, ctx), ctx, _stories(state))
+
+
+def _removed(state: TrayState | None, message: TrayStoryRemoved, ctx: Ctx) -> TrayState:
     old = _state(state, message.user_id, ctx.now)
-    changed = replace(old, stories=_without(old.stories, message.story_id))
-    return _publish(changed, ctx, _stories(state))
+    return replace(old, stories=_without(old.stories, message.story_id))
 
 
 def story_seen(
     state: TrayState | None, message: StorySeen, ctx: Ctx
 ) -> tuple[TrayState, list[Output]]:
     """The owner viewed a story: it no longer counts as unseen."""
+    return _publish(_seen_change(state, message, ctx), ctx, _stories(state))
+
+
+def _seen_change(state: TrayState | None, message: StorySeen, ctx: Ctx) -> TrayState:
     old = _state(state, message.user_id, ctx.now)
     story = next((s for s in old.stories if s.story_id == message.story_id), None)
     current = _seen(old, message.story_id)
@@ -127,7 +137,7 @@ def story_seen(
     if story is not None and not story.seen:
         flagged = replace(story, seen=True)
         changed = replace(changed, stories=tuple(flagged if s is story else s for s in old.stories))
-    return _publish(changed, ctx, _stories(state))
+    return changed
 
 
 def seen_outside_tray(
@@ -155,15 +165,23 @@ def celebrity_follow_changed(
     state: TrayState | None, message: CelebrityFollowChanged, ctx: Ctx
 ) -> tuple[TrayState, list[Output]]:
     """The owner follows (or stopped following) a celebrity, merged in on read."""
+    return _publish(_celebrity(state, message, ctx), ctx, _stories(state))
+
+
+def _celebrity(state: TrayState | None, message: CelebrityFollowChanged, ctx: Ctx) -> TrayState:
     old = _state(state, message.user_id, ctx.now)
     if message.following:
-        celebrities = old.celebrities | {message.author_id}
-    else:
-        celebrities = old.celebrities - {message.author_id}
-    return _publish(replace(old, celebrities=celebrities), ctx, _stories(state))
+        return replace(old, celebrities=old.celebrities | {message.author_id})
+    return replace(old, celebrities=old.celebrities - {message.author_id})
 
 
 TrayInput = TrayStoryAdded | TrayStoryRemoved | StorySeen | CelebrityFollowChanged
+_CHANGES: dict[type, Callable[[TrayState | None, Any, Ctx], TrayState]] = {
+    TrayStoryAdded: _added,
+    TrayStoryRemoved: _removed,
+    StorySeen: _seen_change,
+    CelebrityFollowChanged: _celebrity,
+}
 
 
 def handle(state: TrayState | None, message: TrayInput, ctx: Ctx) -> tuple[TrayState, list[Output]]:
@@ -285,6 +303,24 @@ def _seen(state: TrayState, story_id: str) -> SeenStory | None:
 
 def _without(items: tuple[_Item, ...], story_id: str) -> tuple[_Item, ...]:
     return tuple(item for item in items if item.story_id != story_id)
+
+
+def handle_many(
+    state: TrayState | None, items: Sequence[tuple[TrayInput, Ctx]]
+) -> tuple[TrayState | None, list[Output]]:
+    """One owner's messages in order, the tray published once, after the last: on the
+    compacted topic each message's tray would be replaced by the next one's (a fan-out brings
+    a user several stories in one batch)."""
+    if not items:
+        return state, []
+    current = state
+    for message, ctx in items:
+        change = _CHANGES.get(type(message))
+        if change is None:
+            raise TypeError(f"the tray stage does not handle {type(message).__name__}")
+        current = change(current, message, ctx)
+    assert current is not None
+    return _publish(current, items[-1][1], _stories(state))
 
 
 def _by_id(items: tuple[_Item, ...]) -> tuple[_Item, ...]:

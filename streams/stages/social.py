@@ -73,11 +73,9 @@ def apply_trays(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> 
             tray_store.save_marks(store, user_id, marks, after)
             continue
         loaded = tray_store.load_tray(store, user_id, named, value)
-        state = loaded.state
-        outputs: list[Any] = []
-        for record, message in items:
-            state, emitted = trays.handle(state, message, ctx_of(pctx, record))
-            outputs.extend(emitted)
+        state, outputs = trays.handle_many(
+            loaded.state, [(message, ctx_of(pctx, record)) for record, message in items]
+        )
         tray_store.save_tray(store, user_id, loaded, state)
         pctx.emit(outputs)
 
