@@ -31,7 +31,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.harness import WorkerProcess, broker, brokers_argument, write_json
+from bench.harness import WorkerProcess, broker, brokers_argument, group_caught_up, write_json
 from schemas.avro import current_schemas
 from streams.kafka.admin import create_topics
 from streams.kafka.clients import reader_config
@@ -116,16 +116,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _settled(worker: WorkerProcess, seconds: float = 600) -> None:
-    """Until the worker has committed everything it was given (nothing new for 2 s)."""
-    last, since = -1.0, time.monotonic()
+def _settled(worker: WorkerProcess, bootstrap: str, seconds: float = 600) -> None:
+    """Until the worker's group has committed the end of every topic it reads (its stage
+    topics too: a fan-out forwarded in a long batch is not done until they are)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        committed = worker.metric("storystream_events_committed_total")
-        if committed != last:
-            last, since = committed, time.monotonic()
-        elif time.monotonic() - since > 2.0 and worker.metric("storystream_consumer_lag") == 0:
+        if group_caught_up(bootstrap):
             return
+        if worker.proc.poll() is not None:
+            raise RuntimeError("the worker exited")
         time.sleep(0.2)
     raise TimeoutError("the worker did not settle")
 
@@ -204,7 +203,7 @@ def run_on(impl: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             worker.wait(worker.healthy, 120, "worker health")
             began = time.perf_counter()
             _publish(bootstrap, _write(Path(tmp) / "setup.jsonl", setup))
-            _settled(worker)
+            _settled(worker, bootstrap)
             print(
                 f"set up: {args.users:,} users following {args.follows} of "
                 f"{max(args.stories // 10, 1):,} authors, {args.stories:,} ready stories fanned "

@@ -122,3 +122,28 @@ class WorkerProcess:
 
         stop(self.proc, 30)
         self._log.close()
+
+
+def group_caught_up(bootstrap: str, app_id: str = "storystream", partitions: int = 4) -> bool:
+    """Whether the worker group of `app_id` has committed the end of every topic it reads: the
+    inputs and its own stage topics (a fan-out in a long batch keeps its stage topics behind;
+    a metric that only says records were fetched does not)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streams.kafka.clients import reader_config
+    from streams.kafka.offsets import end_offsets
+    from streams.topics import STAGES, TOPICS, stage_topic
+
+    topics = [s.name for s in TOPICS if s.kind in ("input", "pipeline")]
+    topics += [stage_topic(app_id, stage) for stage in STAGES]
+    group = Consumer(reader_config(bootstrap, **{"group.id": f"{app_id}-engine"}))
+    probe = Consumer(reader_config(bootstrap, **{"group.id": f"{app_id}-bench-probe"}))
+    try:
+        wanted = [(t, p) for t in topics for p in range(partitions)]
+        ends = end_offsets(probe, wanted)
+        committed = group.committed([TopicPartition(t, p) for t, p in wanted], timeout=10)
+        done = {(tp.topic, tp.partition): max(tp.offset, 0) for tp in committed}
+        return all(done[tp] >= end for tp, (_, end) in ends.items())
+    finally:
+        group.close()
+        probe.close()

@@ -135,7 +135,7 @@ def main() -> None:
                     for n in range(step * per_step, (step + 1) * per_step)
                 )  # fmt: skip
                 _publish(bootstrap, Path(tmp) / "posts.jsonl", posts)
-                _settled(worker, 3600)
+                _settled(worker, bootstrap, 3600)
                 rss, peak = _memory(pid)
                 samples.append(
                     {"stories": (step + 1) * per_step, "views": 0, "rss": rss, "peak": peak}
@@ -154,7 +154,7 @@ def main() -> None:
                     for n in range(step * per_step, (step + 1) * per_step)
                 )  # fmt: skip
                 _publish(bootstrap, Path(tmp) / "views.jsonl", views)
-                _settled(worker, 3600)
+                _settled(worker, bootstrap, 3600)
                 rss, peak = _memory(pid)
                 held = (step + 1) * per_step
                 samples.append({"stories": args.stories, "views": held, "rss": rss, "peak": peak})
