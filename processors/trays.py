@@ -100,7 +100,7 @@ def _added(state: TrayState | None, message: TrayStoryAdded, ctx: Ctx) -> TraySt
     seen = old.seen
     if current is not None and current.keep_until != story.expires_at:
         seen = _without(seen, story.story_id) + (SeenStory(story.story_id, story.expires_at),)
-    return replace(old, stories=_by_id(stories), seen=_by_id(seen))
+    return _with(old, _by_id(stories), _by_id(seen))
 
 
 def tray_story_removed(
@@ -112,7 +112,7 @@ def tray_story_removed(
 
 def _removed(state: TrayState | None, message: TrayStoryRemoved, ctx: Ctx) -> TrayState:
     old = _state(state, message.user_id, ctx.now)
-    return replace(old, stories=_without(old.stories, message.story_id))
+    return _with(old, _without(old.stories, message.story_id), old.seen)
 
 
 def story_seen(
@@ -124,20 +124,23 @@ def story_seen(
 
 def _seen_change(state: TrayState | None, message: StorySeen, ctx: Ctx) -> TrayState:
     old = _state(state, message.user_id, ctx.now)
-    story = next((s for s in old.stories if s.story_id == message.story_id), None)
-    current = _seen(old, message.story_id)
+    story_id = message.story_id
+    stories = old.stories
+    story = next((s for s in stories if s.story_id == story_id), None)
+    current = _seen(old, story_id)
     if story is not None:
         keep_until = story.expires_at  # known exactly
     elif current is not None:
         keep_until = current.keep_until
     else:
         keep_until = _seen_horizon(message.at, ctx.policy)
-    seen = _without(old.seen, message.story_id) + (SeenStory(message.story_id, keep_until),)
-    changed = replace(old, seen=_by_id(seen))
+    if current is not None and current.keep_until == keep_until and (story is None or story.seen):
+        return old  # seen before, and marked as it would be now
+    seen = _without(old.seen, story_id) + (SeenStory(story_id, keep_until),)
     if story is not None and not story.seen:
-        flagged = replace(story, seen=True)
-        changed = replace(changed, stories=tuple(flagged if s is story else s for s in old.stories))
-    return changed
+        flagged = TrayStory(story.author_id, story_id, story.created_at, story.expires_at, True)
+        stories = tuple(flagged if s is story else s for s in stories)
+    return _with(old, stories, _by_id(seen))
 
 
 def seen_outside_tray(
@@ -288,7 +291,7 @@ def _expire(state: TrayState, now: datetime) -> TrayState:
     seen = tuple(s for s in state.seen if s.keep_until > now)
     if len(stories) == len(state.stories) and len(seen) == len(state.seen):
         return state
-    return replace(state, stories=stories, seen=seen)
+    return _with(state, stories, seen)
 
 
 def _seen_horizon(viewed_at: datetime, policy: Policy) -> datetime:
@@ -321,6 +324,14 @@ def handle_many(
         current = change(current, message, ctx)
     assert current is not None
     return _publish(current, items[-1][1], _stories(state))
+
+
+def _with(
+    state: TrayState, stories: tuple[TrayStory, ...], seen: tuple[SeenStory, ...]
+) -> TrayState:
+    """`state` with other stories and marks (`replace` costs several times this call, and
+    runs for every message)."""
+    return TrayState(state.user_id, stories, seen, state.celebrities, state.published)
 
 
 def _by_id(items: tuple[_Item, ...]) -> tuple[_Item, ...]:
