@@ -34,6 +34,9 @@ from streams.stages.topology import build_topology
 from streams.topics import output_topics
 
 log = logging.getLogger(__name__)
+# Input records applied together at most: a chunk's forwards (a post's fan-out to every
+# follower) are held in memory until it is applied, so this bounds replay's memory.
+CHUNK_RECORDS = 250
 
 
 @dataclass(frozen=True)
@@ -112,7 +115,12 @@ def replay(
 
     with tempfile.TemporaryDirectory(prefix="storystream-replay-") as tmp:
         driver = InProcessDriver(
-            topology, registry, policy_of(settings), state_dir or Path(tmp), sink=publish
+            topology,
+            registry,
+            policy_of(settings),
+            state_dir or Path(tmp),
+            sink=publish,
+            batch_size=CHUNK_RECORDS,
         )
         try:
             progress.phase("replaying", total)

@@ -77,6 +77,9 @@ class InProcessDriver:
                 chunk = []
             if due:
                 self.advance_to(record.timestamp - 1)
+                # the next boundary is past this record's time (not at it, when it is one):
+                # the rest of its time goes in its chunk
+                self._next_tick_ms = (record.timestamp // self._tick_ms + 1) * self._tick_ms
             chunk.append(record)
         if chunk:
             self._apply(chunk)
