@@ -1,11 +1,11 @@
 """Fan-out on write: an author with N followers (default 10,000) posts a story.
 
-    python -m bench.fanout [--followers 10000]
+    python -m bench.fanout [--followers 10000] [--broker tansu|kafka]
 
-Prints the time from publishing the post until the last follower's tray holding the story is
-on `story-trays`, and the sustained rate of tray updates per second during the fan-out;
+Prints the time from producing the post (with a producer already open, as an app's is) until the last follower's tray holding the story is
+on `story-trays`, and the rate of tray updates per second from the post to the last tray;
 `--json FILE` writes each follower's arrival time too.
-Runs one worker (a subprocess) against the embedded broker (or STORYSTREAM_BROKER).
+Runs one worker (a subprocess) against a fresh broker (or STORYSTREAM_BROKER).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from confluent_kafka import OFFSET_END, Consumer, TopicPartition
 
 from bench.harness import WorkerProcess, broker, write_json
+from streams.client import EventClient
 from streams.kafka.admin import create_topics
 from streams.publish.publisher import publish_lines
 from streams.settings import Settings
@@ -40,10 +41,11 @@ def _publish(bootstrap: str, events: list[dict[str, object]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--followers", type=int, default=10_000)
+    parser.add_argument("--broker", choices=["tansu", "kafka"], default="tansu")
     parser.add_argument("--json", type=Path, help="write the results here for bench.report")
     args = parser.parse_args()
     now = datetime.now(UTC).replace(microsecond=0)
-    with broker() as bootstrap, tempfile.TemporaryDirectory() as tmp:
+    with broker(args.broker) as bootstrap, tempfile.TemporaryDirectory() as tmp:
         create_topics(Settings(broker=bootstrap, partitions=4))
         worker = WorkerProcess(
             bootstrap, f"{tmp}/worker", STORYSTREAM_S3_ENDPOINT_URL="http://127.0.0.1:9"
@@ -80,27 +82,26 @@ def main() -> None:
             )
             trays.assign([TopicPartition(STORY_TRAYS.name, p, OFFSET_END) for p in range(4)])
             trays.consume(1, timeout=2.0)  # settle the assignment at the end offsets
-            started = time.perf_counter()
-            _publish(
-                bootstrap,
-                [
-                    {
-                        "type": "story_posted",
-                        "story_id": "big",
-                        "author_id": "author",
-                        "created_at": _iso(now),
-                        "media": [
-                            {
-                                "name": "1080",
-                                "url": "https://cdn.example/big.jpg",
-                                "width": 1080,
-                                "height": 1920,
-                                "content_type": "image/jpeg",
-                            }
-                        ],
-                    }
-                ],
-            )
+            # The post goes through the client an app keeps open: the timer leaves out a new
+            # idempotent producer's start (its producer id, 0.5-1 s), which is not fan-out.
+            with EventClient(bootstrap, producer={"linger.ms": 0}) as client:
+                client.user_followed(follower_id="warm-up", followee_id="nobody").result(30)
+                started = time.perf_counter()
+                client.story_posted(
+                    story_id="big",
+                    author_id="author",
+                    created_at=now,
+                    media=[
+                        {
+                            "name": "1080",
+                            "url": "https://cdn.example/big.jpg",
+                            "width": 1080,
+                            "height": 1920,
+                            "content_type": "image/jpeg",
+                        }
+                    ],
+                ).result(30)
+                acked = time.perf_counter() - started
             arrived: dict[bytes, float] = {}  # follower's tray key: first seen holding the post
             first = last = None
             deadline = time.monotonic() + 300
@@ -116,14 +117,13 @@ def main() -> None:
     if first is None or last is None or len(arrived) < args.followers:
         raise SystemExit(f"only {len(arrived)} of {args.followers} trays arrived")
     total = last - started
-    print(f"followers: {args.followers:,}")
+    print(
+        f"followers: {args.followers:,} (the post acknowledged by the broker in {acked * 1000:.0f} ms)"
+    )
     print(
         f"post -> last tray on story-trays: {total:.2f}s (first tray after {first - started:.2f}s)"
     )
-    print(
-        f"sustained tray updates: {args.followers / max(last - first, 1e-9):,.0f}/s "
-        f"({args.followers / total:,.0f}/s including the first hop)"
-    )
+    print(f"tray updates: {args.followers / total:,.0f}/s from the post to the last tray")
     times = sorted(arrived.values())
     print(f"per follower: median {statistics.median(times):.2f}s after the post")
     write_json(
@@ -131,7 +131,7 @@ def main() -> None:
         {
             "followers": args.followers,
             "arrivals": times,
-            "sustained": args.followers / max(last - first, 1e-9),
+            "rate": args.followers / total,
         },
     )
 

@@ -187,7 +187,7 @@ def fanout_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
     )
     lines = [
         f"One author with {data['followers']:,} followers posts once; "
-        f"sustained {data['sustained']:,.0f} tray updates/s (no same-run baseline). Each time is "
+        f"{data['rate']:,.0f} tray updates/s from the post to the last tray (no same-run baseline). Each time is "
         "when the bench's reader received the follower's tray: trays arrive in batches."
     ] + lines
     return name, lines

@@ -79,7 +79,7 @@ def _results() -> dict[str, Any]:
                 {
                     "followers": 300,
                     "arrivals": sorted(rng.uniform(0.2, 2.0) for _ in range(300)),
-                    "sustained": 5_000.0,
+                    "rate": 5_000.0,
                 },
             ),
             "expiry": _entry(
