@@ -354,8 +354,15 @@ def _changes(old: Story | None, new: Story | None) -> list[Output]:
             outputs.append(Put(new.story_id, record))
     elif old is not None and old.published:
         outputs.append(Tombstone(StoryState, old.story_id))
-    # media stage: a new story waiting for its media.
-    if old is None and new is not None and new.media_pending and new.media_id is not None:
+    # media stage: a new story waiting for its media (not one expired on arrival: it takes no
+    # later events, and its media's result may be gone, so a redelivered one would be new).
+    if (
+        old is None
+        and new is not None
+        and new.media_pending
+        and new.media_id is not None
+        and new.phase != "expired"
+    ):
         outputs.append(
             Forward("media", new.media_id, AwaitMedia(story_id=new.story_id, media_id=new.media_id))
         )
