@@ -101,6 +101,12 @@ class Settings(BaseModel):
         None, description="archive files of hours older than this are deleted; unset = kept"
     )
     archive_codec: Literal["deflate", "null"] = "deflate"
+    worker_engine: bool = Field(
+        True,
+        description="the worker runs the stream engine and the media service; false: it serves "
+        "the HTTP API only (writes produce, reads go to the workers owning the partitions), so "
+        "requests and stream processing can take separate processes",
+    )
     archive_in_worker: bool = Field(
         False, description="workers also run the archive connector (`storystream dev` does)"
     )

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 from faust.web import Request
@@ -35,7 +36,7 @@ from streams.api.members import Members
 from streams.api.ratelimit import RateLimiter, retry_after
 from streams.api.token_cache import VerifiedTokens
 from streams.kafka.partitioning import partition_for
-from streams.runtime.engine import Engine
+from streams.runtime.metrics import Metrics
 from streams.runtime.store import PartitionStore
 from streams.settings import Settings
 from streams.stages.follow_graph import author_seen_by
@@ -50,11 +51,47 @@ _AUTHOR = TypeAdapter(Author)
 _LIMIT = re.compile(r"[0-9]{1,4}")
 
 
+class LocalPartitions(Protocol):
+    """What the API reads of the engine in its process: the partitions held here and their
+    stores (`Engine`, or `NoPartitions` in a worker that serves the API only)."""
+
+    ready: threading.Event
+    running: bool
+    metrics: Metrics
+
+    @property
+    def assigned_partitions(self) -> set[int]: ...
+
+    def store(self, partition: int) -> PartitionStore | None: ...
+
+
+class NoPartitions:
+    """A worker without the engine: it holds no partition, so every read goes to the worker
+    that owns the key's partition; ready as soon as it runs."""
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.ready.set()
+        self.running = True
+        self.metrics = Metrics()
+
+    @property
+    def assigned_partitions(self) -> set[int]:
+        return set()
+
+    def store(self, partition: int) -> PartitionStore | None:
+        return None
+
+
 class Api:
     """Request handling against this worker's partitions, with forwarding for the rest."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, members: Members, clock: Callable[[], datetime]
+        self,
+        settings: Settings,
+        engine: LocalPartitions,
+        members: Members,
+        clock: Callable[[], datetime],
     ) -> None:
         self.settings = settings
         self.engine = engine

@@ -62,6 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--api-port", type=int, help=f"HTTP API port {_env('API_PORT')}")
     worker.add_argument("--ttl", help=f"story time-to-live {_env('STORY_TTL')}")
     worker.add_argument("--grace", help=f"purge delay after expiry {_env('EXPIRY_GRACE')}")
+    worker.add_argument(
+        "--api-only",
+        dest="worker_engine",
+        action="store_const",
+        const=False,
+        help=f"serve the HTTP API without the stream engine {_env('WORKER_ENGINE')}",
+    )
 
     topics = sub.add_parser("topics", help="topic administration")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
@@ -220,6 +227,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
         ("flush_interval", "archive_flush_interval"),
         ("retention", "archive_retention"),
         ("broker_impl", "broker_impl"),
+        ("worker_engine", "worker_engine"),
     ):
         value = getattr(args, flag, None)
         if value is not None:

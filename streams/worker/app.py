@@ -43,12 +43,13 @@ class _WorkerApp(faust.App):
 
 def create_app(
     settings: Settings,
-    engine: Engine,
+    engine: Engine | None,
     install_api: Callable[[faust.App], None],
     companions: Sequence[Companion] = (),
 ) -> faust.App:
     """A Faust app for one worker. Faust owns the process lifecycle (signals, logging, web
-    server); the engine does the stateful stream processing in its own thread."""
+    server); the engine (None: a worker serving the API only) does the stateful stream
+    processing in its own thread."""
     app = _WorkerApp(
         settings.app_id,
         broker=f"kafka://{settings.bootstrap()}",
@@ -74,12 +75,14 @@ def create_app(
         async def on_start(self) -> None:
             for companion in companions:
                 companion.start()
-            self._thread = threading.Thread(
-                target=self._run, name="storystream-engine", daemon=True
-            )
-            self._thread.start()
+            if engine is not None:
+                self._thread = threading.Thread(
+                    target=self._run, name="storystream-engine", daemon=True
+                )
+                self._thread.start()
 
         def _run(self) -> None:
+            assert engine is not None
             try:
                 engine.run()
             except Exception as exc:
@@ -90,7 +93,8 @@ def create_app(
                 os.kill(os.getpid(), signal.SIGTERM)
 
         async def on_stop(self) -> None:
-            engine.stop()
+            if engine is not None:
+                engine.stop()
             loop = asyncio.get_running_loop()
             if self._thread is not None:
                 await loop.run_in_executor(None, self._thread.join, 60)

@@ -80,8 +80,9 @@ def worker_id(settings: Settings) -> str:
 
 def build_worker(
     settings: Settings, clock: Callable[[], datetime] | None = None
-) -> tuple[faust.App, Engine]:
-    """A ready-to-run worker: the Faust app hosting engine, media service and API."""
+) -> tuple[faust.App, Engine | None]:
+    """A ready-to-run worker: the Faust app hosting engine, media service and API; or, when
+    `settings.worker_engine` is false, the API alone (no engine: None)."""
     clock = clock or (lambda: datetime.now(UTC))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     create_topics(settings)
@@ -92,14 +93,8 @@ def build_worker(
         f"{wid}-{uuid.uuid4().hex[:6]}",
         settings.advertised_api_url(),
     )
-    engine = build_engine(settings, clock, wid, members)
-    media = MediaService(
-        settings,
-        make_registry(settings.schema_registry_url),
-        stage_topic(settings.app_id, "objects"),
-        metrics=engine.metrics,
-    )
-    api = api_module.Api(settings, engine, members, clock)
+    engine = build_engine(settings, clock, wid, members) if settings.worker_engine else None
+    api = api_module.Api(settings, engine or api_module.NoPartitions(), members, clock)
     client = AsyncEventClient(
         settings.bootstrap(),
         registry_url=settings.schema_registry_url,
@@ -119,9 +114,18 @@ def build_worker(
         *upload_routes(api, writer, uploads, settings, executor),
         openapi_endpoint(),
     ]
-    companions: list[Companion] = [members, media, client, sweeper]
-    if settings.archive_in_worker:
-        companions.append(_archiver(settings))
+    companions: list[Companion] = [members, client, sweeper]
+    if engine is not None:
+        companions.append(
+            MediaService(
+                settings,
+                make_registry(settings.schema_registry_url),
+                stage_topic(settings.app_id, "objects"),
+                metrics=engine.metrics,
+            )
+        )
+        if settings.archive_in_worker:
+            companions.append(_archiver(settings))
     app = create_app(settings, engine, lambda a: install(a, api, endpoints), companions)
     return app, engine
 
@@ -155,7 +159,7 @@ def run_worker(settings: Settings) -> int:
     try:
         worker.execute_from_commandline()
     except SystemExit as exit_:
-        if engine.failure is not None:  # a supervisor should see the failure and restart it
+        if engine is not None and engine.failure is not None:  # a supervisor should restart it
             print(f"storystream worker: stream engine failed: {engine.failure}", file=sys.stderr)
             return 1
         raise exit_ from None
