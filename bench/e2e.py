@@ -116,7 +116,9 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _settled(worker: WorkerProcess, bootstrap: str, seconds: float = 600) -> None:
+def _settled(
+    worker: WorkerProcess, bootstrap: str, seconds: float = 600, app_id: str = "storystream"
+) -> None:
     """Until the worker's group has committed the end of every topic it reads (its stage
     topics too: a fan-out forwarded in a long batch is not done until they are), with no
     batch under way: a batch's forwards reach the stage topics only at its end, so until
@@ -126,7 +128,7 @@ def _settled(worker: WorkerProcess, bootstrap: str, seconds: float = 600) -> Non
     while time.monotonic() < deadline:
         processed = worker.metric("storystream_events_processed_total")
         committed = worker.metric("storystream_events_committed_total")
-        if processed == committed and group_caught_up(bootstrap):
+        if processed == committed and group_caught_up(bootstrap, app_id):
             if settled_at == committed:
                 return
             settled_at = committed

@@ -5,8 +5,9 @@
                               [--only single batch latency]
 
 One broker (embedded unless STORYSTREAM_BROKER is set), one `storystream worker` (its rate
-limit out of reach) with public stories posted and processed first, wrk (Debian's `wrk`) on
-loopback with one thread:
+limit out of reach) with public stories posted and processed first, and beside it a
+`storystream worker --api-only` of the same app (requests in one process, the engine in the
+other), wrk (Debian's `wrk`) on loopback with one thread:
 
 - single: `POST /stories/{id}/views`, one view a request, as 1,000 users, at each number of
   connections: requests/s and their p50/p99 latency (a closed loop: more connections, more
@@ -15,7 +16,8 @@ loopback with one thread:
 - latency: at a steady 5,000 views/s (an open-loop generator here: a `/views:batch` of 100
   views every 20 ms), probes (a view of a story of its own, 10 a second) timed from their 202
   until `GET /stories/{id}/views` counts them (polled every 10 ms): p50/p99. The baseline
-  sends the load and the probes' views to the bare server; the same worker counts them.
+  sends the load and the probes' views to the bare server; the same worker counts them. Each
+  run starts once the worker has counted everything sent before it.
 
 The machine's load average is printed with each run (other tenants share its cores), and the CPU
 time the worker, the bare server and the broker took a request during it (from /proc): a figure
@@ -43,6 +45,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.e2e import _settled
 from bench.harness import WorkerProcess
 from infra.broker import EmbeddedBroker
 from infra.process import free_port, spawn, stop
@@ -235,10 +238,14 @@ async def steady(
     return latencies, accepted, refused, missed
 
 
-def run_latency(targets: dict[str, str], worker_url: str, users: list[str], stories: list[str],
-                bootstrap: str, args: argparse.Namespace) -> None:  # fmt: skip
+def run_latency(targets: dict[str, str], worker: WorkerProcess, app_id: str, users: list[str],
+                stories: list[str], bootstrap: str, args: argparse.Namespace) -> None:  # fmt: skip
     print(f"\nview accepted -> counted in GET /stories/{{id}}/views, at 5,000 views/s ({load()})")
+    worker_url = worker.url
     for name, url in targets.items():
+        # Each run starts with the engine caught up: the views of the runs before it (the
+        # batch runs' millions) would otherwise be counted first.
+        _settled(worker, bootstrap, 900, app_id)
         probes = [f"probe-{uuid.uuid4().hex[:8]}-{i}" for i in range(int(args.duration * 10))]
         post_stories(bootstrap, probes)
         wait_visible(worker_url, users[0], probes)
@@ -261,21 +268,27 @@ def main() -> None:
     args = parser.parse_args()
     with broker_and_pid() as (bootstrap, broker_pid), tempfile.TemporaryDirectory() as tmp:
         create_topics(Settings(broker=bootstrap, partitions=4))
-        worker = WorkerProcess(
-            bootstrap, f"{tmp}/worker", STORYSTREAM_APP_ID=f"bench-wa-{uuid.uuid4().hex[:6]}",
+        env = dict(
+            STORYSTREAM_APP_ID=f"bench-wa-{uuid.uuid4().hex[:6]}",
             STORYSTREAM_API_SECRET=SECRET, STORYSTREAM_PARTITIONS="4",
             STORYSTREAM_API_WRITES_PER_SECOND="1000000", STORYSTREAM_API_WRITE_BURST="1000000",
             STORYSTREAM_S3_ENDPOINT_URL="http://127.0.0.1:9",
         )  # fmt: skip
+        worker = WorkerProcess(bootstrap, f"{tmp}/worker", **env)
+        # the same app's API without the engine: requests and processing in two processes
+        api_only = WorkerProcess(
+            bootstrap, f"{tmp}/api-only", **env, STORYSTREAM_WORKER_ENGINE="false"
+        )
         port = free_port()
         with open(f"{tmp}/bare.log", "wb") as log:
             bare = spawn([sys.executable, "-m", "bench.bare_views_server", "--bootstrap",
                           bootstrap, "--port", str(port)], log=log)  # fmt: skip
-        PIDS.update(worker=worker.proc.pid, bare=bare.pid)
+        PIDS.update(worker=worker.proc.pid, api_only=api_only.proc.pid, bare=bare.pid)
         if broker_pid is not None:
             PIDS["broker"] = broker_pid
         try:
             worker.wait(worker.healthy, 120, "the worker")
+            api_only.wait(api_only.healthy, 120, "the API-only worker")
             users = tokens(1000)
             stories = [f"bench-s{i}" for i in range(args.stories)]
             post_stories(bootstrap, stories)
@@ -285,8 +298,9 @@ def main() -> None:
             Path(files["WRK_TOKENS"]).write_text("\n".join(users) + "\n")
             Path(files["WRK_STORIES"]).write_text("\n".join(stories) + "\n")
             batch_bodies(Path(files["WRK_BODIES"]), users, stories)
-            targets = {"storystream worker": worker.url, "bare aiohttp, produce only (baseline)":
-                       f"http://127.0.0.1:{port}"}  # fmt: skip
+            targets = {"storystream worker": worker.url,
+                       "storystream --api-only worker (engine beside)": api_only.url,
+                       "bare aiohttp, produce only (baseline)": f"http://127.0.0.1:{port}"}  # fmt: skip
             print(f"{args.stories} stories, 1,000 users, {os.cpu_count()} cores, wrk -t1, "
                   f"{args.duration:g} s a run")  # fmt: skip
             if "single" in args.only:
@@ -294,9 +308,11 @@ def main() -> None:
             if "batch" in args.only:
                 run_batch(targets, files, args)
             if "latency" in args.only:
-                run_latency(targets, worker.url, users, stories, bootstrap, args)
+                run_latency(targets, worker, env["STORYSTREAM_APP_ID"], users, stories,
+                            bootstrap, args)  # fmt: skip
         finally:
             stop(bare, 10)
+            api_only.stop()
             worker.stop()
 
 
