@@ -188,17 +188,10 @@ _CHANGES: dict[type, Callable[[TrayState | None, Any, Ctx], TrayState]] = {
 
 
 def handle(state: TrayState | None, message: TrayInput, ctx: Ctx) -> tuple[TrayState, list[Output]]:
-    """Dispatch one message of the tray stage to its processor."""
-    match message:
-        case TrayStoryAdded():
-            return tray_story_added(state, message, ctx)
-        case TrayStoryRemoved():
-            return tray_story_removed(state, message, ctx)
-        case StorySeen():
-            return story_seen(state, message, ctx)
-        case CelebrityFollowChanged():
-            return celebrity_follow_changed(state, message, ctx)
-    raise TypeError(f"the tray stage does not handle {type(message).__name__}")
+    """One message of the tray stage: `handle_many` of one."""
+    new, outputs = handle_many(state, [(message, ctx)])
+    assert new is not None
+    return new, outputs
 
 
 def render_tray(state: TrayState, now: datetime) -> Tray:
