@@ -77,14 +77,8 @@ class TrayState:
         return not (self.stories or self.seen or self.celebrities or self.published)
 
 
-def tray_story_added(
-    state: TrayState | None, message: TrayStoryAdded, ctx: Ctx
-) -> tuple[TrayState, list[Output]]:
-    """A story the owner may see joins the tray (ignored when already expired)."""
-    return _publish(_added(state, message, ctx), ctx, _stories(state))
-
-
 def _added(state: TrayState | None, message: TrayStoryAdded, ctx: Ctx) -> TrayState:
+    """A story the owner may see joins the tray (ignored when already expired)."""
     old = _state(state, message.user_id, ctx.now)
     if message.expires_at <= ctx.now:
         return old
@@ -103,26 +97,14 @@ def _added(state: TrayState | None, message: TrayStoryAdded, ctx: Ctx) -> TraySt
     return _with(old, _by_id(stories), _by_id(seen))
 
 
-def tray_story_removed(
-    state: TrayState | None, message: TrayStoryRemoved, ctx: Ctx
-) -> tuple[TrayState, list[Output]]:
-    """A story leaves the tray (expiry, delete, unfollow, audience)."""
-    return _publish(_removed(state, message, ctx), ctx, _stories(state))
-
-
 def _removed(state: TrayState | None, message: TrayStoryRemoved, ctx: Ctx) -> TrayState:
+    """A story leaves the tray (expiry, delete, unfollow, audience)."""
     old = _state(state, message.user_id, ctx.now)
     return _with(old, _without(old.stories, message.story_id), old.seen)
 
 
-def story_seen(
-    state: TrayState | None, message: StorySeen, ctx: Ctx
-) -> tuple[TrayState, list[Output]]:
-    """The owner viewed a story: it no longer counts as unseen."""
-    return _publish(_seen_change(state, message, ctx), ctx, _stories(state))
-
-
 def _seen_change(state: TrayState | None, message: StorySeen, ctx: Ctx) -> TrayState:
+    """The owner viewed a story: it no longer counts as unseen."""
     old = _state(state, message.user_id, ctx.now)
     story_id = message.story_id
     stories = old.stories
@@ -148,8 +130,8 @@ def seen_outside_tray(
 ) -> dict[str, datetime]:
     """The owner viewed these stories, none of them in the tray: their marks afterwards.
 
-    What `story_seen` leaves for a story outside the tray, without the tray itself (such a
-    view changes nothing else, so the wiring need not read the tray). `marks` are the stored
+    What `handle` leaves of a StorySeen for a story outside the tray, without the tray itself
+    (such a view changes nothing else, so the wiring need not read the tray). `marks` are the stored
     marks of the stories named, whether or not their time has passed; the result holds the
     marks in force after the messages, by story_id: one in force stays as it is, a story
     without one is marked until it must have expired (`_seen_horizon`).
@@ -164,14 +146,8 @@ def seen_outside_tray(
     return result
 
 
-def celebrity_follow_changed(
-    state: TrayState | None, message: CelebrityFollowChanged, ctx: Ctx
-) -> tuple[TrayState, list[Output]]:
-    """The owner follows (or stopped following) a celebrity, merged in on read."""
-    return _publish(_celebrity(state, message, ctx), ctx, _stories(state))
-
-
 def _celebrity(state: TrayState | None, message: CelebrityFollowChanged, ctx: Ctx) -> TrayState:
+    """The owner follows (or stopped following) a celebrity, merged in on read."""
     old = _state(state, message.user_id, ctx.now)
     if message.following:
         return replace(old, celebrities=old.celebrities | {message.author_id})

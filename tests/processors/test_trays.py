@@ -19,7 +19,6 @@ from processors.trays import (
     merge_celebrities,
     read_tray,
     render_tray,
-    tray_story_added,
 )
 from schemas.records import Tray, TrayEntry
 from tests.processors.factories_social import (
@@ -216,7 +215,7 @@ def test_read_tray_merges_the_celebrities_the_owner_follows() -> None:
 def test_a_message_for_another_user_is_a_wiring_error() -> None:
     state = given([added("bob", "ann", "s1")])
     with pytest.raises(ValueError, match="bob"):
-        tray_story_added(state, added("cid", "ann", "s1"), ctx())
+        handle(state, added("cid", "ann", "s1"), ctx())
 
 
 def test_the_state_round_trips_through_json_for_the_table() -> None:
