@@ -79,18 +79,22 @@ class InProcessDriver:
                 self.advance_to(record.timestamp - 1)
                 # the next boundary is past this record's time (not at it, when it is one):
                 # the rest of its time goes in its chunk
-                self._next_tick_ms = (record.timestamp // self._tick_ms + 1) * self._tick_ms
+                self._next_tick_ms = self._boundary_after(record.timestamp)
             chunk.append(record)
         if chunk:
             self._apply(chunk)
         return count
+
+    def _boundary_after(self, at_ms: int) -> int:
+        """The first timer boundary (a multiple of `tick_ms`) after `at_ms`."""
+        return (at_ms // self._tick_ms + 1) * self._tick_ms
 
     def advance_to(self, at_ms: int) -> None:
         """Move event time to `at_ms` (never back) and run the timers there."""
         if self.watermark_ms is not None and at_ms < self.watermark_ms:
             return
         self.watermark_ms = at_ms
-        self._next_tick_ms = (at_ms // self._tick_ms + 1) * self._tick_ms
+        self._next_tick_ms = self._boundary_after(at_ms)
         self.driver.tick(self.partitions, from_millis(at_ms))
         self._deliver()
 
@@ -103,7 +107,7 @@ class InProcessDriver:
         if self.watermark_ms is None or latest > self.watermark_ms:
             self.watermark_ms = latest
         if self._next_tick_ms is None:
-            self._next_tick_ms = (self.watermark_ms // self._tick_ms + 1) * self._tick_ms
+            self._next_tick_ms = self._boundary_after(self.watermark_ms)
         self.driver.process(self.partitions, chunk, from_millis(self.watermark_ms))
         self._deliver()
 
