@@ -31,7 +31,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer, TopicPartition
 
-from bench.harness import WorkerProcess, broker, brokers_argument, group_caught_up, write_json
+from bench.harness import WorkerProcess, broker, brokers_argument, settled, write_json
 from schemas.avro import current_schemas
 from streams.kafka.admin import create_topics
 from streams.kafka.clients import reader_config
@@ -116,30 +116,6 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _settled(
-    worker: WorkerProcess, bootstrap: str, seconds: float = 600, app_id: str = "storystream"
-) -> None:
-    """Until the worker's group has committed the end of every topic it reads (its stage
-    topics too: a fan-out forwarded in a long batch is not done until they are), with no
-    batch under way: a batch's forwards reach the stage topics only at its end, so until
-    then the worker has processed more than it committed. Twice in a row, to be sure."""
-    deadline = time.monotonic() + seconds
-    settled_at = None
-    while time.monotonic() < deadline:
-        processed = worker.metric("storystream_events_processed_total")
-        committed = worker.metric("storystream_events_committed_total")
-        if processed == committed and group_caught_up(bootstrap, app_id):
-            if settled_at == committed:
-                return
-            settled_at = committed
-        else:
-            settled_at = None
-        if worker.proc.poll() is not None:
-            raise RuntimeError("the worker exited")
-        time.sleep(0.2)
-    raise TimeoutError("the worker did not settle")
-
-
 def _counts_reader(bootstrap: str) -> Consumer:
     """A reader of story-view-counts from its end now."""
     consumer = Consumer(reader_config(bootstrap, **{"group.id": "bench-e2e"}))
@@ -214,7 +190,7 @@ def run_on(impl: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             worker.wait(worker.healthy, 120, "worker health")
             began = time.perf_counter()
             _publish(bootstrap, _write(Path(tmp) / "setup.jsonl", setup))
-            _settled(worker, bootstrap)
+            settled(worker, bootstrap)
             print(
                 f"set up: {args.users:,} users following {args.follows} of "
                 f"{max(args.stories // 10, 1):,} authors, {args.stories:,} ready stories fanned "

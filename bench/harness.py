@@ -147,3 +147,27 @@ def group_caught_up(bootstrap: str, app_id: str = "storystream", partitions: int
     finally:
         group.close()
         probe.close()
+
+
+def settled(
+    worker: WorkerProcess, bootstrap: str, seconds: float = 600, app_id: str = "storystream"
+) -> None:
+    """Until the worker's group has committed the end of every topic it reads (its stage
+    topics too: a fan-out forwarded in a long batch is not done until they are), with no
+    batch under way: a batch's forwards reach the stage topics only at its end, so until
+    then the worker has processed more than it committed. Twice in a row, to be sure."""
+    deadline = time.monotonic() + seconds
+    settled_at = None
+    while time.monotonic() < deadline:
+        processed = worker.metric("storystream_events_processed_total")
+        committed = worker.metric("storystream_events_committed_total")
+        if processed == committed and group_caught_up(bootstrap, app_id):
+            if settled_at == committed:
+                return
+            settled_at = committed
+        else:
+            settled_at = None
+        if worker.proc.poll() is not None:
+            raise RuntimeError("the worker exited")
+        time.sleep(0.2)
+    raise TimeoutError("the worker did not settle")

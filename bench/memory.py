@@ -27,8 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.e2e import _settled
-from bench.harness import WorkerProcess, broker
+from bench.harness import WorkerProcess, broker, settled
 from streams.api.auth import issue_token
 from streams.kafka.admin import create_topics
 from streams.settings import Settings
@@ -135,7 +134,7 @@ def main() -> None:
                     for n in range(step * per_step, (step + 1) * per_step)
                 )  # fmt: skip
                 _publish(bootstrap, Path(tmp) / "posts.jsonl", posts)
-                _settled(worker, bootstrap, 3600)
+                settled(worker, bootstrap, 3600)
                 rss, peak = _memory(pid)
                 samples.append(
                     {"stories": (step + 1) * per_step, "views": 0, "rss": rss, "peak": peak}
@@ -154,7 +153,7 @@ def main() -> None:
                     for n in range(step * per_step, (step + 1) * per_step)
                 )  # fmt: skip
                 _publish(bootstrap, Path(tmp) / "views.jsonl", views)
-                _settled(worker, bootstrap, 3600)
+                settled(worker, bootstrap, 3600)
                 rss, peak = _memory(pid)
                 held = (step + 1) * per_step
                 samples.append({"stories": args.stories, "views": held, "rss": rss, "peak": peak})

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.e2e import PARTITIONS, _publish, _settled, _write, generate
-from bench.harness import WorkerProcess, broker, brokers_argument
+from bench.e2e import PARTITIONS, _publish, _write, generate
+from bench.harness import WorkerProcess, broker, brokers_argument, settled
 from streams.kafka.admin import create_topics
 from streams.settings import Settings
 
@@ -39,7 +39,7 @@ def live_rate(bootstrap: str, data_dir: str, events: int) -> tuple[float, float]
     try:
         worker.wait(worker.healthy, 120, "worker health")
         started = time.perf_counter()
-        _settled(worker, bootstrap, 900)
+        settled(worker, bootstrap, 900)
         seconds = time.perf_counter() - started
         return events / seconds, seconds
     finally:

@@ -45,8 +45,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.e2e import _settled
-from bench.harness import WorkerProcess
+from bench.harness import WorkerProcess, settled
 from infra.broker import EmbeddedBroker
 from infra.process import free_port, spawn, stop
 from streams.api.auth import issue_token
@@ -245,7 +244,7 @@ def run_latency(targets: dict[str, str], worker: WorkerProcess, app_id: str, use
     for name, url in targets.items():
         # Each run starts with the engine caught up: the views of the runs before it (the
         # batch runs' millions) would otherwise be counted first.
-        _settled(worker, bootstrap, 900, app_id)
+        settled(worker, bootstrap, 900, app_id)
         probes = [f"probe-{uuid.uuid4().hex[:8]}-{i}" for i in range(int(args.duration * 10))]
         post_stories(bootstrap, probes)
         wait_visible(worker_url, users[0], probes)
