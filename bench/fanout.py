@@ -83,7 +83,7 @@ def main() -> None:
             trays.assign([TopicPartition(STORY_TRAYS.name, p, OFFSET_END) for p in range(4)])
             trays.consume(1, timeout=2.0)  # settle the assignment at the end offsets
             # The post goes through the client an app keeps open: the timer leaves out a new
-            # idempotent producer's start (its producer id, 0.5-1 s), which is not fan-out.
+            # idempotent producer's start (its producer id), which is not fan-out.
             with EventClient(bootstrap, producer={"linger.ms": 0}) as client:
                 client.user_followed(follower_id="warm-up", followee_id="nobody").result(30)
                 started = time.perf_counter()
