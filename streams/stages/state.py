@@ -94,7 +94,12 @@ class Table(Codec[T]):
         return self.prefix + key.encode()
 
     def get(self, store: Store, key: str) -> T | None:
-        data = store.get(self.prefix + key.encode())
+        return self.read(store.get, key)
+
+    def read(self, get: Callable[[bytes], bytes | None], key: str) -> T | None:
+        """The value under `key` as `get` sees it (a store's `get_committed`, for readers on
+        other threads than the engine's)."""
+        data = get(self.prefix + key.encode())
         return None if data is None else self.decode(data)
 
     def put(self, store: Store, key: str, value: T) -> None:

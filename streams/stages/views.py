@@ -232,8 +232,10 @@ class ViewerOrderKeys:
 
 
 def view_state(store: PartitionStore, story_id: str) -> views.ViewState | None:
-    return VIEW_STATE.get(store, story_id)
+    """A story's counts as committed (what readers may see: a batch under way may abort)."""
+    return VIEW_STATE.read(store.get_committed, story_id)
 
 
 def reaction_state(store: PartitionStore, story_id: str) -> ReactionState | None:
-    return REACTION_STATE.get(store, story_id)
+    """A story's reaction counts as committed."""
+    return REACTION_STATE.read(store.get_committed, story_id)

@@ -51,3 +51,18 @@ def test_event_keys_are_apart_from_the_views_keys() -> None:
     assert reaction_event_keys(STORY, events) == {reaction_event_key(STORY, "e1"): "e1"}
     assert reaction_event_key(STORY, "e1").startswith(reaction_event_prefix(STORY))
     assert not any(reaction_event_prefix(STORY).startswith(p) for p in story_view_prefixes(STORY))
+
+
+def test_readers_see_a_storys_counts_only_once_committed(tmp_path: Path) -> None:
+    # The API reads counts beside the viewer list (committed): a batch under way, which may
+    # still abort, shows in neither.
+    store = PartitionStore(tmp_path / "p0")
+    INFO.put(store, STORY, info())
+    store.flush()
+    pctx, _ = recording_context(store, at(10), ctx().policy)
+    apply_view_batch(pctx, STORY, [View.of(viewed("u1", 1, event_id="e1").__dict__)])
+    assert view_state(store, STORY) is None
+    store.flush()
+    state = view_state(store, STORY)
+    assert state is not None and state.total_views == 1
+    store.close()
