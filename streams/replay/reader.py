@@ -18,6 +18,9 @@ from streams.kafka.offsets import end_offsets, offsets_at
 from streams.runtime.records import InRecord, in_record
 
 BUFFERED_PER_PARTITION = 5_000  # records held per partition before its fetches pause
+# A paused partition's fetches resume once it holds fewer: its next records are on their way
+# before they are wanted, not fetched while the merge waits for them.
+RESUME_BELOW = BUFFERED_PER_PARTITION // 2
 
 
 @dataclass(frozen=True)
@@ -210,13 +213,15 @@ class BrokerReader:
         """One span's records, in offset order, up to its end."""
         if tp not in self._spans:  # an empty span
             return
-        buffer, end = self._buffers[tp], self._spans[tp].end
+        buffer, end, paused = self._buffers[tp], self._spans[tp].end, self._paused
         while True:
             while not buffer:
                 if self._next[tp] >= end:
                     return
                 self._fill(tp)
             record = buffer.popleft()
+            if tp in paused and len(buffer) < RESUME_BELOW:
+                self._resume(tp)
             if record.offset >= end:
                 return
             yield record
@@ -225,7 +230,10 @@ class BrokerReader:
         """Fetch until `wanted` has records (or its end is reached), pausing full partitions."""
         self._resume(wanted)
         while not self._buffers[wanted] and self._next[wanted] < self._spans[wanted].end:
-            for msg in self._consumer.consume(10_000, timeout=1.0):
+            # What has arrived, else a wait for the first record only (a batch's timeout is
+            # waited out whole unless the batch fills).
+            batch = self._consumer.consume(10_000, timeout=0) or self._consumer.consume(1, 1.0)
+            for msg in batch:
                 self._take(msg)
             for tp, buffer in self._buffers.items():
                 if len(buffer) >= BUFFERED_PER_PARTITION and tp not in self._paused:
