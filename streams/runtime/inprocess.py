@@ -25,10 +25,16 @@ Sink = Callable[[OutRecord, int], None]  # an output record and its timestamp (e
 class InProcessDriver:
     """Applies input records in the order given, delivering every forward in process.
 
-    Records are applied in batches of up to `batch_size`, never across a timer boundary
-    (every `tick_ms` of event time): before a record at time t past a boundary, the timers
-    run at t - 1 ms, so a story due at t expires after the events of t are applied (the
-    processors take events up to and including `expires_at`)."""
+    Records are applied in chunks, as the live engine applies a poll's records in a batch: at
+    most `batch_size` records spanning less than `span_ms` of event time, and never across the
+    time a stage's timer may be due (`Stage.timers`). Before a chunk whose first record is at
+    time t, the timers run at t - 1 ms, so a story due at t expires after the events of t are
+    applied (the processors take events up to and including `expires_at`). While an entry
+    waits in a due bucket for its exact time, the timers run again every `tick_ms`.
+
+    A timer set within a chunk (a story posted already near its expiry) runs at the chunk's
+    end: late by less than `span_ms` of event time, which changes what is emitted only in its
+    timestamp (the processors judge events by their own times, not by the timers')."""
 
     def __init__(
         self,
@@ -39,6 +45,7 @@ class InProcessDriver:
         *,
         sink: Sink | None = None,
         batch_size: int = 20_000,
+        span_ms: int = 60_000,
         tick_ms: int = 1000,
         metrics: Metrics | None = None,
     ) -> None:
@@ -55,11 +62,12 @@ class InProcessDriver:
         consumed = set(topology.topics)
         self._internal = {r.topic for r in topology.routes.values() if r.topic in consumed}
         self._outputs = set(topology.output_topics)
+        self._timers = [timer for stage in topology.stages for timer in stage.timers]
         self._next_offset: dict[tuple[str, int], int] = defaultdict(int)
         self._batch_size = batch_size
+        self._span_ms = span_ms
         self._tick_ms = tick_ms
         self.watermark_ms: int | None = None
-        self._next_tick_ms: int | None = None
 
     @property
     def now(self) -> datetime | None:
@@ -68,33 +76,49 @@ class InProcessDriver:
     def pipe(self, records: Iterable[InRecord]) -> int:
         """Apply `records`, given in the order to apply them; returns how many."""
         chunk: list[InRecord] = []
+        end_ms = 0  # records at this time or later go in the next chunk
         count = 0
         for record in records:
             count += 1
-            due = self._next_tick_ms is not None and record.timestamp >= self._next_tick_ms
-            if chunk and (due or len(chunk) >= self._batch_size):
+            if chunk and (record.timestamp >= end_ms or len(chunk) >= self._batch_size):
                 self._apply(chunk)
                 chunk = []
-            if due:
-                self.advance_to(record.timestamp - 1)
-                # the next boundary is past this record's time (not at it, when it is one):
-                # the rest of its time goes in its chunk
-                self._next_tick_ms = self._boundary_after(record.timestamp)
+            if not chunk:
+                end_ms = self._start_chunk(record.timestamp)
             chunk.append(record)
         if chunk:
             self._apply(chunk)
         return count
 
-    def _boundary_after(self, at_ms: int) -> int:
-        """The first timer boundary (a multiple of `tick_ms`) after `at_ms`."""
-        return (at_ms // self._tick_ms + 1) * self._tick_ms
+    def _start_chunk(self, at_ms: int) -> int:
+        """Run the timers due before `at_ms`, where a chunk starts; the time from which its
+        records go in the next chunk (always after `at_ms`)."""
+        ran_to = at_ms - 1
+        if self.watermark_ms is not None and ran_to >= self.watermark_ms:
+            self.advance_to(ran_to)
+        end = at_ms + self._span_ms
+        due = self._first_due()
+        if due is not None:
+            # Due after the timers' time: they run before the first record past it. Reached
+            # already: the entry waits for its exact time in the bucket; run them again later.
+            end = min(end, due + 1 if due > ran_to else at_ms + self._tick_ms)
+        return end
+
+    def _first_due(self) -> int | None:
+        """The earliest time any stage's timer may be due, over every partition."""
+        times = [
+            due
+            for state in self.partitions.values()
+            for timer in self._timers
+            if (due := timer.first_due(state.store)) is not None
+        ]
+        return min(times, default=None)
 
     def advance_to(self, at_ms: int) -> None:
         """Move event time to `at_ms` (never back) and run the timers there."""
         if self.watermark_ms is not None and at_ms < self.watermark_ms:
             return
         self.watermark_ms = at_ms
-        self._next_tick_ms = self._boundary_after(at_ms)
         self.driver.tick(self.partitions, from_millis(at_ms))
         self._deliver()
 
@@ -106,8 +130,6 @@ class InProcessDriver:
         latest = max(r.timestamp for r in chunk)
         if self.watermark_ms is None or latest > self.watermark_ms:
             self.watermark_ms = latest
-        if self._next_tick_ms is None:
-            self._next_tick_ms = self._boundary_after(self.watermark_ms)
         self.driver.process(self.partitions, chunk, from_millis(self.watermark_ms))
         self._deliver()
 

@@ -28,6 +28,15 @@ class StageHandler(Protocol):
         ...
 
 
+class Timer(Protocol):
+    """A time index a stage's `tick` acts on (its expiries, its parked events' deadlines)."""
+
+    def first_due(self, store: PartitionStore) -> int | None:
+        """The earliest time (epoch ms) an entry may be due (its exact time is that or later);
+        None when nothing waits."""
+        ...
+
+
 class DerivedKeys(Protocol):
     """State keys rebuilt from other keys on restore instead of being changelogged."""
 
@@ -46,13 +55,16 @@ LocalApply = Callable[["StageContext", str, Any], None]
 @dataclass(frozen=True)
 class Stage:
     """One keyed stage: the topics it consumes (in tie order), its handler, the state key
-    families it owns, and those of them rebuilt on restore."""
+    families it owns, those of them rebuilt on restore, and the timers whose entries make its
+    `tick` emit or change what it decides later (a sweep of what no processor reads any more
+    is not one)."""
 
     name: str
     topics: tuple[str, ...]
     handler: StageHandler
     state: tuple[str, ...] = ()
     derived: DerivedKeys | None = None
+    timers: tuple[Timer, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,13 @@ class DueIndex:
         if new_ms is not None:
             store.put(self.key_at(new_ms, key), b"")
 
+    def first_due(self, store: PartitionStore) -> int | None:
+        """The start (epoch ms) of the earliest bucket holding a key (whose exact time is in
+        that bucket); None when the index is empty."""
+        for raw, _ in store.scan(self.prefix):
+            return int(raw[len(self.prefix) : len(self.prefix) + _WIDTH_DIGITS])
+        return None
+
     def due(self, store: PartitionStore, now: datetime) -> list[str]:
         """Keys whose bucket starts at or before `now` (the caller re-checks the exact time)."""
         return [key for _, key in self.due_entries(store, now)]

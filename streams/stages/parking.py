@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Generic, NamedTuple, TypeVar
 
 from streams.runtime.context import StageContext
+from streams.runtime.store import PartitionStore
 from streams.stages.due import DueIndex
 from streams.stages.state import Codec, Store, Table
 
@@ -123,6 +124,10 @@ class ParkingLot(Generic[T]):
             pctx.metrics.rejected.inc(f"{self._rejected}-overflow", overflow)
         if new_deadline is not None:
             self._due.move(store, story_id, None, new_deadline)
+
+    def first_due(self, store: PartitionStore) -> int | None:
+        """When the earliest held story's deadline may be (see `DueIndex.first_due`)."""
+        return self._due.first_due(store)
 
     def unpark(self, pctx: StageContext, story_id: str) -> list[T]:
         """The story's held events, in the order held (none held: empty); no longer held."""

@@ -6,9 +6,21 @@ from __future__ import annotations
 from streams.codecs.registry import SchemaRegistry
 from streams.runtime.topology import Route, Stage, Topology
 from streams.stages.social import AuthorHandler, TrayHandler
-from streams.stages.stories import MediaJoinHandler, StoryHandler
+from streams.stages.stories import (
+    MEDIA_DUE,
+    STORY_DUE,
+    STORY_PARKING,
+    MediaJoinHandler,
+    StoryHandler,
+)
 from streams.stages.tray_store import MarkIndexKeys
-from streams.stages.views import ReactionsHandler, ViewerOrderKeys, ViewsHandler, apply_lifecycle
+from streams.stages.views import (
+    PARKING,
+    ReactionsHandler,
+    ViewerOrderKeys,
+    ViewsHandler,
+    apply_lifecycle,
+)
 from streams.topics import (
     MEDIA_TRANSCODED,
     STORY_DELETED,
@@ -37,12 +49,14 @@ def build_topology(
             (STORY_POSTED.name, STORY_HIGHLIGHTS.name, STORY_DELETED.name, stage("story")),
             StoryHandler(registry),
             state=("story", "storydue"),
+            timers=(STORY_DUE, STORY_PARKING),
         ),
         Stage(
             "media",
             (MEDIA_TRANSCODED.name, stage("media")),
             MediaJoinHandler(registry),
             state=("media", "mediadue"),
+            timers=(MEDIA_DUE,),
         ),
         Stage(
             "views",
@@ -50,6 +64,7 @@ def build_topology(
             ViewsHandler(registry),
             state=("info", "views", "viewer index", "viewer list", "parked"),
             derived=ViewerOrderKeys(),
+            timers=(PARKING,),
         ),
         Stage(
             "reactions",

@@ -1,15 +1,16 @@
-"""The in-process driver applies records of one time together, on a timer boundary too: a
-burst of posts in one millisecond is one batch, so each follower's tray is published once for
-it, as the live engine publishes it once per batch."""
+"""The in-process driver applies records in chunks as the live engine applies a poll's
+records: a burst of posts in one millisecond is one batch, so each follower's tray is published
+once for it; records span up to a minute of event time while no timer is due; a chunk ends
+where a timer is due, so a story's expiry is emitted at its time."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from processors.context import Policy
+from schemas.types import millis
 from streams.runtime.inprocess import InProcessDriver
 from streams.stages.topology import build_topology
 from tests.streams.runtime.test_replay_equals_live import BASE, PARTITIONS, REGISTRY, _inputs
@@ -28,15 +29,14 @@ def _burst() -> list[Any]:
     return _inputs([follow, *posts])
 
 
-@pytest.mark.parametrize("tick_ms", [1000, 60_000])
-def test_records_of_one_time_on_a_timer_boundary_are_applied_together(
-    tmp_path: Path, tick_ms: int
-) -> None:
+def _driver(tmp_path: Path, **options: Any) -> InProcessDriver:
+    topology = build_topology(REGISTRY, "app", PARTITIONS)
+    return InProcessDriver(topology, REGISTRY, Policy(), tmp_path, **options)
+
+
+def test_records_of_one_time_are_applied_together(tmp_path: Path) -> None:
     records = _burst()
-    assert records[-1].timestamp % tick_ms == 0  # the posts' time is a boundary
-    driver = InProcessDriver(
-        build_topology(REGISTRY, "app", PARTITIONS), REGISTRY, Policy(), tmp_path, tick_ms=tick_ms
-    )
+    driver = _driver(tmp_path)
     applied: list[int] = []
     process = driver.driver.process
 
@@ -51,4 +51,45 @@ def test_records_of_one_time_on_a_timer_boundary_are_applied_together(
     assert applied[-1] == POSTS  # every post of the burst in one chunk
     trays = [r for r, _ in driver.outputs if r.topic == "story-trays" and r.key == b"bob"]
     assert len(trays) == 1  # bob's tray published once, holding all of them
+    driver.close()
+
+
+def _views_each_second(posted_at: str, seconds: int) -> list[Any]:
+    post = {"type": "story_posted", "story_id": "s1", "author_id": "ann", "created_at": posted_at}
+    views = [
+        {"type": "story_viewed", "story_id": "s1", "viewer_id": f"u{n}",
+         "viewed_at": (BASE + timedelta(seconds=n)).isoformat()}
+        for n in range(1, seconds + 1)
+    ]  # fmt: skip
+    return _inputs([post, *views])
+
+
+def _counts(driver: InProcessDriver) -> list[tuple[bytes | None, int]]:
+    return [(r.value, ts) for r, ts in driver.outputs if r.topic == "story-view-counts"]
+
+
+def test_records_span_up_to_a_minute_of_event_time_while_no_timer_is_due(
+    tmp_path: Path,
+) -> None:
+    records = _views_each_second(BASE.isoformat(), 50)
+    whole = _driver(tmp_path / "whole")
+    whole.pipe(records)
+    assert len(_counts(whole)) == 1  # the 50 views of 50 seconds in one chunk: one count
+    tens = _driver(tmp_path / "tens", span_ms=10_000)
+    tens.pipe(records)
+    assert len(_counts(tens)) == 6  # chunks from the post's second 0: 1-9, 10-19, ... 50
+    for driver in (whole, tens):
+        driver.close()
+
+
+def test_a_chunk_ends_where_a_timer_is_due(tmp_path: Path) -> None:
+    expires = BASE + timedelta(seconds=20)  # due within the minute of views
+    records = _views_each_second((expires - Policy().story_ttl).isoformat(), 50)
+    driver = _driver(tmp_path)
+    driver.pipe(records)
+    states = [ts for r, ts in driver.outputs if r.topic == "story-state" and r.value is None]
+    assert len(states) == 1  # the expiry's tombstone, stamped at its time, not the chunk's end
+    assert millis(expires) <= states[0] <= millis(expires) + 1000
+    views = {r.value for r, _ in driver.outputs if r.topic == "story-viewers" and r.value}
+    assert len(views) == 20  # the views up to and including expires_at
     driver.close()
