@@ -79,7 +79,7 @@ class TrayState:
 
 def _added(state: TrayState | None, message: TrayStoryAdded, ctx: Ctx) -> TrayState:
     """A story the owner may see joins the tray (ignored when already expired)."""
-    old = _state(state, message.user_id, ctx.now)
+    old = _state(state, message.user_id)
     if message.expires_at <= ctx.now:
         return old
     current = _seen(old, message.story_id)
@@ -99,13 +99,13 @@ def _added(state: TrayState | None, message: TrayStoryAdded, ctx: Ctx) -> TraySt
 
 def _removed(state: TrayState | None, message: TrayStoryRemoved, ctx: Ctx) -> TrayState:
     """A story leaves the tray (expiry, delete, unfollow, audience)."""
-    old = _state(state, message.user_id, ctx.now)
+    old = _state(state, message.user_id)
     return _with(old, _without(old.stories, message.story_id), old.seen)
 
 
 def _seen_change(state: TrayState | None, message: StorySeen, ctx: Ctx) -> TrayState:
     """The owner viewed a story: it no longer counts as unseen."""
-    old = _state(state, message.user_id, ctx.now)
+    old = _state(state, message.user_id)
     story_id = message.story_id
     stories = old.stories
     story = next((s for s in stories if s.story_id == story_id), None)
@@ -116,6 +116,8 @@ def _seen_change(state: TrayState | None, message: StorySeen, ctx: Ctx) -> TrayS
         keep_until = current.keep_until
     else:
         keep_until = _seen_horizon(message.at, ctx.policy)
+        if keep_until <= ctx.now:
+            return old  # a view so old that its story must have expired: nothing to mark
     if current is not None and current.keep_until == keep_until and (story is None or story.seen):
         return old  # seen before, and marked as it would be now
     seen = _without(old.seen, story_id) + (SeenStory(story_id, keep_until),)
@@ -148,7 +150,7 @@ def seen_outside_tray(
 
 def _celebrity(state: TrayState | None, message: CelebrityFollowChanged, ctx: Ctx) -> TrayState:
     """The owner follows (or stopped following) a celebrity, merged in on read."""
-    old = _state(state, message.user_id, ctx.now)
+    old = _state(state, message.user_id)
     if message.following:
         return replace(old, celebrities=old.celebrities | {message.author_id})
     return replace(old, celebrities=old.celebrities - {message.author_id})
@@ -246,13 +248,13 @@ def order_entries(entries: Iterable[TrayEntry]) -> tuple[TrayEntry, ...]:
     )
 
 
-def _state(state: TrayState | None, user_id: str, now: datetime) -> TrayState:
-    """The state to apply a message to, with what expired by `now` already dropped."""
+def _state(state: TrayState | None, user_id: str) -> TrayState:
+    """The state to apply a message to (what expired already dropped: `handle_many`)."""
     if state is None:
         return TrayState(user_id)
     if state.user_id != user_id:
         raise ValueError(f"user {user_id}'s message given the tray of {state.user_id}")
-    return _expire(state, now)
+    return state
 
 
 def _expire(state: TrayState, now: datetime) -> TrayState:
@@ -286,10 +288,16 @@ def handle_many(
     if not items:
         return state, []
     current = state
+    expired_by = None  # what expired by this time is dropped from `current`
     for message, ctx in items:
         change = _CHANGES.get(type(message))
         if change is None:
             raise TypeError(f"the tray stage does not handle {type(message).__name__}")
+        # A change adds nothing that expires by `ctx.now`, so the tray is expired once per
+        # time (once per batch), not once per message.
+        if current is not None and ctx.now != expired_by:
+            current = _expire(current, ctx.now)
+            expired_by = ctx.now
         current = change(current, message, ctx)
     assert current is not None
     return _publish(current, items[-1][1], _stories(state))

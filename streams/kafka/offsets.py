@@ -52,7 +52,8 @@ def _probed(
     started = time.monotonic()
     seen: set[tuple[str, int]] = set()
     while time.monotonic() - started < PROBE_SECONDS:
-        batch = consumer.consume(10_000, timeout=0.2)
+        # what has arrived, else a wait for one (a batch's timeout is waited out whole)
+        batch = consumer.consume(10_000, timeout=0) or consumer.consume(1, timeout=0.2)
         if not batch and len(seen) == len(probes):
             break  # every partition's last batch was read, and nothing more came
         for msg in batch:
