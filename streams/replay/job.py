@@ -36,7 +36,7 @@ from streams.topics import output_topics
 log = logging.getLogger(__name__)
 # Input records applied together at most: a chunk's forwards (a post's fan-out to every
 # follower) are held in memory until it is applied, so this bounds replay's memory.
-CHUNK_RECORDS = int(__import__("os").environ.get("XCHUNK", 5000))
+CHUNK_RECORDS = 5_000
 
 
 @dataclass(frozen=True)
