@@ -73,6 +73,11 @@ class Settings(BaseModel):
     )
     data_dir: Path = Path("./data")
     api_port: int = Field(6066, ge=0, le=65535)
+    state_memory_mb: int = Field(
+        256,
+        ge=16,
+        description="MiB RocksDB may use for a worker's state: block cache and memtables",
+    )
     api_bind: str = "127.0.0.1"
     api_url: str | None = Field(None, description="URL other workers reach this one at")
     partitions: int = Field(4, ge=1, le=1024)

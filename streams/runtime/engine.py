@@ -23,7 +23,7 @@ from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord, in_record
 from streams.runtime.restore import Restorer, Standbys
 from streams.runtime.routing import OutRecord, Router
-from streams.runtime.store import PartitionStore
+from streams.runtime.store import PartitionStore, StateMemory
 from streams.runtime.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -55,11 +55,13 @@ class Engine:
         on_commit: Callable[[], None] | None = None,
         transactional_id: str | None = None,
         standby_interval: float | None = None,
+        state_memory: StateMemory | None = None,
     ) -> None:
         """With `transactional_id`, each batch is one Kafka transaction (`Transactional`);
         with `standby_interval` (seconds), the worker keeps standby replicas (`Standbys`).
         `on_assignment` is told the partitions after each rebalance, `on_commit` after each
-        batch is durable."""
+        batch is durable. `state_memory`: what RocksDB may use for every partition store
+        (default: `default_memory()`)."""
         self.topology = topology
         self.policy = policy
         self.metrics = metrics or Metrics()
@@ -67,6 +69,7 @@ class Engine:
         self._bootstrap = bootstrap
         self._group_id = group_id
         self._state_dir = state_dir
+        self.state_memory = state_memory
         self._registry = registry
         self._batch_size = batch_size
         self._batch_bytes = batch_bytes
@@ -108,6 +111,7 @@ class Engine:
             self._state_dir,
             self.metrics,
             limits.get(self.topology.changelog),
+            self.state_memory,
         )
         standbys = (
             Standbys(self._restorer, self.topology.partitions, self._standby_interval, self.metrics)

@@ -15,7 +15,7 @@ from streams.kafka.clients import CHANGELOG_DELETE_RETENTION_MS, restore_consume
 from streams.runtime.driver import PartitionState
 from streams.runtime.durability import local_checkpoint
 from streams.runtime.metrics import Metrics
-from streams.runtime.store import CHECKPOINT_KEY, PartitionStore
+from streams.runtime.store import CHECKPOINT_KEY, PartitionStore, StateMemory
 from streams.runtime.topology import Topology
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Restorer:
         state_dir: Path,
         metrics: Metrics,
         max_record_bytes: int | None = None,
+        memory: StateMemory | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._group_id = group_id
@@ -46,9 +47,11 @@ class Restorer:
         self._state_dir = state_dir
         self._metrics = metrics
         self._max_record_bytes = max_record_bytes
+        self._memory = memory
 
     def open(self, partition: int) -> PartitionStore:
-        return PartitionStore(self._state_dir / f"p{partition}", self._max_record_bytes)
+        path = self._state_dir / f"p{partition}"
+        return PartitionStore(path, self._max_record_bytes, self._memory)
 
     def restore(
         self, partition: int, standby_turn: float | None = None

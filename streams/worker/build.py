@@ -27,6 +27,7 @@ from streams.client.aio import AsyncEventClient
 from streams.codecs.registry import make_registry
 from streams.kafka.admin import create_topics
 from streams.runtime.engine import Engine
+from streams.runtime.store import StateMemory
 from streams.settings import Settings
 from streams.stages.topology import build_topology
 from streams.topics import stage_topic
@@ -70,6 +71,7 @@ def build_engine(
         on_assignment=members.announce if members else None,
         standby_interval=standby.total_seconds() if standby else None,
         transactional_id=f"{settings.app_id}-{worker_id}" if exactly_once else None,
+        state_memory=StateMemory(settings.state_memory_mb * 1024 * 1024),
     )
 
 

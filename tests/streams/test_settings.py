@@ -127,3 +127,11 @@ def test_data_dir_is_accepted_after_the_command_too() -> None:
     assert parser.parse_args(["dev", "--data-dir", "a"]).data_dir == "a"
     assert parser.parse_args(["--data-dir", "b", "dev"]).data_dir == "b"  # not reset by dev's
     assert parser.parse_args(["--data-dir", "b", "worker", "--data-dir", "c"]).data_dir == "c"
+
+
+def test_state_memory_is_a_setting_with_a_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STORYSTREAM_STATE_MEMORY_MB", "1024")
+    assert Settings().state_memory_mb == 1024
+    monkeypatch.setenv("STORYSTREAM_STATE_MEMORY_MB", "8")
+    with pytest.raises(ValidationError, match="state_memory_mb"):
+        Settings()

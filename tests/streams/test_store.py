@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streams.runtime.limits import RecordTooLarge
+from streams.runtime.metrics import Metrics
+from streams.runtime.restore import Restorer
 from streams.runtime.store import CHECKPOINT_KEY, PartitionStore
+from streams.settings import Settings
+from streams.worker.build import build_engine
 
 keys = st.builds(
     lambda tag, story, sep, rest: tag + story + sep + rest,
@@ -126,4 +131,21 @@ def test_a_write_larger_than_a_changelog_record_is_refused(tmp_path: Path) -> No
     with pytest.raises(RecordTooLarge):
         store.put_many([(b"a", b"small"), (b"b", b"x" * 100)])
     assert store.get(b"a") is None  # put_many checks every item before writing any
+    store.close()
+
+
+def test_a_workers_stores_are_charged_to_its_state_memory_setting(tmp_path: Path) -> None:
+    settings = Settings(state_memory_mb=64, data_dir=tmp_path, broker="unused:9092")
+    engine = build_engine(settings, lambda: datetime.now(UTC), "w1")
+    memory = engine.state_memory
+    assert memory is not None and memory.limit == 64 * 1024 * 1024
+    restorer = Restorer(
+        "unused:9092", "g", engine.topology, tmp_path / "s", Metrics(), None, memory
+    )
+    store = restorer.open(0)
+    before = memory.used
+    for n in range(2_000):
+        store.put(b"k%05d" % n, bytes(1_000))
+    store.flush()
+    assert memory.used >= before + 1_000_000  # its memtable, charged to the worker's budget
     store.close()
