@@ -6,8 +6,9 @@ One worker (a subprocess) on the embedded broker (or STORYSTREAM_BROKER). Ready 
 posted in steps, then views; after each step the worker's resident memory (RSS, and its peak
 so far) is sampled once it has committed everything. While the views are processed a thread
 asks the API for trays of users who follow authors (fanned-out trays). Prints RSS against the
-stories and views held, the growth per active story, and the API's latency meanwhile; `--out`
-writes the samples for `bench.report`.
+stories and views held, the growth per active story, the views' rate to committed in each
+step, and the API's latency meanwhile; `--out` writes the samples for `bench.report`. The
+worker's state budget is STORYSTREAM_STATE_MEMORY_MB, as for any worker.
 """
 
 from __future__ import annotations
@@ -152,12 +153,17 @@ def main() -> None:
                      "viewed_at": _iso(now - timedelta(minutes=20) + timedelta(microseconds=n))}
                     for n in range(step * per_step, (step + 1) * per_step)
                 )  # fmt: skip
+                started = time.perf_counter()
                 _publish(bootstrap, Path(tmp) / "views.jsonl", views)
                 settled(worker, bootstrap, 3600)
+                rate = per_step / (time.perf_counter() - started)
                 rss, peak = _memory(pid)
                 held = (step + 1) * per_step
                 samples.append({"stories": args.stories, "views": held, "rss": rss, "peak": peak})
-                print(f"{held:>10,} views:   RSS {rss:,.0f} MiB (peak {peak:,.0f})")
+                print(
+                    f"{held:>10,} views:   RSS {rss:,.0f} MiB (peak {peak:,.0f}), "
+                    f"{rate:,.0f} views/s to committed"
+                )
         finally:
             reader.stopping.set()
             worker.stop()

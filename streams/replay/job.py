@@ -17,6 +17,7 @@ from schemas.types import from_millis, millis
 from streams.codecs.registry import make_registry
 from streams.kafka.admin import create_topics
 from streams.kafka.clients import producer_config
+from streams.policy import policy_of
 from streams.replay.progress import Progress
 from streams.replay.reader import (
     BrokerReader,
@@ -69,8 +70,6 @@ def replay(
     is read to its end, as records may be out of time order; with `max_lateness`, only until
     a record that much later than `end` (for a log known to be in time order within that).
     `deleted_below` is plan_spans' test seam (offsets the broker is to treat as deleted)."""
-    from streams.worker.build import policy_of
-
     progress = progress or Progress()
     progress.phase("planning")
     create_topics(settings, output_topics(output_prefix), fresh=True)

@@ -15,7 +15,6 @@ from typing import Any
 import faust
 
 from connectors.resumable import Uploads
-from processors.context import Policy
 from streams.api import routes as api_module
 from streams.api.http import Endpoint, install
 from streams.api.members import Members
@@ -26,6 +25,7 @@ from streams.api.writes import write_routes
 from streams.client.aio import AsyncEventClient
 from streams.codecs.registry import make_registry
 from streams.kafka.admin import create_topics
+from streams.policy import policy_of
 from streams.runtime.engine import Engine
 from streams.runtime.store import StateMemory
 from streams.settings import Settings
@@ -35,15 +35,6 @@ from streams.worker.app import Companion, create_app
 from streams.worker.media import MediaService, media_limits, object_store
 
 log = logging.getLogger(__name__)
-
-
-def policy_of(settings: Settings) -> Policy:
-    return Policy(
-        story_ttl=settings.story_ttl,
-        expiry_grace=settings.expiry_grace,
-        celebrity_followers=settings.celebrity_followers,
-        hll_lg_k=settings.hll_lg_k,
-    )
 
 
 def build_engine(
