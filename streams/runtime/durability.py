@@ -132,9 +132,12 @@ class AtLeastOnce(_Base):
         self, partitions: Mapping[int, PartitionState], offsets: list[TopicPartition]
     ) -> None:
         self._flush(self.producer, "produced records")
+        # Every partition's checkpoint, then one wait for them all (not a round trip each):
+        # each is still alone in its partition's produce batch.
         for partition, state in partitions.items():
             self._produce_checkpoint(self._checkpointer, partition, state)
-            self._flush(self._checkpointer, "a checkpoint")
+        self._flush(self._checkpointer, "checkpoints")
+        for partition, state in partitions.items():
             self._write_local(partition, state)
         if offsets:
             try:
