@@ -40,6 +40,9 @@ def parse_duration(value: Any) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 ENV_PREFIX = "STORYSTREAM_"
+# RocksDB's budget for a process's state. Under 1 GiB an expiry burst of 100,000 stories
+# (bench/expiry.py) thrashes the block cache: its reads go to disk and decompression.
+DEFAULT_STATE_MEMORY_MB = 1024
 
 
 class Settings(BaseModel):
@@ -74,7 +77,7 @@ class Settings(BaseModel):
     data_dir: Path = Path("./data")
     api_port: int = Field(6066, ge=0, le=65535)
     state_memory_mb: int = Field(
-        256,
+        DEFAULT_STATE_MEMORY_MB,
         ge=16,
         description="MiB RocksDB may use for a worker's state: block cache and memtables",
     )

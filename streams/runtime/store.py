@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from rocksdict import BlockBasedOptions, Cache, Options, Rdict, WriteBatch, WriteBufferManager
 
 from streams.runtime.limits import RecordTooLarge
+from streams.settings import DEFAULT_STATE_MEMORY_MB
 
 CHECKPOINT_KEY = b"\x00checkpoint"
 DECODED_CACHE_SIZE = 100_000  # decoded values kept by `get_decoded`, then forgotten at once
@@ -40,7 +41,7 @@ class StateMemory:
         return usage
 
 
-DEFAULT_MEMORY = 256 * 1024 * 1024
+DEFAULT_MEMORY = DEFAULT_STATE_MEMORY_MB * 1024 * 1024
 _default_memory: StateMemory | None = None
 
 

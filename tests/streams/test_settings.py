@@ -130,8 +130,9 @@ def test_data_dir_is_accepted_after_the_command_too() -> None:
 
 
 def test_state_memory_is_a_setting_with_a_floor(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STORYSTREAM_STATE_MEMORY_MB", "1024")
     assert Settings().state_memory_mb == 1024
+    monkeypatch.setenv("STORYSTREAM_STATE_MEMORY_MB", "4096")
+    assert Settings().state_memory_mb == 4096
     monkeypatch.setenv("STORYSTREAM_STATE_MEMORY_MB", "8")
     with pytest.raises(ValidationError, match="state_memory_mb"):
         Settings()
