@@ -40,8 +40,8 @@ def parse_duration(value: Any) -> timedelta:
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 ENV_PREFIX = "STORYSTREAM_"
-# RocksDB's budget for a process's state. Under 1 GiB an expiry burst of 100,000 stories
-# (bench/expiry.py) thrashes the block cache: its reads go to disk and decompression.
+# RocksDB's budget for a process's state (block cache and memtables); why this much: the
+# README's expiry burst, measured with `bench/expiry.py`.
 DEFAULT_STATE_MEMORY_MB = 1024
 
 

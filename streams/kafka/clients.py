@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from confluent_kafka import Consumer, Message
+
 # How long compaction keeps a tombstone on the changelog (set when it is created; Kafka's
 # default). The engine's local state must not be older than that to replay onto (engine.py).
 CHANGELOG_DELETE_RETENTION_MS = 86_400_000
@@ -71,3 +73,10 @@ def restore_consumer_config(bootstrap: str, group_id: str) -> dict[str, Any]:
         "enable.auto.commit": False,
         "enable.partition.eof": True,
     }
+
+
+def consume_arrived(consumer: Consumer, wait: float, most: int = 10_000) -> list[Message]:
+    """What `consumer` has fetched already (at most `most`), else the first record to arrive
+    within `wait` seconds: `consume(n, timeout)` waits out its whole timeout unless n arrive."""
+    arrived: list[Message] = consumer.consume(most, timeout=0)
+    return arrived or consumer.consume(1, timeout=wait)

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 
 from confluent_kafka import Consumer, TopicPartition
 
+from streams.kafka.clients import consume_arrived
+
 EMBEDDED_CLUSTER_ID = "tansu_cluster"
 PROBE_SECONDS = 2.0
 
@@ -52,8 +54,7 @@ def _probed(
     started = time.monotonic()
     seen: set[tuple[str, int]] = set()
     while time.monotonic() - started < PROBE_SECONDS:
-        # what has arrived, else a wait for one (a batch's timeout is waited out whole)
-        batch = consumer.consume(10_000, timeout=0) or consumer.consume(1, timeout=0.2)
+        batch = consume_arrived(consumer, 0.2)
         if not batch and len(seen) == len(probes):
             break  # every partition's last batch was read, and nothing more came
         for msg in batch:

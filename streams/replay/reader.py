@@ -13,7 +13,7 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from connectors.archive import ArchivedFile, ArchiveReader, hour_of
 from connectors.object_store import ObjectStoreError
-from streams.kafka.clients import reader_config
+from streams.kafka.clients import consume_arrived, reader_config
 from streams.kafka.offsets import end_offsets, offsets_at
 from streams.runtime.records import InRecord, in_record
 
@@ -230,10 +230,7 @@ class BrokerReader:
         """Fetch until `wanted` has records (or its end is reached), pausing full partitions."""
         self._resume(wanted)
         while not self._buffers[wanted] and self._next[wanted] < self._spans[wanted].end:
-            # What has arrived, else a wait for the first record only (a batch's timeout is
-            # waited out whole unless the batch fills).
-            batch = self._consumer.consume(10_000, timeout=0) or self._consumer.consume(1, 1.0)
-            for msg in batch:
+            for msg in consume_arrived(self._consumer, 1.0):
                 self._take(msg)
             for tp, buffer in self._buffers.items():
                 if len(buffer) >= BUFFERED_PER_PARTITION and tp not in self._paused:

@@ -94,7 +94,7 @@ class InProcessDriver:
         """Run the timers due before `at_ms`, where a chunk starts; the time from which its
         records go in the next chunk (always after `at_ms`)."""
         ran_to = at_ms - 1
-        if self.watermark_ms is not None and ran_to >= self.watermark_ms:
+        if self.watermark_ms is not None:  # (advance_to never moves time back)
             self.advance_to(ran_to)
         end = at_ms + self._span_ms
         due = self._first_due()

@@ -44,9 +44,7 @@ MEDIA_DUE = DueIndex("mediadue", width=timedelta(minutes=1))
 
 
 def load_story(store: PartitionStore, story_id: str, committed: bool = False) -> Story | None:
-    key = STORIES.key(story_id)
-    raw = store.get_committed(key) if committed else store.get(key)
-    return None if raw is None else STORIES.decode(raw)
+    return STORIES.read(store.get_committed if committed else store.get, story_id)
 
 
 def story_view(store: PartitionStore, story_id: str, now: datetime) -> StoryState | None:

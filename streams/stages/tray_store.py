@@ -128,8 +128,8 @@ def tray_value(store: PartitionStore, user_id: str) -> TrayValue | None:
 def read_tray_state(get: _GET, user_id: str) -> TrayState | None:
     """The tray of `user_id` for a reader on another thread (`get`: committed reads), without
     marks."""
-    data = get(TRAYS.key(user_id))
-    return TRAY_STATE.decode(TRAYS.decode(data).state) if data is not None else None
+    value = TRAYS.read(get, user_id)
+    return TRAY_STATE.decode(value.state) if value is not None else None
 
 
 def with_read_marks(get: _GET, state: TrayState, story_ids: Iterable[str]) -> TrayState:
