@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -142,7 +142,7 @@ def replay(
                 for s in spans
                 if s.size or (s.topic, s.partition) in archived
             ]
-            in_range = within(merged(streams, topology.rank), start_ms, end_ms)
+            in_range = in_event_order(streams, topology.rank, start_ms, end_ms)
 
             def counted() -> Iterator[InRecord]:
                 nonlocal applied
@@ -179,6 +179,23 @@ def until_late(records: Iterator[InRecord], late_ms: int | None) -> Iterator[InR
         if late_ms is not None and record.timestamp >= late_ms:
             return
         yield record
+
+
+def in_event_order(
+    streams: Iterable[Iterator[InRecord]],
+    rank: Callable[[str], int],
+    start_ms: int | None,
+    end_ms: int | None,
+) -> Iterator[InRecord]:
+    """The records of every partition's stream with times in [start_ms, end_ms), merged in
+    event time order (`merged`).
+
+    A record out of the range is dropped within its own stream, before the merge: a log is not
+    in time order (a record published earlier may be stamped later), and a head past the range
+    would hold back its partition's records in range until every other partition had passed
+    it. Those records then came last, behind events later than them (a post behind its own
+    views, which had given it up by then)."""
+    return merged((within(s, start_ms, end_ms) for s in streams), rank)
 
 
 def within(

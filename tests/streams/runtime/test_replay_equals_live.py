@@ -16,9 +16,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.context import Policy
+from schemas.types import millis
 from streams.codecs.registry import EmbeddedRegistry
 from streams.kafka.partitioning import partition_for
 from streams.publish.publisher import Encoder, validate_line
+from streams.replay.job import in_event_order
 from streams.replay.reader import merged
 from streams.runtime.inprocess import InProcessDriver
 from streams.runtime.records import InRecord
@@ -171,3 +173,37 @@ def test_at_one_millisecond_a_highlight_comes_before_a_view_of_the_expired_story
     ):
         counts = [value for topic, _, _, value, _ in outputs if topic == "story-view-counts"]
         assert counts and counts[-1] is not None  # the view counted on the highlighted story
+
+
+def test_a_partition_whose_log_starts_past_the_range_is_not_held_back(tmp_path: Path) -> None:
+    # The post of s1 shares its partition with a post published earlier but stamped two days
+    # later, past the range: that one is no input of the range and must not delay s1's post
+    # behind s1's views (which give their story up 30 s of event time after them).
+    partition = partition_for("s1", PARTITIONS)
+    other = next(f"n{i}" for i in range(100) if partition_for(f"n{i}", PARTITIONS) == partition)
+    later = (BASE + timedelta(days=2)).isoformat()
+    events = [
+        {"type": "story_posted", "story_id": other, "author_id": "cid", "created_at": later},
+        {"type": "story_posted", "story_id": "s1", "author_id": "ann",
+         "created_at": BASE.isoformat()},
+        {"type": "story_viewed", "story_id": "s1", "viewer_id": "bob",
+         "viewed_at": (BASE + timedelta(minutes=3)).isoformat()},
+        {"type": "user_followed", "follower_id": "bob", "followee_id": "cid",
+         "at": (BASE + timedelta(minutes=10)).isoformat()},
+    ]  # fmt: skip
+    offsets: dict[tuple[str, int], int] = defaultdict(int)
+    logs: dict[tuple[str, int], list[InRecord]] = defaultdict(list)
+    for event in events:  # in publish order, not in time order
+        topic, key, value, timestamp = ENCODER.encode(validate_line(json.dumps(event).encode(), 1))  # type: ignore[arg-type]
+        at = (topic, partition_for(key, PARTITIONS))
+        logs[at].append(InRecord(topic, at[1], offsets[at], key, value, timestamp))
+        offsets[at] += 1
+    topology = build_topology(REGISTRY, "app", PARTITIONS)
+    start, end = millis(BASE), millis(BASE + timedelta(hours=1))
+    in_order = list(in_event_order((iter(log) for log in logs.values()), topology.rank, start, end))
+    assert [r.timestamp for r in in_order] == sorted(r.timestamp for r in in_order)
+    assert len(in_order) == 3  # the post past the range is no input
+    viewers = [
+        key for topic, _, key, value, _ in _run(tmp_path, in_order, 1) if topic == "story-viewers"
+    ]
+    assert any(key.startswith(b"s1/") for key in viewers)
