@@ -51,6 +51,29 @@ def histories(
         consumer.close()
 
 
+def wait_open_transaction(broker: str, topics: Iterable[str], within: float) -> bool:
+    """Whether, within `within` seconds, a partition of `topics` is seen with a transaction
+    open: its end for a read_uncommitted consumer (the high watermark) past its end for a
+    read_committed one (the last stable offset)."""
+    consumers = [
+        Consumer({"bootstrap.servers": broker, "group.id": "tests-kafka-lso", "isolation.level": i})
+        for i in ("read_uncommitted", "read_committed")
+    ]
+    try:
+        metadata = consumers[0].list_topics(timeout=10).topics
+        partitions = [TopicPartition(t, p) for t in topics for p in metadata[t].partitions]
+        started = time.monotonic()
+        while time.monotonic() - started < within:
+            for tp in partitions:
+                ends = [c.get_watermark_offsets(tp, timeout=5, cached=False)[1] for c in consumers]
+                if ends[0] > ends[1]:
+                    return True
+        return False
+    finally:
+        for consumer in consumers:
+            consumer.close()
+
+
 def duplicates(records: list[Record]) -> int:
     """Records whose key and value a topic already holds: what a replayed batch republishes."""
     counts = Counter(records)

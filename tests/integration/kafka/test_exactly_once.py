@@ -15,7 +15,14 @@ import pytest
 from infra.kafka import KafkaCluster
 from streams.kafka.admin import create_topics
 from streams.settings import Settings
-from tests.integration.kafka.checks import Expected, duplicates, histories, latest, wait_outcome
+from tests.integration.kafka.checks import (
+    Expected,
+    duplicates,
+    histories,
+    latest,
+    wait_open_transaction,
+    wait_outcome,
+)
 from tests.integration.test_fault_tolerance import COMPACTED, _env, scenario
 from tests.integration.workers import Worker, publish, wait_for
 
@@ -47,11 +54,14 @@ def _kill_and_check(broker: str, tmp_path: Path) -> None:
         for worker in (killed, steady):
             wait_for(partial(_owns_all, worker), 90, "each owns everything")
         chunks = scenario(tag, chunks=6, stories=48, views=5000, reactions=1200)
-        kills = 0
+        kills = seen_open = 0
+        outputs = [x_prefix + topic for topic in COMPACTED]
         for number, chunk in enumerate(chunks):
             publish(broker, chunk, env={"STORYSTREAM_STORY_TTL": "1h"})
             if number in KILLS_AT:
-                time.sleep(0.4)  # the chunk's batches are being processed
+                # Killed once the chunk's batches are in an open transaction (on a busy
+                # machine a fixed wait could fall before or after them).
+                seen_open += wait_open_transaction(broker, outputs, within=10)
                 killed.kill()
                 kills += 1
                 killed.start()  # same port: same transactional.id, the open one is aborted
@@ -72,7 +82,8 @@ def _kill_and_check(broker: str, tmp_path: Path) -> None:
         # show up as outputs seen twice. The measure finds them where they are.
         replayed = sum(duplicates(uncommitted[x_prefix + t]) for t in COMPACTED)
         print(
-            f"exactly_once: {kills} SIGKILLs, {checked} committed output records checked, "
+            f"exactly_once: {kills} SIGKILLs ({seen_open} seen in an open transaction), "
+            f"{checked} committed output records checked, "
             f"duplicates {sum(seen.values())} (uninterrupted run: {sum(control.values())}), "
             f"{aborted} records of aborted transactions hidden ({replayed} duplicates "
             "read_uncommitted), "
