@@ -327,10 +327,11 @@ def _publish(
     `before` are the stories of the state as given: `published` was rendered from them
     (every change of the stories comes through here), so when they are still the same no
     rendering is needed. That is the common case, a view of a story outside the tray, and
-    it keeps the cost of such a message from growing with the tray.
+    it keeps the cost of such a message from growing with the tray. So is a first view of a
+    story in the tray while its author has other stories unseen (`_renders_alike`).
     """
     changed = _expire(changed, ctx.now)
-    if changed.stories == before:
+    if _renders_alike(changed.stories, before):
         return changed, []
     tray = render_tray(changed, ctx.now)
     if tray.entries:
@@ -341,3 +342,29 @@ def _publish(
     if changed.published is None:
         return changed, []
     return replace(changed, published=None), [Tombstone(Tray, changed.user_id)]
+
+
+def _renders_alike(after: tuple[TrayStory, ...], before: tuple[TrayStory, ...]) -> bool:
+    """Whether `render_tray` of `after` and of `before` are equal at any one time: the same
+    stories, their `seen` flags changed only where each author's entry keeps its
+    `has_unseen` (a view of one of an author's unseen stories, not the last)."""
+    if len(after) != len(before):
+        return False
+    flipped: set[str] = set()
+    for new, old in zip(after, before, strict=True):
+        if new is old:
+            continue
+        if (new.story_id, new.author_id, new.created_at, new.expires_at) != (
+            old.story_id,
+            old.author_id,
+            old.created_at,
+            old.expires_at,
+        ):
+            return False
+        if new.seen != old.seen:
+            flipped.add(new.author_id)
+    return all(_has_unseen(after, a) == _has_unseen(before, a) for a in flipped)
+
+
+def _has_unseen(stories: tuple[TrayStory, ...], author_id: str) -> bool:
+    return any(not s.seen for s in stories if s.author_id == author_id)

@@ -223,3 +223,16 @@ def test_the_state_round_trips_through_json_for_the_table() -> None:
     assert state is not None
     adapter = TypeAdapter(TrayState)
     assert adapter.validate_json(adapter.dump_json(state)) == state
+
+
+def test_a_view_publishes_the_tray_only_when_its_author_has_nothing_unseen_left() -> None:
+    state = given([added("bob", "ann", "s1", 1), added("bob", "ann", "s2", 2)], ctx(3))
+    # the first of ann's two stories seen: her entry still has something unseen
+    state, outputs = handle(state, seen("bob", "s1", 4), ctx(4))
+    assert outputs == []
+    assert state.stories[0].seen and not state.stories[1].seen  # remembered all the same
+    # the second seen: nothing unseen is left of ann's
+    state, outputs = handle(state, seen("bob", "s2", 5), ctx(5))
+    tray = Tray(user_id="bob", entries=(entry("ann", ("s1", "s2"), 2, False),))
+    assert outputs == [Put("bob", tray)]
+    assert render_tray(state, at(5)) == tray
