@@ -60,7 +60,7 @@ def apply_trays(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> 
     A user's views of stories outside the tray (`tray_store.marks_only`) only mark those
     stories: the tray is not decoded (`trays.seen_outside_tray`)."""
     store = pctx.store
-    marking = ctx_of(pctx)  # the processor of marks reads only the clock and policy
+    ctx = ctx_of(pctx)  # the tray processors read only the clock and policy: one for all
     for user_id, items in by_key(decoded).items():
         messages = [message for _, message in items]
         named = [m.story_id for m in messages if hasattr(m, "story_id")]
@@ -69,13 +69,11 @@ def apply_trays(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> 
             value, named, pctx.now
         ):
             marks = tray_store.read_marks(store.get_many, user_id, named)
-            after = trays.seen_outside_tray(marks, messages, marking)
+            after = trays.seen_outside_tray(marks, messages, ctx)
             tray_store.save_marks(store, user_id, marks, after)
             continue
         loaded = tray_store.load_tray(store, user_id, named, value)
-        state, outputs = trays.handle_many(
-            loaded.state, [(message, ctx_of(pctx, record)) for record, message in items]
-        )
+        state, outputs = trays.handle_many(loaded.state, [(message, ctx) for message in messages])
         tray_store.save_tray(store, user_id, loaded, state)
         pctx.emit(outputs)
 
