@@ -35,9 +35,6 @@ from streams.stages.topology import build_topology
 from streams.topics import output_topics
 
 log = logging.getLogger(__name__)
-# Input records applied together at most: a chunk's forwards (a post's fan-out to every
-# follower) are held in memory until it is applied, so this bounds replay's memory.
-CHUNK_RECORDS = 5_000
 
 
 @dataclass(frozen=True)
@@ -119,7 +116,6 @@ def replay(
             policy_of(settings),
             state_dir or Path(tmp),
             sink=publish,
-            batch_size=CHUNK_RECORDS,
         )
         try:
             progress.phase("replaying", total)

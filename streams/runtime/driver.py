@@ -29,6 +29,9 @@ from streams.runtime.topology import Stage, Topology
 
 log = logging.getLogger(__name__)
 KEY_CACHE_SIZE = 200_000
+# Input records applied in one batch at most, live (a poll's records) and in replay (a chunk):
+# a batch's forwards (a post's fan-out to every follower) are held in memory until it ends.
+BATCH_RECORDS = 20_000
 
 
 @dataclass

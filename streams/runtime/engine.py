@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from processors.context import Policy
 from streams.codecs.registry import SchemaRegistry
 from streams.kafka.clients import engine_consumer_config
-from streams.runtime.driver import Driver, PartitionState
+from streams.runtime.driver import BATCH_RECORDS, Driver, PartitionState
 from streams.runtime.durability import AtLeastOnce, Durability, Transactional
 from streams.runtime.limits import topic_limits
 from streams.runtime.metrics import Metrics
@@ -48,7 +48,7 @@ class Engine:
         policy: Policy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         metrics: Metrics | None = None,
-        batch_size: int = 20_000,
+        batch_size: int = BATCH_RECORDS,
         batch_bytes: int = 8 * 1024 * 1024,
         tick_interval: float = 0.5,
         on_assignment: Callable[[set[int]], None] | None = None,

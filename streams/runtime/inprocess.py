@@ -12,7 +12,7 @@ from pathlib import Path
 from processors.context import Policy
 from schemas.types import from_millis, millis
 from streams.codecs.registry import SchemaRegistry
-from streams.runtime.driver import Driver, PartitionState
+from streams.runtime.driver import BATCH_RECORDS, Driver, PartitionState
 from streams.runtime.metrics import Metrics
 from streams.runtime.records import InRecord
 from streams.runtime.routing import OutRecord, Router
@@ -44,7 +44,7 @@ class InProcessDriver:
         state_dir: Path,
         *,
         sink: Sink | None = None,
-        batch_size: int = 20_000,
+        batch_size: int = BATCH_RECORDS,
         span_ms: int = 60_000,
         tick_ms: int = 1000,
         metrics: Metrics | None = None,
