@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -80,16 +81,18 @@ _events = st.lists(
 )  # fmt: skip
 
 
-def _inputs(events: list[dict[str, Any]]) -> list[InRecord]:
-    """The events as published in time order (those of one time in the order given):
-    validated, Avro, keyed, on murmur2 partitions."""
+def _inputs(events: list[dict[str, Any]], in_time_order: bool = True) -> list[InRecord]:
+    """The events as published in time order (those of one time in the order given), or in
+    the order given: validated, Avro, keyed, on murmur2 partitions."""
     offsets: dict[tuple[str, int], int] = defaultdict(int)
     records = []
     encoded = [
         ENCODER.encode(validate_line(json.dumps(event).encode(), n + 1))  # type: ignore[arg-type]
         for n, event in enumerate(events)
     ]
-    for topic, key, value, timestamp in sorted(encoded, key=lambda e: e[3]):
+    if in_time_order:
+        encoded.sort(key=lambda e: e[3])
+    for topic, key, value, timestamp in encoded:
         partition = partition_for(key, PARTITIONS)
         offset = offsets[topic, partition]
         offsets[topic, partition] += 1
@@ -105,12 +108,17 @@ def _run(tmp: Path, records: list[InRecord], batch_size: int) -> list[tuple[Any,
     return [(r.topic, r.partition, r.key, r.value, ts) for r, ts in driver.outputs]
 
 
-def _replayed(tmp: Path, records: list[InRecord], batch_size: int) -> list[tuple[Any, ...]]:
-    topology = build_topology(REGISTRY, "app", PARTITIONS)
+def _logs(records: list[InRecord]) -> list[Iterator[InRecord]]:
+    """Each partition's records, in offset order."""
     by_partition: dict[tuple[str, int], list[InRecord]] = defaultdict(list)
     for record in records:
         by_partition[record.topic, record.partition].append(record)
-    in_order = list(merged((iter(rs) for rs in by_partition.values()), topology.rank))
+    return [iter(log) for log in by_partition.values()]
+
+
+def _replayed(tmp: Path, records: list[InRecord], batch_size: int) -> list[tuple[Any, ...]]:
+    topology = build_topology(REGISTRY, "app", PARTITIONS)
+    in_order = list(merged(_logs(records), topology.rank))
     return _run(tmp, in_order, batch_size)
 
 
@@ -191,16 +199,10 @@ def test_a_partition_whose_log_starts_past_the_range_is_not_held_back(tmp_path: 
         {"type": "user_followed", "follower_id": "bob", "followee_id": "cid",
          "at": (BASE + timedelta(minutes=10)).isoformat()},
     ]  # fmt: skip
-    offsets: dict[tuple[str, int], int] = defaultdict(int)
-    logs: dict[tuple[str, int], list[InRecord]] = defaultdict(list)
-    for event in events:  # in publish order, not in time order
-        topic, key, value, timestamp = ENCODER.encode(validate_line(json.dumps(event).encode(), 1))  # type: ignore[arg-type]
-        at = (topic, partition_for(key, PARTITIONS))
-        logs[at].append(InRecord(topic, at[1], offsets[at], key, value, timestamp))
-        offsets[at] += 1
+    logs = _logs(_inputs(events, in_time_order=False))  # in publish order
     topology = build_topology(REGISTRY, "app", PARTITIONS)
     start, end = millis(BASE), millis(BASE + timedelta(hours=1))
-    in_order = list(in_event_order((iter(log) for log in logs.values()), topology.rank, start, end))
+    in_order = list(in_event_order(logs, topology.rank, start, end))
     assert [r.timestamp for r in in_order] == sorted(r.timestamp for r in in_order)
     assert len(in_order) == 3  # the post past the range is no input
     viewers = [
