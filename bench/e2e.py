@@ -1,10 +1,11 @@
 """The whole worker end to end, measured from outside through the contract only.
 
     python -m bench.e2e [--stories 2000] [--views 200000] [--users 20000] [--follows 2]
-                        [--brokers tansu,kafka]
+                        [--brokers tansu,kafka] [--processes 1,2]
 
-On each broker asked for (a fresh embedded one, a fresh single-node Apache Kafka, or STORYSTREAM_BROKER when set) and one `storystream worker` with every
-stage running. Set up: users follow authors, the authors post ready stories (fanned out to
+On each broker asked for (a fresh embedded one, a fresh single-node Apache Kafka, or
+STORYSTREAM_BROKER when set) and one `storystream worker --processes N` with every stage
+running, for each N asked for (a fresh broker each). Set up: users follow authors, the authors post ready stories (fanned out to
 trays), all processed first. Then the views are published with `storystream publish FILE`
 while the worker runs, timed from the start of the publish until `story-view-counts` accounts
 for every view, and until the worker has committed the tray stage's seen marks for every first
@@ -110,12 +111,6 @@ def _publish(bootstrap: str, path: Path) -> float:
     return time.perf_counter() - started
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _counts_reader(bootstrap: str) -> Consumer:
     """A reader of story-view-counts from its end now."""
     consumer = Consumer(reader_config(bootstrap, **{"group.id": "bench-e2e"}))
@@ -174,8 +169,9 @@ def bare_decode(bootstrap: str, starts: dict[tuple[str, int], int], expected: in
         consumer.close()
 
 
-def run_on(impl: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    """The whole measurement on a fresh broker of `impl`: its summary lines and figures."""
+def run_on(impl: str, processes: int, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The whole measurement on a fresh broker of `impl` with a worker of `processes`: its
+    summary lines and figures."""
     setup, views, pairs = generate(args.stories, args.views, args.users, args.follows)
     with broker(impl) as bootstrap, tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         settings = Settings(broker=bootstrap, partitions=PARTITIONS)
@@ -183,6 +179,7 @@ def run_on(impl: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
         worker = WorkerProcess(
             bootstrap,
             f"{tmp}/worker",
+            processes=processes,
             STORYSTREAM_S3_ENDPOINT_URL="http://127.0.0.1:9",
             STORYSTREAM_PARTITIONS=str(PARTITIONS),
         )
@@ -207,7 +204,7 @@ def run_on(impl: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
             counts = _counts_reader(bootstrap)
             tray = stage_topic(settings.app_id, "tray")
             trays_before = worker.metric("storystream_events_committed_total", tray)
-            cpu_before = _cpu_seconds(worker.proc.pid)
+            cpu_before = worker.cpu_seconds()
             started = time.perf_counter()
             published = _publish(bootstrap, path)
             to_counts = _wait_counts(counts, args.views, started, 600)
@@ -220,7 +217,7 @@ def run_on(impl: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
                 600,
                 "the tray stage's seen marks",
             )
-            cpu = _cpu_seconds(worker.proc.pid) - cpu_before
+            cpu = worker.cpu_seconds() - cpu_before
             counts.close()
         finally:
             worker.stop()
@@ -228,6 +225,7 @@ def run_on(impl: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     whole = max(to_counts, to_trays)
     figures = {
         "broker": impl,
+        "processes": processes,
         "views": args.views,
         "stories": args.stories,
         "users": args.users,
@@ -242,7 +240,7 @@ def run_on(impl: str, args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     }
     return "\n".join([
         f"{impl}: {args.views:,} views of {args.stories:,} stories ({pairs:,} first views), "
-        "one worker:",
+        f"one worker of {processes} process{'es' if processes > 1 else ''}:",
         f"  publish (storystream publish FILE)       {args.views / published:>10,.0f} views/s",
         f"  to committed story-view-counts            {args.views / to_counts:>10,.0f} views/s",
         f"  to committed trays too (the whole worker) {args.views / whole:>10,.0f} views/s",
@@ -266,16 +264,30 @@ def main() -> None:
         help="brokers to run on, one after the other (tansu, kafka; default tansu)",
     )
     parser.add_argument(
+        "--processes",
+        type=_counts,
+        default=[1, 2],
+        help="worker processes (`worker --processes`) to measure, one run each (default 1,2)",
+    )
+    parser.add_argument(
         "--json", type=Path, help="write the first broker's figures here for bench.report"
     )
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     results = []
     for impl in args.brokers:
-        text, figures = run_on(impl, args)
-        print(text, flush=True)
-        results.append(figures)
-    write_json(args.json, results[0])
+        for processes in args.processes:
+            text, figures = run_on(impl, processes, args)
+            print(text, flush=True)
+            results.append(figures)
+    write_json(args.json, [r for r in results if r["broker"] == args.brokers[0]])
+
+
+def _counts(value: str) -> list[int]:
+    counts = [int(part) for part in value.split(",")]
+    if any(count < 1 for count in counts):
+        raise argparse.ArgumentTypeError(f"process counts must be 1 or more: {value!r}")
+    return counts
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from infra.broker import EmbeddedBroker
 
@@ -59,21 +60,26 @@ def rate(count: int, seconds: float) -> str:
 
 
 class WorkerProcess:
-    """A `storystream worker` subprocess with its API URL; stopped on exit."""
+    """A `storystream worker` subprocess (`--processes` of them under it) with its API URLs;
+    stopped on exit."""
 
-    def __init__(self, bootstrap: str, data_dir: str, **env: str) -> None:
+    def __init__(self, bootstrap: str, data_dir: str, *, processes: int = 1, **env: str) -> None:
         import subprocess
         import sys
 
-        from infra.process import free_port, spawn
+        from infra.process import free_ports, spawn
 
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # A fixed port keeps the worker id, so a restart finds its state directory.
+        given = env.get("STORYSTREAM_API_PORT")
+        self.port = int(given) if given else free_ports(processes)
+        self.urls = [f"http://127.0.0.1:{self.port + i}" for i in range(processes)]
+        self.url = self.urls[0]
         full_env = {
             **os.environ,
             "STORYSTREAM_BROKER": bootstrap,
             "STORYSTREAM_DATA_DIR": data_dir,
             "STORYSTREAM_API_PORT": str(self.port),
+            "STORYSTREAM_WORKER_PROCESSES": str(processes),
             **env,
         }
         self._log = open(f"{data_dir}.log", "wb")  # noqa: SIM115
@@ -82,11 +88,16 @@ class WorkerProcess:
         )
 
     def metric(self, name: str, label: str | None = None) -> float:
+        """A counter's total over every process of the worker."""
+        return sum(self._metric(url, name, label) for url in self.urls)
+
+    @staticmethod
+    def _metric(url: str, name: str, label: str | None) -> float:
         import urllib.request
 
         for attempt in range(5):  # a busy worker may answer slowly; never read that as zero
             try:
-                with urllib.request.urlopen(self.url + "/metrics", timeout=10) as answer:
+                with urllib.request.urlopen(url + "/metrics", timeout=10) as answer:
                     text = answer.read().decode()
                 break
             except OSError:
@@ -109,19 +120,44 @@ class WorkerProcess:
             time.sleep(0.05)
 
     def healthy(self) -> bool:
+        """Whether every process of the worker answers /health with 200."""
         import urllib.request
 
         try:
-            with urllib.request.urlopen(self.url + "/health", timeout=1) as answer:
-                return bool(answer.status == 200)
+            for url in self.urls:
+                with urllib.request.urlopen(url + "/health", timeout=1) as answer:
+                    if answer.status != 200:
+                        return False
         except OSError:
             return False
+        return True
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time so far of the worker's processes (its children too)."""
+        return sum(_cpu_seconds(pid) for pid in _tree(self.proc.pid))
 
     def stop(self) -> None:
         from infra.process import stop
 
         stop(self.proc, 30)
         self._log.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:  # ended meanwhile
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants, now."""
+    found = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        for child in task.read_text().split():
+            found += _tree(int(child))
+    return found
 
 
 def group_caught_up(bootstrap: str, app_id: str = "storystream", partitions: int = 4) -> bool:

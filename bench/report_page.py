@@ -17,6 +17,7 @@ from matplotlib.ticker import FuncFormatter  # noqa: E402
 Entry = dict[str, Any]  # one bench: command, load_before/after, seconds, data or error
 BASELINE = "#9e9e9e"
 OURS = "#1f77b4"
+SECOND = "#6baed6"  # ours again: a second configuration
 OTHERS = "#ff7f0e"
 RAW = ("ceiling", "rocksdict")  # bare loops in the same run: the views bench's baselines
 ORDER = ("ceiling", "rocksdict", "storystream", "kstreams-cold", "kstreams", "kstreams-2t")
@@ -127,32 +128,42 @@ def views_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
     return _save(fig, out, "views.png"), lines
 
 
-def e2e_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
-    """Bars: publish, to committed counts, to committed trays, and the bare baseline."""
-    rates = data["rates"]
+def e2e_figure(runs: list[dict[str, Any]], out: Path) -> tuple[str, list[str]]:
+    """Grouped bars, one group per worker size: publish, to committed counts, to committed
+    trays, and the bare baseline of the same run."""
     labels = {
         "publish": "storystream publish",
         "counts": "to committed counts",
         "trays": "to committed trays\n(whole worker)",
         "baseline": "bare consume+decode\n(baseline)",
     }
-    fig, ax = plt.subplots(figsize=(8, 4))
-    values = [rates[k] for k in labels]
-    bars = ax.bar(
-        list(labels.values()),
-        values,
-        color=[OURS, OURS, OURS, BASELINE],
-        edgecolor="black",
-    )
-    _label_bars(ax, bars, values)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    width = 0.8 / len(runs)
+    lines = []
+    for i, data in enumerate(runs):
+        rates = data["rates"]
+        values = [rates[k] for k in labels]
+        n = data["processes"]
+        bars = ax.bar(
+            [x + (i - (len(runs) - 1) / 2) * width for x in range(len(labels))],
+            values,
+            width,
+            color=[OURS if n == 1 else SECOND] * 3 + [BASELINE],
+            edgecolor="black",
+            label=f"worker --processes {n}",
+        )
+        _label_bars(ax, bars, values)
+        lines.append(
+            f"{data['views']:,} views of {data['stories']:,} stories ({data['first_views']:,} "
+            f"first views), one worker of {n} process(es): the whole worker at "
+            f"{rates['trays']:,.0f} views/s, {rates['trays'] / rates['baseline']:.2g} of the bare "
+            f"baseline ({rates['baseline']:,.0f}/s); worker CPU "
+            f"{data['worker_cpu_us_per_view']:.0f} us a view."
+        )
+    ax.set_xticks(range(len(labels)), list(labels.values()))
     ax.set_ylabel("views/s")
-    ax.set_title(f"{data['views']:,} views through one worker with every stage")
-    lines = [
-        f"{data['views']:,} views of {data['stories']:,} stories ({data['first_views']:,} first "
-        f"views), one worker: the whole worker at {rates['trays']:,.0f} views/s, "
-        f"{rates['trays'] / rates['baseline']:.2g} of the bare baseline "
-        f"({rates['baseline']:,.0f}/s); worker CPU {data['worker_cpu_us_per_view']:.0f} us a view."
-    ]
+    ax.legend()
+    ax.set_title(f"{runs[0]['views']:,} views through one worker with every stage")
     return _save(fig, out, "e2e.png"), lines
 
 
@@ -276,7 +287,7 @@ def scale_figure(data: dict[str, Any], out: Path) -> tuple[str, list[str]]:
     return _save(fig, out, "scale.png"), lines
 
 
-FIGURES: dict[str, Callable[[dict[str, Any], Path], tuple[str, list[str]]]] = {
+FIGURES: dict[str, Callable[[Any, Path], tuple[str, list[str]]]] = {  # data: a bench's JSON
     "views": views_figure,
     "e2e": e2e_figure,
     "fanout": fanout_figure,

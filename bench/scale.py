@@ -70,11 +70,7 @@ def _env(app_id: str, prefix: str = "", port: int | None = None) -> dict[str, st
 
 
 def start(bootstrap: str, data_dir: Path, env: dict[str, str]) -> WorkerProcess:
-    worker = WorkerProcess(bootstrap, str(data_dir), **env)
-    if "STORYSTREAM_API_PORT" in env:  # a fixed port: the same worker id, the same state dir
-        worker.port = int(env["STORYSTREAM_API_PORT"])
-        worker.url = f"http://127.0.0.1:{worker.port}"
-    return worker
+    return WorkerProcess(bootstrap, str(data_dir), **env)  # type: ignore[arg-type]  # str values only
 
 
 def partitions(worker: WorkerProcess) -> list[int]:

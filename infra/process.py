@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -27,7 +28,7 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
 
 
 def spawn(
-    args: list[str], log: IO[Any] | int = subprocess.DEVNULL, **kwargs: Any
+    args: list[str], log: IO[Any] | int | None = subprocess.DEVNULL, **kwargs: Any
 ) -> subprocess.Popen[bytes]:
     """Start `args` as a child that the kernel terminates when this process dies."""
     preexec: Callable[[], None] = _die_with_parent
@@ -53,6 +54,21 @@ def free_port(host: str = "127.0.0.1") -> int:
         sock.bind((host, 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> int:
+    """The first of `count` consecutive TCP ports that are free on `host` right now (what
+    `storystream worker --processes` takes from its API_PORT)."""
+    for _ in range(100):
+        first = free_port(host)
+        with ExitStack() as held:
+            try:
+                for port in range(first, first + count):
+                    held.enter_context(socket.socket()).bind((host, port))
+            except OSError:
+                continue
+            return first
+    raise OSError(f"no {count} consecutive free ports on {host}")
 
 
 class ChildService:

@@ -115,6 +115,13 @@ class Settings(BaseModel):
         "the HTTP API only (writes produce, reads go to the workers owning the partitions), so "
         "requests and stream processing can take separate processes",
     )
+    worker_processes: int = Field(
+        1,
+        ge=1,
+        le=256,
+        description="`worker`: processes to run on this host, each a member of the group on "
+        "API_PORT + its index, DATA_DIR/process-<index>, with 1/N of STATE_MEMORY_MB",
+    )
     archive_in_worker: bool = Field(
         False, description="workers also run the archive connector (`storystream dev` does)"
     )

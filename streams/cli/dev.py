@@ -12,12 +12,14 @@ import threading
 import time
 from contextlib import ExitStack
 
+from pydantic import SecretStr
+
 from infra.broker import EmbeddedBroker
 from infra.kafka import KafkaCluster, KafkaUnavailable, kafka_version
 from infra.s3 import EmbeddedS3
 from infra.schema_registry import EmbeddedSchemaRegistry
 from streams.cli import devstate
-from streams.cli.dev_workers import DevWorker, DevWorkers, healthy
+from streams.cli.worker_pool import PooledWorker, WorkerPool, child_env, healthy
 from streams.codecs.registry import topic_subjects
 from streams.kafka.admin import create_topics
 from streams.settings import Settings
@@ -42,22 +44,17 @@ def archiving(settings: Settings) -> bool:
 
 
 def _worker_env(settings: Settings, index: int, s3: EmbeddedS3 | None) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "STORYSTREAM_BROKER": settings.bootstrap(),
-        "STORYSTREAM_API_PORT": str(settings.api_port + index),
-        "STORYSTREAM_DATA_DIR": str(settings.data_dir / f"worker-{index}"),
-        "STORYSTREAM_STORY_TTL": f"{settings.story_ttl.total_seconds()}s",
-        "STORYSTREAM_EXPIRY_GRACE": f"{settings.expiry_grace.total_seconds()}s",
-        "STORYSTREAM_PARTITIONS": str(settings.partitions),
-        "STORYSTREAM_SCHEMA_REGISTRY_URL": settings.schema_registry_url or "",
-        "STORYSTREAM_ARCHIVE_IN_WORKER": str(archiving(settings)).lower(),
-    }
     if s3 is not None:
-        env["STORYSTREAM_S3_ENDPOINT_URL"] = s3.endpoint_url
-        env["STORYSTREAM_S3_ACCESS_KEY_ID"], env["STORYSTREAM_S3_SECRET_ACCESS_KEY"] = (
-            s3.credentials
+        key, secret = s3.credentials
+        settings = settings.model_copy(
+            update={
+                "s3_endpoint_url": s3.endpoint_url,
+                "s3_access_key_id": key,
+                "s3_secret_access_key": SecretStr(secret),
+            }
         )
+    env = child_env(settings, index, settings.data_dir / f"worker-{index}")
+    env["STORYSTREAM_ARCHIVE_IN_WORKER"] = str(archiving(settings)).lower()
     return env
 
 
@@ -128,8 +125,8 @@ def run_dev(settings: Settings, broker_port: int = 9092, workers: int = 1) -> in
             print(f"archive: s3://{bucket}/archive/ (written by the workers)", flush=True)
         create_topics(settings)
         urls = [f"http://127.0.0.1:{settings.api_port + i}" for i in range(workers)]
-        pool = DevWorkers(
-            DevWorker(
+        pool = WorkerPool(
+            PooledWorker(
                 index,
                 [sys.executable, "-m", "streams.cli", "worker"],
                 _worker_env(settings, index, s3),

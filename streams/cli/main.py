@@ -69,6 +69,14 @@ def _parser() -> argparse.ArgumentParser:
         const=False,
         help=f"serve the HTTP API without the stream engine {_env('WORKER_ENGINE')}",
     )
+    worker.add_argument(
+        "--processes",
+        dest="worker_processes",
+        type=int,
+        help="worker processes on this host (default 1), each a member of the consumer group "
+        "with API_PORT + its index, DATA_DIR/process-<index> and 1/N of STATE_MEMORY_MB; one "
+        f"that dies is restarted {_env('WORKER_PROCESSES')}",
+    )
 
     topics = sub.add_parser("topics", help="topic administration")
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
@@ -228,6 +236,7 @@ def build_settings(args: argparse.Namespace) -> Settings:
         ("retention", "archive_retention"),
         ("broker_impl", "broker_impl"),
         ("worker_engine", "worker_engine"),
+        ("worker_processes", "worker_processes"),
     ):
         value = getattr(args, flag, None)
         if value is not None:
@@ -390,9 +399,13 @@ def cmd_dev(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    need_broker(settings)
+    if settings.worker_processes > 1:
+        from streams.cli.worker_pool import run_processes
+
+        return run_processes(settings)
     from streams.worker.build import run_worker
 
-    need_broker(settings)
     return run_worker(settings)
 
 

@@ -198,7 +198,7 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost(tmp_path: Path) -> Non
             f"worker 0 (pid {worker}) exited with code -9 (SIGKILL); restarting it in 1 s; "
             f"its log: {log_path}" in lines
         ), lines
-        assert "storystream dev: worker 0" in log_path.read_text()
+        assert "--- storystream: worker 0 (pid" in log_path.read_text()
 
         # What was published before is still there (the broker kept it; the worker restored).
         assert _get(views, "alice") == (200, counts)

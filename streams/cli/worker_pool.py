@@ -1,16 +1,22 @@
-"""The worker processes of `storystream dev`: one that dies is restarted, with backoff."""
+"""Worker processes under one supervisor (`storystream dev`, `storystream worker --processes`):
+one that dies is restarted, with backoff."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
+import threading
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.process import spawn
+from streams.settings import Settings
 
 FIRST_DELAY = 1.0
 MAX_DELAY = 30.0
@@ -59,15 +65,16 @@ class Backoff:
         self._next = self.first
 
 
-class DevWorker:
-    """One `storystream worker` child: started, watched, restarted after a death."""
+class PooledWorker:
+    """One `storystream worker` child: started, watched, restarted after a death. Its output
+    goes to `log_path` (appended), or with None to the supervisor's own."""
 
     def __init__(
         self,
         index: int,
         args: list[str],
         env: dict[str, str],
-        log_path: Path,
+        log_path: Path | None,
         url: str,
         *,
         backoff: Backoff | None = None,
@@ -91,7 +98,10 @@ class DevWorker:
         return None if self.proc is None else self.proc.pid
 
     def start(self) -> None:
-        """Start the process, its output appended to its log."""
+        """Start the process, its output appended to its log (or the supervisor's)."""
+        if self.log_path is None:
+            self.proc = spawn(self.args, log=None, env=self.env)
+            return
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
             self.proc = spawn(self.args, log=log, env=self.env)
 
@@ -122,11 +132,13 @@ class DevWorker:
             self._back_since = None
             line = (
                 f"worker {self.index} (pid {self.pid}) exited with {describe_exit(code)}; "
-                f"restarting it in {delay:g} s; its log: {self.log_path}"
+                f"restarting it in {delay:g} s"
             )
+            if self.log_path is None:
+                return [line]
             with open(self.log_path, "a") as log:  # where the next start's output follows
-                log.write(f"--- storystream dev: {line}\n")
-            return [line]
+                log.write(f"--- storystream: {line}\n")
+            return [f"{line}; its log: {self.log_path}"]
         if self._awaiting_health:
             if not self.is_healthy(self.url):
                 return []
@@ -143,10 +155,10 @@ class DevWorker:
         return []
 
 
-class DevWorkers:
+class WorkerPool:
     """The worker processes of one `storystream dev`."""
 
-    def __init__(self, workers: Iterable[DevWorker]) -> None:
+    def __init__(self, workers: Iterable[PooledWorker]) -> None:
         self.workers = list(workers)
 
     def start(self) -> None:
@@ -158,7 +170,7 @@ class DevWorkers:
         return any(worker.exited() for worker in self.workers)
 
     def supervise(self, now: float | None = None) -> list[str]:
-        """One look at every worker (`DevWorker.supervise`)."""
+        """One look at every worker (`PooledWorker.supervise`)."""
         moment = time.monotonic() if now is None else now
         return [line for worker in self.workers for line in worker.supervise(moment)]
 
@@ -174,3 +186,84 @@ class DevWorkers:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def shifted_url(url: str, index: int) -> str:
+    """The API URL of worker `index` when worker 0's is `url`: its port plus `index`."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.port is None:
+        raise ValueError(
+            f"STORYSTREAM_API_URL {url!r} names no port: with several processes each serves on "
+            "its own (API_PORT + its index), so give the URL with API_PORT in it"
+        )
+    host = parts.netloc.rsplit(":", 1)[0]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{host}:{parts.port + index}"))
+
+
+def child_env(settings: Settings, index: int, data_dir: Path, share: int = 1) -> dict[str, str]:
+    """The environment of worker `index` under a supervisor: the supervisor's own, with its
+    settings as resolved (flags, a running dev's), its own API port (and URL) and data directory,
+    and 1/`share` of the state memory."""
+    env = {
+        **os.environ,
+        "STORYSTREAM_BROKER": settings.bootstrap(),
+        "STORYSTREAM_API_PORT": str(settings.api_port + index),
+        "STORYSTREAM_DATA_DIR": str(data_dir),
+        "STORYSTREAM_STORY_TTL": f"{settings.story_ttl.total_seconds()}s",
+        "STORYSTREAM_EXPIRY_GRACE": f"{settings.expiry_grace.total_seconds()}s",
+        "STORYSTREAM_PARTITIONS": str(settings.partitions),
+        "STORYSTREAM_SCHEMA_REGISTRY_URL": settings.schema_registry_url or "",
+        "STORYSTREAM_STATE_MEMORY_MB": str(max(16, settings.state_memory_mb // share)),
+        "STORYSTREAM_WORKER_ENGINE": str(settings.worker_engine).lower(),
+        "STORYSTREAM_WORKER_PROCESSES": "1",
+    }
+    if settings.api_url:
+        env["STORYSTREAM_API_URL"] = shifted_url(settings.api_url, index)
+    if settings.s3_endpoint_url:
+        env["STORYSTREAM_S3_ENDPOINT_URL"] = settings.s3_endpoint_url
+    if settings.s3_access_key_id and settings.s3_secret_access_key:
+        env["STORYSTREAM_S3_ACCESS_KEY_ID"] = settings.s3_access_key_id
+        env["STORYSTREAM_S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
+    return env
+
+
+def _own_url(settings: Settings, index: int) -> str:
+    """Where the supervisor asks worker `index` for its health."""
+    own = settings.model_copy(update={"api_port": settings.api_port + index, "api_url": None})
+    return own.advertised_api_url()
+
+
+def run_processes(settings: Settings) -> int:
+    """`storystream worker --processes N` (N > 1): N workers on this host until SIGINT/SIGTERM.
+
+    One Python process runs its engine on one core at most (the GIL), so a host's cores are
+    used as Kafka Streams uses stream threads: each process is a member of the consumer group,
+    with API_PORT + its index, DATA_DIR/process-<index> and 1/N of STATE_MEMORY_MB. One that
+    dies is restarted with backoff; their output is this process's."""
+    processes = settings.worker_processes
+    if settings.api_port == 0:
+        print("storystream worker: --processes needs a fixed API_PORT (not 0)", file=sys.stderr)
+        return 2
+    try:
+        envs = [
+            child_env(settings, i, settings.data_dir / f"process-{i}", share=processes)
+            for i in range(processes)
+        ]
+    except ValueError as exc:
+        print(f"storystream worker: {exc}", file=sys.stderr)
+        return 2
+    stopping = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    command = [sys.executable, "-m", "streams.cli", "worker"]
+    pool = WorkerPool(
+        PooledWorker(i, command, env, None, _own_url(settings, i)) for i, env in enumerate(envs)
+    )
+    pool.start()
+    try:
+        while not stopping.wait(0.5):
+            for line in pool.supervise():
+                print(f"storystream worker: {line}", file=sys.stderr, flush=True)
+    finally:
+        pool.stop()
+    return 0

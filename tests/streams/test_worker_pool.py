@@ -1,4 +1,4 @@
-"""`storystream dev`'s worker supervision: a dead worker is restarted, with backoff, and logged."""
+"""Worker supervision (`dev`, `worker --processes`): a dead worker is restarted, with backoff."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli.dev_workers import Backoff, DevWorker, DevWorkers, describe_exit
+from streams.cli.worker_pool import Backoff, PooledWorker, WorkerPool, describe_exit
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(120)"]
 
@@ -39,15 +39,15 @@ class Health:
 
 
 @pytest.fixture
-def worker(tmp_path: Path) -> Iterator[DevWorker]:
-    slot = DevWorker(
+def worker(tmp_path: Path) -> Iterator[PooledWorker]:
+    slot = PooledWorker(
         0, SLEEPER, dict(os.environ), tmp_path / "worker-0.log", "http://w0", is_healthy=Health()
     )
     yield slot
-    DevWorkers([slot]).stop(5)
+    WorkerPool([slot]).stop(5)
 
 
-def _kill(worker: DevWorker) -> int:
+def _kill(worker: PooledWorker) -> int:
     assert worker.proc is not None and worker.proc.poll() is None
     pid = worker.proc.pid
     os.kill(pid, signal.SIGKILL)
@@ -55,7 +55,7 @@ def _kill(worker: DevWorker) -> int:
     return pid
 
 
-def test_a_dead_worker_is_restarted_after_its_delay_and_reported(worker: DevWorker) -> None:
+def test_a_dead_worker_is_restarted_after_its_delay_and_reported(worker: PooledWorker) -> None:
     health = worker.is_healthy
     assert isinstance(health, Health)
     worker.start()
@@ -67,7 +67,9 @@ def test_a_dead_worker_is_restarted_after_its_delay_and_reported(worker: DevWork
         f"worker 0 (pid {first}) exited with code -9 (SIGKILL); restarting it in 1 s; "
         f"its log: {worker.log_path}"
     ]
-    assert f"--- storystream dev: {lines[0]}" in worker.log_path.read_text()
+    assert worker.log_path is not None
+    died = f"worker 0 (pid {first}) exited with code -9 (SIGKILL); restarting it in 1 s"
+    assert f"--- storystream: {died}\n" in worker.log_path.read_text()
     assert worker.supervise(10.5) == []  # its delay is not over
     lines = worker.supervise(11)
     assert worker.pid != first and worker.proc is not None and worker.proc.poll() is None
@@ -92,7 +94,7 @@ def test_a_dead_worker_is_restarted_after_its_delay_and_reported(worker: DevWork
 
 
 def test_a_restarted_worker_healthy_for_a_while_starts_the_backoff_over(
-    worker: DevWorker,
+    worker: PooledWorker,
 ) -> None:
     health = worker.is_healthy
     assert isinstance(health, Health)
@@ -117,7 +119,7 @@ def test_a_restarted_worker_healthy_for_a_while_starts_the_backoff_over(
 
 
 def test_a_worker_that_exits_cleanly_is_restarted_too(tmp_path: Path) -> None:
-    slot = DevWorker(
+    slot = PooledWorker(
         1, [sys.executable, "-c", "pass"], dict(os.environ), tmp_path / "w1.log", "http://w1"
     )
     slot.start()
@@ -127,8 +129,8 @@ def test_a_worker_that_exits_cleanly_is_restarted_too(tmp_path: Path) -> None:
 
 
 def test_stop_ends_every_worker(tmp_path: Path) -> None:
-    pool = DevWorkers(
-        DevWorker(i, SLEEPER, dict(os.environ), tmp_path / f"w{i}.log", f"http://w{i}")
+    pool = WorkerPool(
+        PooledWorker(i, SLEEPER, dict(os.environ), tmp_path / f"w{i}.log", f"http://w{i}")
         for i in range(3)
     )
     pool.start()
