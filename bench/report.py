@@ -30,7 +30,8 @@ OUT = Path(__file__).parent / "report"
 # name: (sizes by default, sizes with --full); `{out}` is where the bench writes its JSON.
 BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "views": (["--quick"], []),
-    "e2e": (["--views", "50000"], []),
+    # 400,000: at 50,000 the run lasts about as long as a few batches and commits.
+    "e2e": (["--views", "400000"], ["--views", "400000"]),
     "fanout": (["--followers", "10000"], ["--followers", "10000"]),
     "expiry": (["--stories", "20000"], []),
     "memory": (["--stories", "50000", "--views", "500000"], []),
