@@ -156,7 +156,7 @@ class PooledWorker:
 
 
 class WorkerPool:
-    """The worker processes of one `storystream dev`."""
+    """The worker processes of one supervisor."""
 
     def __init__(self, workers: Iterable[PooledWorker]) -> None:
         self.workers = list(workers)
@@ -243,6 +243,13 @@ def run_processes(settings: Settings) -> int:
     processes = settings.worker_processes
     if settings.api_port == 0:
         print("storystream worker: --processes needs a fixed API_PORT (not 0)", file=sys.stderr)
+        return 2
+    if settings.api_port + processes - 1 > 65535:
+        print(
+            f"storystream worker: --processes {processes} from API_PORT {settings.api_port} "
+            "runs past port 65535",
+            file=sys.stderr,
+        )
         return 2
     try:
         envs = [

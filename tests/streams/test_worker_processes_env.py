@@ -50,6 +50,10 @@ def test_a_child_environment_parses_as_the_settings_it_came_from(
     assert child.state_memory_mb == settings.state_memory_mb // 2
 
 
-def test_several_processes_need_a_fixed_port(capsys: pytest.CaptureFixture[str]) -> None:
+def test_several_processes_need_a_fixed_port_and_room_above_it(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     assert run_processes(Settings(broker="k:9092", api_port=0, worker_processes=2)) == 2
     assert "fixed API_PORT" in capsys.readouterr().err
+    assert run_processes(Settings(broker="k:9092", api_port=65534, worker_processes=3)) == 2
+    assert "--processes 3 from API_PORT 65534 runs past port 65535" in capsys.readouterr().err
