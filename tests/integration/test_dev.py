@@ -23,6 +23,7 @@ from PIL import Image
 from infra.process import free_port
 from streams.api.auth import issue_token
 from streams.settings import Settings
+from tests.integration.workers import children
 
 pytestmark = pytest.mark.integration
 
@@ -45,20 +46,6 @@ def _alive(pid: int) -> bool:
     return state != "Z"  # a zombie is dead too
 
 
-def _children(pid: int) -> list[int]:
-    """The processes whose parent is `pid`."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def test_ctrl_c_stops_dev_and_everything_it_started(tmp_path: Path) -> None:
     api_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("STORYSTREAM_")} | {
@@ -77,7 +64,7 @@ def test_ctrl_c_stops_dev_and_everything_it_started(tmp_path: Path) -> None:
         while not _healthy(f"http://127.0.0.1:{api_port}"):
             assert dev.poll() is None and time.monotonic() < deadline, "dev did not start"
             time.sleep(0.5)
-        started = _children(dev.pid)
+        started = children(dev.pid)
         assert len(started) >= 3  # broker, object store, worker
         os.killpg(dev.pid, signal.SIGINT)  # Ctrl-C
         dev.wait(timeout=10)  # a broker gone first made the workers' stop wait ~15 s
@@ -92,7 +79,7 @@ def test_ctrl_c_stops_dev_and_everything_it_started(tmp_path: Path) -> None:
 def _workers_of(pid: int) -> list[int]:
     """The `storystream worker` processes among `pid`'s children."""
     found = []
-    for child in _children(pid):
+    for child in children(pid):
         try:
             args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except OSError:
@@ -173,7 +160,7 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost(tmp_path: Path) -> Non
         _poll("dev's ready line", lambda: "ready: " in output.read_text(), 90, dev)
         assert f"elsewhere: export STORYSTREAM_DATA_DIR={data_dir}" in output.read_text()
         [worker] = _workers_of(dev.pid)
-        others = set(_children(dev.pid)) - {worker}  # the broker and the object store
+        others = set(children(dev.pid)) - {worker}  # the broker and the object store
 
         _publish(_story("s-before", "alice", ["v1", "v2", "v3"]), data_dir, elsewhere)
         counts = {"story_id": "s-before", "unique_viewers": 3, "total_views": 3}
@@ -191,7 +178,7 @@ def test_a_killed_worker_is_restarted_and_nothing_is_lost(tmp_path: Path) -> Non
         _poll("the restarted worker to be healthy", lambda: back in output.read_text(), 90, dev)
         assert _healthy(api)
         assert len(restarted) == 1 and not _alive(worker)
-        assert others <= set(_children(dev.pid)) and all(_alive(pid) for pid in others)
+        assert others <= set(children(dev.pid)) and all(_alive(pid) for pid in others)
         lines = output.read_text()
         log_path = data_dir / "worker-0.log"
         assert (

@@ -3,6 +3,7 @@ API_PORT and API_PORT + 1; one that is killed is restarted; SIGTERM stops both."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import uuid
@@ -15,8 +16,8 @@ from infra.s3 import EmbeddedS3
 from streams.settings import Settings
 from tests.integration import worker_fixture
 from tests.integration.test_write_api import post_ready_story, s3_env
-from tests.integration.worker_fixture import StartWorker, WorkerProcess
-from tests.integration.workers import SECRET, wait_for
+from tests.integration.worker_fixture import StartWorker, WorkerProcess, http_get
+from tests.integration.workers import SECRET, children, wait_for
 from tests.integration.write_client import call
 
 pytestmark = pytest.mark.integration
@@ -24,20 +25,13 @@ embedded_s3 = worker_fixture.embedded_s3
 start_worker = worker_fixture.start_worker
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        found += [int(c) for c in (task / "children").read_text().split()]
-    return found
-
-
-def _partitions(worker: WorkerProcess, url: str) -> list[int] | None:
-    second = WorkerProcess(worker.proc, url, worker.log_path, worker.api_secret, worker.env)
+def _partitions(url: str) -> list[int] | None:
+    """The partitions the process at `url` holds, or None while it does not answer."""
     try:
-        status, body = second.get("/health")
+        status, body = http_get(url + "/health", timeout=2)
     except OSError:
         return None
-    return list(body["partitions"]) if status == 200 else None
+    return list(json.loads(body)["partitions"]) if status == 200 else None
 
 
 def test_two_processes_split_the_partitions_and_a_killed_one_comes_back(
@@ -57,7 +51,7 @@ def test_two_processes_split_the_partitions_and_a_killed_one_comes_back(
     everything = list(range(settings.partitions))
 
     def split() -> bool:
-        parts = [_partitions(worker, url) for url in urls]
+        parts = [_partitions(url) for url in urls]
         return all(parts) and sorted(parts[0] + parts[1]) == everything  # type: ignore[operator]
 
     wait_for(split, 90, "the two processes sharing the partitions")
@@ -74,16 +68,16 @@ def test_two_processes_split_the_partitions_and_a_killed_one_comes_back(
         "the view counted, read through either process",
     )
 
-    children = _children(worker.proc.pid)
-    assert len(children) == 2
-    os.kill(children[1], signal.SIGKILL)
-    wait_for(lambda: len(set(_children(worker.proc.pid)) - set(children)) == 1, 30, "a restart")
+    first = children(worker.proc.pid)
+    assert len(first) == 2
+    os.kill(first[1], signal.SIGKILL)
+    wait_for(lambda: len(set(children(worker.proc.pid)) - set(first)) == 1, 30, "a restart")
     wait_for(split, 90, "the restarted process back in the group")
     assert worker.running
     log = worker.log_path.read_text(errors="replace")
-    assert f"worker 1 (pid {children[1]}) exited with code -9 (SIGKILL); restarting it" in log
+    assert f"worker 1 (pid {first[1]}) exited with code -9 (SIGKILL); restarting it" in log
 
-    now = _children(worker.proc.pid)
+    now = children(worker.proc.pid)
     worker.proc.send_signal(signal.SIGTERM)
     assert worker.proc.wait(60) == 0
     assert not [pid for pid in now if Path(f"/proc/{pid}").exists()]
