@@ -5,12 +5,12 @@
 
 On each broker asked for (a fresh embedded one, a fresh single-node Apache Kafka, or
 STORYSTREAM_BROKER when set) and one `storystream worker --processes N` with every stage
-running, for each N asked for (a fresh broker each). Set up: users follow authors, the authors post ready stories (fanned out to
-trays), all processed first. Then the views are published with `storystream publish FILE`
-while the worker runs, timed from the start of the publish until `story-view-counts` accounts
-for every view, and until the worker has committed the tray stage's seen marks for every first
-view (its `storystream_events_committed_total`). Baseline, in the same run: a bare consume of
-the same view records with a fastavro decode of each.
+running, for each N asked for (a fresh broker each). Set up: users follow authors, the authors
+post ready stories (fanned out to trays), all processed first. Then the views are published
+with `storystream publish FILE` while the worker runs, timed from the start of the publish
+until `story-view-counts` accounts for every view, and until the worker has committed the tray
+stage's seen marks for every first view (its `storystream_events_committed_total`). Baseline,
+in the same run: a bare consume of the same view records with a fastavro decode of each.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def run_on(impl: str, processes: int, args: argparse.Namespace) -> tuple[str, di
         worker = WorkerProcess(
             bootstrap,
             f"{tmp}/worker",
-            processes=processes,
+            STORYSTREAM_WORKER_PROCESSES=str(processes),
             STORYSTREAM_S3_ENDPOINT_URL="http://127.0.0.1:9",
             STORYSTREAM_PARTITIONS=str(PARTITIONS),
         )

@@ -60,15 +60,16 @@ def rate(count: int, seconds: float) -> str:
 
 
 class WorkerProcess:
-    """A `storystream worker` subprocess (`--processes` of them under it) with its API URLs;
-    stopped on exit."""
+    """A `storystream worker` subprocess (STORYSTREAM_WORKER_PROCESSES of them under it, in
+    `env`) with its API URLs; stopped on exit."""
 
-    def __init__(self, bootstrap: str, data_dir: str, *, processes: int = 1, **env: str) -> None:
+    def __init__(self, bootstrap: str, data_dir: str, **env: str) -> None:
         import subprocess
         import sys
 
         from infra.process import free_ports, spawn
 
+        processes = int(env.get("STORYSTREAM_WORKER_PROCESSES", "1"))
         # A fixed port keeps the worker id, so a restart finds its state directory.
         given = env.get("STORYSTREAM_API_PORT")
         self.port = int(given) if given else free_ports(processes)
@@ -79,7 +80,6 @@ class WorkerProcess:
             "STORYSTREAM_BROKER": bootstrap,
             "STORYSTREAM_DATA_DIR": data_dir,
             "STORYSTREAM_API_PORT": str(self.port),
-            "STORYSTREAM_WORKER_PROCESSES": str(processes),
             **env,
         }
         self._log = open(f"{data_dir}.log", "wb")  # noqa: SIM115
@@ -134,7 +134,13 @@ class WorkerProcess:
 
     def cpu_seconds(self) -> float:
         """User and system CPU time so far of the worker's processes (its children too)."""
-        return sum(_cpu_seconds(pid) for pid in _tree(self.proc.pid))
+        total = 0.0
+        for pid in _tree(self.proc.pid):
+            try:
+                total += cpu_seconds(pid)
+            except FileNotFoundError:  # ended since it was listed
+                pass
+        return total
 
     def stop(self) -> None:
         from infra.process import stop
@@ -143,11 +149,9 @@ class WorkerProcess:
         self._log.close()
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except FileNotFoundError:  # ended meanwhile
-        return 0.0
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

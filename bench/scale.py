@@ -70,7 +70,7 @@ def _env(app_id: str, prefix: str = "", port: int | None = None) -> dict[str, st
 
 
 def start(bootstrap: str, data_dir: Path, env: dict[str, str]) -> WorkerProcess:
-    return WorkerProcess(bootstrap, str(data_dir), **env)  # type: ignore[arg-type]  # str values only
+    return WorkerProcess(bootstrap, str(data_dir), **env)
 
 
 def partitions(worker: WorkerProcess) -> list[int]:

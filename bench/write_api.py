@@ -45,7 +45,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.harness import WorkerProcess, settled
+from bench.harness import WorkerProcess, cpu_seconds, settled
 from infra.broker import EmbeddedBroker
 from infra.process import free_port, spawn, stop
 from streams.api.auth import issue_token
@@ -107,12 +107,6 @@ def wait_visible(url: str, token: str, ids: list[str], seconds: float = 120) -> 
 
 
 PIDS: dict[str, int] = {}  # processes whose CPU time each run reports: worker, bare, broker
-
-
-def cpu_seconds(pid: int) -> float:
-    """User and system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wrk(
