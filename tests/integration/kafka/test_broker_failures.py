@@ -92,9 +92,7 @@ def test_a_single_node_restarted_mid_stream_loses_and_repeats_nothing(
 def test_a_cluster_node_killed_and_brought_back_loses_nothing(
     kafka_runnable: None, tmp_path: Path
 ) -> None:
-    with KafkaCluster(
-        3, tmp_path / "kafka", settings={"min.insync.replicas": "2"}, heap="200m"
-    ) as kafka:
+    with KafkaCluster(3, tmp_path / "kafka", settings={"min.insync.replicas": "2"}) as kafka:
         admin = AdminClient({"bootstrap.servers": kafka.bootstrap})
         victim: list[int] = []
 
