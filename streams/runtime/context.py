@@ -38,9 +38,10 @@ class StageContext:
         self.metrics = metrics
         self._router = router
 
-    def emit(self, outputs: Iterable[Output]) -> None:
-        """Publish (or forward, or apply in place) a processor's outputs."""
-        self._router.emit(self, outputs)
+    def emit(self, outputs: Iterable[Output], at_ms: int | None = None) -> None:
+        """Publish (or forward, or apply in place) a processor's outputs; `at_ms`: the event
+        time (epoch ms) the published records reflect, when the handler knows it."""
+        self._router.emit(self, outputs, at_ms)
 
     def dead_letter(self, record: InRecord, reason: str) -> None:
         """Send `record` to the dead letters with `reason`; it is not applied."""

@@ -215,7 +215,7 @@ class Engine:
 
     def _produce(self, records: list[OutRecord]) -> None:
         produce = self._producer.produce  # (topic, value, key, partition): positional, cheap
-        for topic, key, value, partition in records:
+        for topic, key, value, partition, _ in records:  # stamped when sent (CreateTime)
             try:
                 produce(topic, value, key, partition)
             except BufferError:

@@ -20,6 +20,8 @@ from streams.runtime.store import PartitionStore
 from streams.runtime.topology import Topology
 
 Sink = Callable[[OutRecord, int], None]  # an output record and its timestamp (event time, ms)
+# Forwards to sink stages held back at most (their JSON): about 100,000 tray messages.
+HOLD_BYTES = 12 * 1024 * 1024
 
 
 class InProcessDriver:
@@ -34,7 +36,13 @@ class InProcessDriver:
 
     A timer set within a chunk (a story posted already near its expiry) runs at the chunk's
     end: late by less than `span_ms` of event time, which changes what is emitted only in its
-    timestamp (the processors judge events by their own times, not by the timers')."""
+    timestamp (the processors judge events by their own times, not by the timers').
+
+    Forwards to a sink stage (`Stage.sink`: the trays) are held back until `hold_bytes` of
+    them wait, and at the end of each `pipe` and `advance`: applied many chunks at once, each
+    tray is read and written once for many of its owner's messages, as a live tray stage that
+    lags behind the views takes its backlog. Their outputs carry the time of the messages
+    behind them (`OutRecord.timestamp`), not the time the driver has reached."""
 
     def __init__(
         self,
@@ -47,6 +55,7 @@ class InProcessDriver:
         batch_size: int = BATCH_RECORDS,
         span_ms: int = 60_000,
         tick_ms: int = 1000,
+        hold_bytes: int = HOLD_BYTES,
         metrics: Metrics | None = None,
     ) -> None:
         self.topology = topology
@@ -62,6 +71,10 @@ class InProcessDriver:
         consumed = set(topology.topics)
         self._internal = {r.topic for r in topology.routes.values() if r.topic in consumed}
         self._outputs = set(topology.output_topics)
+        self._sinks = {t for stage in topology.stages if stage.sink for t in stage.topics}
+        self._held: list[InRecord] = []
+        self._held_bytes = 0
+        self._hold_bytes = hold_bytes
         self._timers = [timer for stage in topology.stages for timer in stage.timers]
         self._next_offset: dict[tuple[str, int], int] = defaultdict(int)
         self._batch_size = batch_size
@@ -88,6 +101,7 @@ class InProcessDriver:
             chunk.append(record)
         if chunk:
             self._apply(chunk)
+        self._release()
         return count
 
     def _start_chunk(self, at_ms: int) -> int:
@@ -123,8 +137,9 @@ class InProcessDriver:
         self._deliver()
 
     def advance(self, until: datetime) -> None:
-        """`advance_to` a time."""
+        """`advance_to` a time, and apply what is held back."""
         self.advance_to(millis(until))
+        self._release()
 
     def _apply(self, chunk: list[InRecord]) -> None:
         latest = max(r.timestamp for r in chunk)
@@ -133,24 +148,47 @@ class InProcessDriver:
         self.driver.process(self.partitions, chunk, from_millis(self.watermark_ms))
         self._deliver()
 
-    def _deliver(self) -> None:
-        """Hand the outputs to the sink and apply the forwards, until none are left; then the
-        stores are written (no changelog: this state is rebuilt by replaying)."""
+    def _deliver(self, release: bool = False) -> None:
+        """Hand the outputs to the sink and apply the forwards, until none are left (those to
+        sink stages are held back until enough wait, or `release`); then the stores are
+        written (no changelog: this state is rebuilt by replaying)."""
         while True:
             forwarded = self._route(self.router.take_records())
             forwarded += self._route(list(self.router.take_forwards()))
+            if self._sinks:
+                forwarded = self._hold(forwarded)
             if not forwarded:
-                break
+                if not self._held or (not release and self._held_bytes < self._hold_bytes):
+                    break
+                forwarded, self._held, self._held_bytes = self._held, [], 0
             assert self.watermark_ms is not None
             self.driver.process(self.partitions, forwarded, from_millis(self.watermark_ms))
         for state in self.partitions.values():
             state.store.flush()
 
+    def _hold(self, records: list[InRecord]) -> list[InRecord]:
+        """The records to apply now; those for sink stages join the held ones."""
+        now: list[InRecord] = []
+        sinks, held = self._sinks, self._held
+        for record in records:
+            if record.topic in sinks:
+                held.append(record)
+                self._held_bytes += len(record.value or b"")
+            else:
+                now.append(record)
+        return now
+
+    def _release(self) -> None:
+        """Apply what is held back."""
+        if self._held:
+            self._deliver(release=True)
+
     def _route(self, records: list[OutRecord]) -> list[InRecord]:
         """Outputs to the sink; records for the topology's own stages as consumed records."""
         forwarded: list[InRecord] = []
-        timestamp = self.watermark_ms or 0
+        reached = self.watermark_ms or 0
         for record in records:
+            timestamp = reached if record.timestamp is None else record.timestamp
             if record.topic in self._internal:
                 position = (record.topic, record.partition)
                 offset = self._next_offset[position]

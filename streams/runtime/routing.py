@@ -32,12 +32,15 @@ DEFAULT_LIMIT = payload_limit(1_048_588)
 
 
 class OutRecord(NamedTuple):
-    """A record for the producer: topic, key, value (None: a tombstone), partition."""
+    """A record for the producer: topic, key, value (None: a tombstone), partition, and the
+    event time it reflects when its handler gave one (epoch ms; None: the time it is sent, or
+    in replay the time the driver has reached)."""
 
     topic: str
     key: bytes
     value: bytes | None
     partition: int
+    timestamp: int | None = None
 
 
 class _PutRoute(NamedTuple):
@@ -74,8 +77,9 @@ class Router:
         return self._limits.get(topic, DEFAULT_LIMIT)
 
     # -- a run's outputs --------------------------------------------------------------------
-    def emit(self, ctx: StageContext, outputs: Iterable[Output]) -> None:
-        """Route a handler's outputs (held with the run under way)."""
+    def emit(self, ctx: StageContext, outputs: Iterable[Output], at_ms: int | None = None) -> None:
+        """Route a handler's outputs (held with the run under way); `at_ms`: the event time
+        the records reflect (OutRecord.timestamp)."""
         records, counts = self._run_records, self._run_counts
         append, output_partition = records.append, self._output_partition
         for output in outputs:
@@ -85,10 +89,10 @@ class Router:
                 value = route.encode(output.value)
                 if len(key) + len(value) > route.limit:
                     raise RecordTooLarge(f"{route.name} record", len(key) + len(value), route.limit)
-                append(OutRecord(route.topic, key, value, output_partition(output.key)))
+                append(OutRecord(route.topic, key, value, output_partition(output.key), at_ms))
                 counts[route.name] += 1
             elif isinstance(output, PutMany):
-                self._put_many(output)
+                self._put_many(output, at_ms)
             elif isinstance(output, Forward):
                 self._forward(ctx, output.stage, output.key, output.message)
             elif isinstance(output, ForwardMany):
@@ -96,12 +100,13 @@ class Router:
             elif isinstance(output, Tombstone):
                 spec = self.topology.output_spec(output.record)
                 topic = self.topology.output_topic(output.record)
-                append(OutRecord(topic, output.key.encode(), None, output_partition(output.key)))
+                partition = output_partition(output.key)
+                append(OutRecord(topic, output.key.encode(), None, partition, at_ms))
                 counts[spec.name] += 1
             else:
                 raise TypeError(f"not an output: {output!r}")
 
-    def _put_many(self, output: PutMany, _new: Any = tuple.__new__) -> None:
+    def _put_many(self, output: PutMany, at_ms: int | None, _new: Any = tuple.__new__) -> None:
         route = self._routes.get(output.record) or self._route(output.record)
         encode, topic, name, limit = route
         partition = partition_for(output.partition_key, self._partitions)
@@ -111,7 +116,7 @@ class Router:
             raw_key = key.encode()
             if len(raw_key) + len(value) > limit:
                 raise RecordTooLarge(f"{name} record", len(raw_key) + len(value), limit)
-            append(_new(OutRecord, (topic, raw_key, value, partition)))  # (no __new__ frame)
+            append(_new(OutRecord, (topic, raw_key, value, partition, at_ms)))  # (no __new__ frame)
         self._run_counts[name] += len(output.items)
 
     def _forward(self, ctx: StageContext, stage: str, key: str, message: Any) -> None:

@@ -57,7 +57,9 @@ class Stage:
     """One keyed stage: the topics it consumes (in tie order), its handler, the state key
     families it owns, those of them rebuilt on restore, and the timers whose entries make its
     `tick` emit or change what it decides later (a sweep of what no processor reads any more
-    is not one)."""
+    is not one). A `sink` forwards nothing and has no such timers: applying its records
+    later changes no other stage, so the in-process driver may hold them back and apply
+    many batches' worth at once, as a live stage that lags does."""
 
     name: str
     topics: tuple[str, ...]
@@ -65,6 +67,7 @@ class Stage:
     state: tuple[str, ...] = ()
     derived: DerivedKeys | None = None
     timers: tuple[Timer, ...] = ()
+    sink: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,9 @@ class Topology:
         for route in self.routes.values():
             if (route.topic is None) == (route.apply is None):
                 raise ValueError(f"route to {route.stage}: a topic or an in-place apply")
+        for stage in self.stages:
+            if stage.sink and stage.timers:
+                raise ValueError(f"stage {stage.name}: a sink has no timers")
 
     @property
     def topics(self) -> tuple[str, ...]:

@@ -75,7 +75,7 @@ def apply_trays(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> 
         loaded = tray_store.load_tray(store, user_id, named, value)
         state, outputs = trays.handle_many(loaded.state, [(message, ctx) for message in messages])
         tray_store.save_tray(store, user_id, loaded, state)
-        pctx.emit(outputs)
+        pctx.emit(outputs, items[-1][0].timestamp)  # the tray as of its last message
 
 
 class TrayHandler:

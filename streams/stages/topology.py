@@ -84,6 +84,7 @@ def build_topology(
             TrayHandler(),
             state=("tray", "marks"),
             derived=MarkIndexKeys(),
+            sink=True,  # publishes trays, forwards nothing
         ),
     )
     routes = {

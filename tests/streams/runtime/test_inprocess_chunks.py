@@ -93,3 +93,36 @@ def test_a_chunk_ends_where_a_timer_is_due(tmp_path: Path) -> None:
     views = {r.value for r, _ in driver.outputs if r.topic == "story-viewers" and r.value}
     assert len(views) == 20  # the views up to and including expires_at
     driver.close()
+
+
+def test_a_sink_stage_takes_many_chunks_at_once_its_outputs_stamped_with_their_time(
+    tmp_path: Path,
+) -> None:
+    follow = {"type": "user_followed", "follower_id": "bob", "followee_id": "ann",
+              "at": BASE.isoformat()}  # fmt: skip
+    times = [BASE + timedelta(minutes=m) for m in (1, 5, 10)]  # a chunk each
+    posts = [
+        {"type": "story_posted", "story_id": f"s{n}", "author_id": "ann",
+         "created_at": at.isoformat()}
+        for n, at in enumerate(times)
+    ]  # fmt: skip
+    later = {
+        "type": "user_followed",
+        "follower_id": "cid",
+        "followee_id": "dan",
+        "at": (BASE + timedelta(minutes=30)).isoformat(),
+    }  # time goes on past the posts
+    records = _inputs([follow, *posts, later])
+
+    def trays(driver: InProcessDriver) -> list[int]:
+        driver.pipe(records)
+        stamps = [ts for r, ts in driver.outputs if r.topic == "story-trays" and r.key == b"bob"]
+        driver.close()
+        return stamps
+
+    # Held (the default): bob's tray messages of the three chunks applied at once, at the end
+    # of the input; the tray published once, stamped with its last message's time (not the
+    # time the input had reached).
+    assert trays(_driver(tmp_path / "held")) == [millis(times[-1])]
+    # Applied after each chunk: published once a post, each at its post's time.
+    assert trays(_driver(tmp_path / "each", hold_bytes=0)) == [millis(at) for at in times]

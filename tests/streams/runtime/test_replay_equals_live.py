@@ -100,9 +100,13 @@ def _inputs(events: list[dict[str, Any]], in_time_order: bool = True) -> list[In
     return records
 
 
-def _run(tmp: Path, records: list[InRecord], batch_size: int) -> list[tuple[Any, ...]]:
+def _run(
+    tmp: Path, records: list[InRecord], batch_size: int, hold_bytes: int = 0
+) -> list[tuple[Any, ...]]:
     topology = build_topology(REGISTRY, "app", PARTITIONS)
-    driver = InProcessDriver(topology, REGISTRY, Policy(), tmp, batch_size=batch_size)
+    driver = InProcessDriver(
+        topology, REGISTRY, Policy(), tmp, batch_size=batch_size, hold_bytes=hold_bytes
+    )
     driver.pipe(records)
     driver.close()
     return [(r.topic, r.partition, r.key, r.value, ts) for r, ts in driver.outputs]
@@ -116,10 +120,12 @@ def _logs(records: list[InRecord]) -> list[Iterator[InRecord]]:
     return [iter(log) for log in by_partition.values()]
 
 
-def _replayed(tmp: Path, records: list[InRecord], batch_size: int) -> list[tuple[Any, ...]]:
+def _replayed(
+    tmp: Path, records: list[InRecord], batch_size: int, hold_bytes: int = 0
+) -> list[tuple[Any, ...]]:
     topology = build_topology(REGISTRY, "app", PARTITIONS)
     in_order = list(merged(_logs(records), topology.rank))
-    return _run(tmp, in_order, batch_size)
+    return _run(tmp, in_order, batch_size, hold_bytes)
 
 
 def _compacted(outputs: list[tuple[Any, ...]]) -> dict[tuple[str, bytes], bytes]:
@@ -131,15 +137,16 @@ def _compacted(outputs: list[tuple[Any, ...]]) -> dict[tuple[str, bytes], bytes]
 
 
 @settings(max_examples=60, deadline=None)
-@given(_events, st.integers(1, 5))
+@given(_events, st.integers(1, 5), st.sampled_from((0, 1 << 30)))
 def test_replay_gives_the_outputs_a_live_run_gives(
-    tmp_path_factory: Any, events: list[dict[str, Any]], batch_size: int
+    tmp_path_factory: Any, events: list[dict[str, Any]], batch_size: int, hold_bytes: int
 ) -> None:
+    # hold_bytes: the trays' messages applied after each chunk, or all at the end
     records = _inputs(events)
     live = _run(tmp_path_factory.mktemp("live"), records, batch_size=100_000)
-    replayed = _replayed(tmp_path_factory.mktemp("replay"), records, batch_size)
+    replayed = _replayed(tmp_path_factory.mktemp("replay"), records, batch_size, hold_bytes)
     assert _compacted(replayed) == _compacted(live)
-    again = _replayed(tmp_path_factory.mktemp("again"), records, batch_size)
+    again = _replayed(tmp_path_factory.mktemp("again"), records, batch_size, hold_bytes)
     assert again == replayed  # every record, key, value, partition and timestamp
 
 

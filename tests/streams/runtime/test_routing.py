@@ -81,5 +81,5 @@ def test_many_outputs_are_routed_as_the_single_outputs_they_stand_for(tmp_path: 
     records, batches, applied = many
     assert len(records) == 12 + 1  # the viewers, all in their story's partition; the story forward
     assert len({r.partition for r in records if r.topic == "story-viewers"}) == 1
-    assert all(value for _, _, value, _ in batches) and len(batches) > 1
+    assert all(record.value for record in batches) and len(batches) > 1
     assert applied == [("s1", StoryLifecycle.model_validate(lifecycle))]
