@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 KEY_CACHE_SIZE = 200_000
 # Input records applied in one batch at most, live (a poll's records) and in replay (a chunk):
 # a batch's forwards (a post's fan-out to every follower) are held in memory until it ends.
-BATCH_RECORDS = 20_000
+# A worker behind its input takes this many at once: each story's count and sketch, and each
+# tray, is then read and written once for more of its views.
+BATCH_RECORDS = 50_000
 
 
 @dataclass
