@@ -205,3 +205,15 @@ def test_a_service_that_cannot_answer_fails_the_batch_and_dead_letters_nothing(
         driver.process(partitions, _records([b"ok", b"ok"]), AT)
     assert router.take_records() == []
     partitions[0].store.close()
+
+
+def test_a_sink_stage_with_timers_is_refused() -> None:
+    # A sink's records may be applied later than they arrive (replay holds them back): a timer
+    # of its own would then act before records it should have followed.
+    class Due:
+        def first_due(self, store: PartitionStore) -> int | None:
+            return None
+
+    stage = Stage("tray", ("tray-topic",), Counting(), timers=(Due(),), sink=True)
+    with pytest.raises(ValueError, match="stage tray: a sink has no timers"):
+        Topology((stage,), {}, 4, "changelog")
