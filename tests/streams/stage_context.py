@@ -21,7 +21,7 @@ class OutputRecorder:
         self.emitted: list[Any] = []
         self.dead: list[tuple[InRecord, str]] = []
 
-    def emit(self, ctx: StageContext, outputs: Iterable[Output]) -> None:
+    def emit(self, ctx: StageContext, outputs: Iterable[Output], at_ms: int | None = None) -> None:
         self.emitted.extend(outputs)
 
     def dead_letter(self, record: InRecord, reason: str, now_ms: int) -> None:
