@@ -74,8 +74,16 @@ class _Base:
     def _checkpointed(self, err: KafkaError | None, msg: Message) -> None:
         if err is not None:
             self._errors.append(f"checkpoint {msg.partition()}: {err.str()}")
+            return
+        offset = msg.offset()
+        if offset is None:
+            # Delivered without an offset: a retry of a batch the broker had written already
+            # (the idempotent producer's duplicate, after the broker was away). Where the
+            # checkpoint is in the changelog is unknown, so the local state claims no position
+            # (a restore then rebuilds it from the changelog).
+            self._checkpoint_offsets.pop(msg.partition(), None)
         else:
-            self._checkpoint_offsets[msg.partition()] = msg.offset()
+            self._checkpoint_offsets[msg.partition()] = offset
 
     def _flush(self, producer: Producer, what: str) -> None:
         """Wait for `producer`'s acknowledgements for as long as the broker is away (librdkafka

@@ -69,8 +69,9 @@ class Restorer:
             local = store.checkpoint
             if local is not None:
                 state = json.loads(local)
-                position = state.get("changelog_offset", -1)
-                if low <= position < high and not _outlived_tombstones(state):
+                position = state.get("changelog_offset")
+                known = isinstance(position, int)
+                if known and low <= position < high and not _outlived_tombstones(state):
                     start = position + 1
                     applied = state["applied"]
                 else:  # another broker's lifetime, compacted away, or too old: rebuild

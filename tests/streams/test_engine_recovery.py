@@ -18,6 +18,7 @@ from streams.codecs.registry import EmbeddedRegistry
 from streams.kafka.admin import create_topics
 from streams.kafka.partitioning import partition_for
 from streams.publish.publisher import publish_lines
+from streams.runtime.durability import _Base
 from streams.runtime.engine import Engine
 from streams.runtime.metrics import Metrics
 from streams.runtime.restore import Restorer
@@ -309,3 +310,55 @@ def test_local_state_older_than_the_changelogs_tombstones_is_rebuilt(
         assert state is not None and state.total_views == 3
     finally:
         assigned.store.close()
+
+
+@pytest.mark.parametrize("position", [None, -1])
+def test_local_state_that_knows_no_changelog_position_is_rebuilt(
+    app: Settings, tmp_path: Path, position: int | None
+) -> None:
+    """A checkpoint delivered without an offset (the idempotent producer's retry of a batch
+    the broker had written, after an outage) leaves the local state with no position in the
+    changelog: the partition is rebuilt from the changelog, not restored from a guess."""
+    tag = uuid.uuid4().hex[:6]
+    story = f"nopos-{tag}"
+    partition = partition_for(story, app.partitions)
+    now = datetime.now(UTC).replace(microsecond=0)
+    _publish(app, [_posted(story, f"a-{tag}", now)])
+    _publish(app, [_viewed(story, f"v{i}", now) for i in range(3)])
+    running = Running(app, tmp_path / "state")
+    try:
+        running.wait(lambda: running.engine.metrics.processed.value("story-viewed") >= 3)
+        time.sleep(0.5)  # committed
+    finally:
+        running.stop()
+    local = PartitionStore(tmp_path / "state" / f"p{partition}")
+    checkpoint = json.loads(local.checkpoint or b"{}")
+    checkpoint["changelog_offset"] = position
+    local.put(b"zz-not-in-the-changelog", b"x")
+    local.flush(json.dumps(checkpoint).encode())
+    local.close()
+    assigned, _ = _restorer(app, tmp_path / "state").restore(partition)
+    try:
+        assert assigned.store.get(b"zz-not-in-the-changelog") is None  # rebuilt
+        state = view_state(assigned.store, story)
+        assert state is not None and state.total_views == 3
+    finally:
+        assigned.store.close()
+
+
+def test_a_checkpoint_delivered_without_an_offset_leaves_no_position() -> None:
+    class Delivered:  # what a delivery report gives: a partition, an offset or None
+        def __init__(self, partition: int, offset: int | None) -> None:
+            self._partition, self._offset = partition, offset
+
+        def partition(self) -> int:
+            return self._partition
+
+        def offset(self) -> int | None:
+            return self._offset
+
+    base = _Base("changelog", threading.Event())
+    base._checkpointed(None, Delivered(2, 41))  # type: ignore[arg-type]
+    assert base._checkpoint_offsets == {2: 41}
+    base._checkpointed(None, Delivered(2, None))  # type: ignore[arg-type]
+    assert base._checkpoint_offsets == {}  # not the older 41: the local state claims nothing
