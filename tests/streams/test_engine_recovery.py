@@ -268,6 +268,23 @@ def test_a_cold_standby_is_caught_up_a_checkpoint_at_a_time(app: Settings, tmp_p
         caught_up.store.close()
 
 
+def _three_views_committed(app: Settings, state_dir: Path) -> tuple[str, int]:
+    """A new story and three views of it, applied and committed by an engine on `state_dir`
+    (stopped since); the story and its partition."""
+    tag = uuid.uuid4().hex[:6]
+    story = f"s-{tag}"
+    now = datetime.now(UTC).replace(microsecond=0)
+    _publish(app, [_posted(story, f"a-{tag}", now)])
+    _publish(app, [_viewed(story, f"v{i}", now) for i in range(3)])
+    running = Running(app, state_dir)
+    try:
+        running.wait(lambda: running.engine.metrics.processed.value("story-viewed") >= 3)
+        time.sleep(0.5)  # committed
+    finally:
+        running.stop()
+    return story, partition_for(story, app.partitions)
+
+
 @pytest.mark.parametrize("age_hours", [1, 30])
 def test_local_state_older_than_the_changelogs_tombstones_is_rebuilt(
     app: Settings, tmp_path: Path, age_hours: int
@@ -275,24 +292,7 @@ def test_local_state_older_than_the_changelogs_tombstones_is_rebuilt(
     """Compaction may drop a tombstone a day (delete.retention.ms) after it was written: local
     state older than that cannot replay the changelog's tail (a key deleted since would live
     on), so it is rebuilt from the whole changelog; recent local state replays the tail."""
-    tag = uuid.uuid4().hex[:6]
-    story = f"old-{tag}"
-    partition = partition_for(story, app.partitions)
-    now = datetime.now(UTC).replace(microsecond=0)
-    _publish(
-        app,
-        [_posted(story, f"a-{tag}", now)],
-    )
-    _publish(
-        app,
-        [_viewed(story, f"v{i}", now) for i in range(3)],
-    )
-    running = Running(app, tmp_path / "state")
-    try:
-        running.wait(lambda: running.engine.metrics.processed.value("story-viewed") >= 3)
-        time.sleep(0.5)  # committed
-    finally:
-        running.stop()
+    story, partition = _three_views_committed(app, tmp_path / "state")
     # given local state holding a key the changelog no longer has (its tombstone compacted
     # away), written `age_hours` ago
     local = PartitionStore(tmp_path / "state" / f"p{partition}")
@@ -319,18 +319,7 @@ def test_local_state_that_knows_no_changelog_position_is_rebuilt(
     """A checkpoint delivered without an offset (the idempotent producer's retry of a batch
     the broker had written, after an outage) leaves the local state with no position in the
     changelog: the partition is rebuilt from the changelog, not restored from a guess."""
-    tag = uuid.uuid4().hex[:6]
-    story = f"nopos-{tag}"
-    partition = partition_for(story, app.partitions)
-    now = datetime.now(UTC).replace(microsecond=0)
-    _publish(app, [_posted(story, f"a-{tag}", now)])
-    _publish(app, [_viewed(story, f"v{i}", now) for i in range(3)])
-    running = Running(app, tmp_path / "state")
-    try:
-        running.wait(lambda: running.engine.metrics.processed.value("story-viewed") >= 3)
-        time.sleep(0.5)  # committed
-    finally:
-        running.stop()
+    story, partition = _three_views_committed(app, tmp_path / "state")
     local = PartitionStore(tmp_path / "state" / f"p{partition}")
     checkpoint = json.loads(local.checkpoint or b"{}")
     checkpoint["changelog_offset"] = position
