@@ -231,8 +231,12 @@ class PartitionStore:
         self.keep_run()
         if not self._pending and checkpoint is None:
             return
+        # In key order: RocksDB inserts a sorted batch into its memtable faster than one in the
+        # batch's own (scattered) order, by more than the sort costs.
+        pending = self._pending
         batch = WriteBatch(raw_mode=True)
-        for key, value in self._pending.items():
+        for key in sorted(pending):
+            value = pending[key]
             if value is None:
                 batch.delete(key)
             else:
