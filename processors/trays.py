@@ -46,14 +46,16 @@ _Item = TypeVar("_Item", TrayStory, SeenStory)
 class TrayState:
     """State of the tray stage.
 
-    `stories` and `seen` are sorted by story_id. `seen` marks the stories the owner viewed:
-    a mark is kept until its story expires when the story is (or was) in the tray, else
-    until the view time + TTL + grace: not dropped when the story merely leaves the tray, so
-    an unfollow and re-follow (or a close-friend toggle) does not make a viewed story unseen
-    again. A tray story carries its own `seen` flag, so `seen` need only hold the marks of
-    the stories a message names: a user who viewed thousands of stories is not read and
-    rewritten whole on each view (the wiring keeps the marks as keys of their own and hands
-    in those of a batch's stories). `celebrities` are the followed authors merged on read.
+    `stories` and `seen` are sorted by story_id. A tray story carries its own `seen` flag,
+    the one word on it while it is in the tray. `seen` marks the stories outside the tray
+    the owner viewed: until the view time + TTL + grace, or, for a viewed story that left
+    the tray, until it expires, so an unfollow and re-follow (or a close-friend toggle) does
+    not make it unseen again. A view of a story in the tray writes no mark, and `seen` need
+    only hold the marks of the stories a message names: a user who viewed thousands of
+    stories is not read and rewritten whole on each view (the wiring keeps the marks as keys
+    of their own and hands in those of a batch's stories, `tray_store`). A mark of a story
+    in the tray is left as it is: the story's flag overrides it, and its time lets it go.
+    `celebrities` are the followed authors merged on read.
     `published` is the digest (`tray_digest`) of the last non-empty Tray put on the topic
     (None: nothing, or a tombstone): outputs are the difference from it. A digest, not the
     Tray: the state is read for every message, and decoding a tray's models would cost more
@@ -68,8 +70,11 @@ class TrayState:
 
     @property
     def seen_ids(self) -> frozenset[str]:
-        """Ids of the marked stories (as far as they still matter, and were handed in)."""
-        return frozenset(s.story_id for s in self.seen)
+        """Ids of the viewed stories: the tray's, and the marked ones (as far as they still
+        matter, and were handed in)."""
+        return frozenset(s.story_id for s in self.seen).union(
+            s.story_id for s in self.stories if s.seen
+        )
 
     @property
     def is_empty(self) -> bool:
@@ -82,25 +87,28 @@ def _added(state: TrayState | None, message: TrayStoryAdded, ctx: Ctx) -> TraySt
     old = _state(state, message.user_id)
     if message.expires_at <= ctx.now:
         return old
-    current = _seen(old, message.story_id)
+    there = _in_tray(old, message.story_id)
     story = TrayStory(
         message.author_id,
         message.story_id,
         message.created_at,
         message.expires_at,
-        seen=current is not None,
+        seen=(there is not None and there.seen) or _seen(old, message.story_id) is not None,
     )
     stories = _without(old.stories, story.story_id) + (story,)
-    seen = old.seen
-    if current is not None and current.keep_until != story.expires_at:
-        seen = _without(seen, story.story_id) + (SeenStory(story.story_id, story.expires_at),)
-    return _with(old, _by_id(stories), _by_id(seen))
+    return _with(old, _by_id(stories), old.seen)
 
 
 def _removed(state: TrayState | None, message: TrayStoryRemoved, ctx: Ctx) -> TrayState:
-    """A story leaves the tray (expiry, delete, unfollow, audience)."""
+    """A story leaves the tray (expiry, delete, unfollow, audience); viewed, it is marked
+    until it expires."""
     old = _state(state, message.user_id)
-    return _with(old, _without(old.stories, message.story_id), old.seen)
+    story = _in_tray(old, message.story_id)
+    seen = old.seen
+    if story is not None and story.seen:
+        mark = SeenStory(story.story_id, story.expires_at)
+        seen = _by_id(_without(seen, story.story_id) + (mark,))
+    return _with(old, _without(old.stories, message.story_id), seen)
 
 
 def _seen_change(state: TrayState | None, message: StorySeen, ctx: Ctx) -> TrayState:
@@ -108,23 +116,18 @@ def _seen_change(state: TrayState | None, message: StorySeen, ctx: Ctx) -> TrayS
     old = _state(state, message.user_id)
     story_id = message.story_id
     stories = old.stories
-    story = next((s for s in stories if s.story_id == story_id), None)
-    current = _seen(old, story_id)
-    if story is not None:
-        keep_until = story.expires_at  # known exactly
-    elif current is not None:
-        keep_until = current.keep_until
-    else:
-        keep_until = _seen_horizon(message.at, ctx.policy)
-        if keep_until <= ctx.now:
-            return old  # a view so old that its story must have expired: nothing to mark
-    if current is not None and current.keep_until == keep_until and (story is None or story.seen):
-        return old  # seen before, and marked as it would be now
-    seen = _without(old.seen, story_id) + (SeenStory(story_id, keep_until),)
-    if story is not None and not story.seen:
+    story = _in_tray(old, story_id)
+    if story is not None:  # its flag is all there is to change
+        if story.seen:
+            return old
         flagged = TrayStory(story.author_id, story_id, story.created_at, story.expires_at, True)
-        stories = tuple(flagged if s is story else s for s in stories)
-    return _with(old, stories, _by_id(seen))
+        return _with(old, tuple(flagged if s is story else s for s in stories), old.seen)
+    if _seen(old, story_id) is not None:
+        return old  # marked before
+    keep_until = _seen_horizon(message.at, ctx.policy)
+    if keep_until <= ctx.now:
+        return old  # a view so old that its story must have expired: nothing to mark
+    return _with(old, stories, _by_id(old.seen + (SeenStory(story_id, keep_until),)))
 
 
 def seen_outside_tray(
@@ -273,6 +276,10 @@ def _seen_horizon(viewed_at: datetime, policy: Policy) -> datetime:
 
 def _seen(state: TrayState, story_id: str) -> SeenStory | None:
     return next((s for s in state.seen if s.story_id == story_id), None)
+
+
+def _in_tray(state: TrayState, story_id: str) -> TrayStory | None:
+    return next((s for s in state.stories if s.story_id == story_id), None)
 
 
 def _without(items: tuple[_Item, ...], story_id: str) -> tuple[_Item, ...]:

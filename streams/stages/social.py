@@ -54,8 +54,8 @@ class AuthorHandler:
 
 
 def apply_trays(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> None:
-    """Each user's messages, in order, on one read of the tray and of the marks of the
-    stories they name (`tray_store`); written together with the outputs, after the last.
+    """Each user's messages, in order, on one read of the tray and of the marks they need
+    (`tray_store.marks_to_read`); written together with the outputs, after the last.
 
     A user's views of stories outside the tray (`tray_store.marks_only`) only mark those
     stories: the tray is not decoded (`trays.seen_outside_tray`)."""
@@ -72,7 +72,8 @@ def apply_trays(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> 
             after = trays.seen_outside_tray(marks, messages, ctx)
             tray_store.save_marks(store, user_id, marks, after)
             continue
-        loaded = tray_store.load_tray(store, user_id, named, value)
+        marked = tray_store.marks_to_read(value, messages, pctx.now)
+        loaded = tray_store.load_tray(store, user_id, marked, value)
         state, outputs = trays.handle_many(loaded.state, [(message, ctx) for message in messages])
         tray_store.save_tray(store, user_id, loaded, state)
         pctx.emit(outputs, items[-1][0].timestamp)  # the tray as of its last message

@@ -8,11 +8,12 @@ from the value's expiry and ids alone (`marks_only`) without decoding the tray.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from processors.messages import StorySeen
 from processors.trays import SeenStory, TrayState
 from schemas.types import from_millis, millis
 from streams.runtime.store import PartitionStore
@@ -82,6 +83,19 @@ def marks_only(value: TrayValue | None, story_ids: Iterable[str], now: datetime)
         return False
     ids = value.story_ids
     return not any(story_id in ids for story_id in story_ids)
+
+
+def marks_to_read(value: TrayValue | None, messages: Sequence[Any], now: datetime) -> list[str]:
+    """The stories whose marks a user's `messages` need read: every story they name, but
+    those of views of stories in the tray (`value`) when views are all there is and no story
+    in the tray has expired by `now` (such a story's flag is all a view changes)."""
+    named = [m.story_id for m in messages if hasattr(m, "story_id")]
+    if value is None or not value.story_ids or (value.earliest or 0) <= millis(now):
+        return named
+    if any(type(m) is not StorySeen for m in messages):
+        return named
+    ids = value.story_ids
+    return [story_id for story_id in named if story_id not in ids]
 
 
 def _with_marks(

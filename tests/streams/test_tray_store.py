@@ -253,8 +253,21 @@ def test_a_seen_story_joining_the_tray_is_not_unseen(tmp_path: Path) -> None:
     _apply(store, engine, 1, [added("bob", "ann", "s1", 1)])
     (put,) = engine.emitted
     assert [e.has_unseen for e in put.value.entries] == [False]
-    # the mark now lasts as long as the story
-    assert _stored_marks(store, "bob") == {"s1": at(1) + TTL}
+    store.close()
+
+
+def test_a_view_in_the_tray_writes_no_mark_until_the_story_leaves_it(tmp_path: Path) -> None:
+    store, engine = PartitionStore(tmp_path / "p0"), _Engine()
+    _apply(store, engine, 0, [added("bob", "ann", "s1")])
+    store.flush()
+    _apply(store, engine, 1, [seen("bob", "s1", 1)])
+    assert set(store.dirty) == {TRAYS.key("bob")}  # the story's flag, and nothing else
+    store.flush()
+    # unfollowed: the viewed story is marked until it expires, so a re-follow finds it seen
+    _apply(store, engine, 2, [removed("bob", "ann", "s1")])
+    assert _stored_marks(store, "bob") == {"s1": at(0) + TTL}
+    _apply(store, engine, 3, [added("bob", "ann", "s1")])
+    assert [e.has_unseen for e in engine.emitted[-1].value.entries] == [False]
     store.close()
 
 
@@ -276,7 +289,8 @@ def test_the_marks_index_is_derived_and_rebuilt_on_restore(tmp_path: Path) -> No
     restored = PartitionStore(tmp_path / "restored")
     batches = [
         (0, [added("bob", "ann", "s1"), seen("bob", "s1", 0), seen("bob", "x", 0)]),
-        (5, [seen("bob", "y", 5), added("bob", "cid", "x", 5)]),  # x's mark moves later
+        (5, [seen("bob", "y", 5), added("bob", "cid", "x", 5), removed("bob", "ann", "s1")]),
+        (6, [removed("bob", "cid", "x")]),  # x's mark moves later: to when x expires
     ]
     for minute, messages in batches:
         _apply(live, engine, minute, messages)
