@@ -329,7 +329,8 @@ def _stories(state: TrayState | None) -> tuple[TrayStory, ...]:
 def _publish(
     changed: TrayState, ctx: Ctx, before: tuple[TrayStory, ...]
 ) -> tuple[TrayState, list[Output]]:
-    """Drop what expired by `ctx.now`; publish the tray if it differs from the last one.
+    """Publish the tray if it differs from the last one (`changed` has dropped what expired
+    by `ctx.now`: `handle_many`).
 
     `before` are the stories of the state as given: `published` was rendered from them
     (every change of the stories comes through here), so when they are still the same no
@@ -337,7 +338,6 @@ def _publish(
     it keeps the cost of such a message from growing with the tray. So is a first view of a
     story in the tray while its author has other stories unseen (`_renders_alike`).
     """
-    changed = _expire(changed, ctx.now)
     if _renders_alike(changed.stories, before):
         return changed, []
     tray = render_tray(changed, ctx.now)

@@ -68,7 +68,8 @@ class LoadedTray(NamedTuple):
 
 
 def _encode(core: TrayState) -> TrayValue:
-    earliest = min((millis(s.expires_at) for s in core.stories), default=None)
+    soonest = min((s.expires_at for s in core.stories), default=None)
+    earliest = None if soonest is None else millis(soonest)
     ids = tuple(s.story_id for s in core.stories)
     return TrayValue(earliest, ids, TRAY_STATE.encode(core))
 
