@@ -12,8 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel
-
+from processors.messages import Message, message_from_fields
 from schemas.records import Record
 from schemas.types import DEFAULT_STORY_TTL
 
@@ -80,7 +79,7 @@ class ForwardMany(NamedTuple):
     `PutMany`). `expand` gives the equivalent `Forward`s."""
 
     stage: str
-    message: type[BaseModel]
+    message: type[Message]
     items: list[tuple[str, dict[str, Any]]]
 
 
@@ -98,8 +97,7 @@ def expand(outputs: Iterable[Output]) -> list[Put | Tombstone | Forward]:
         elif isinstance(output, ForwardMany):
             message = output.message
             out += [
-                Forward(output.stage, k, message.model_validate(f, strict=True))
-                for k, f in output.items
+                Forward(output.stage, k, message_from_fields(message, f)) for k, f in output.items
             ]
         else:
             out.append(output)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import msgspec
 
 from processors.context import Forward, ForwardMany, Output, Put, PutMany, Tombstone
+from processors.messages import message_from_fields
 from schemas.records import DeadLetter, Record
 from schemas.types import from_millis
 from streams.codecs.avro import AvroCodec
@@ -140,7 +141,7 @@ class Router:
         route = self.topology.route(output.stage)
         if route.apply is not None or not route.batched:
             for key, fields in output.items:
-                self._forward(ctx, output.stage, key, output.message.model_validate(fields))
+                self._forward(ctx, output.stage, key, message_from_fields(output.message, fields))
             return
         stage, partitions = output.stage, self._partitions
         self._run_forwards += [
@@ -244,8 +245,9 @@ _JSON = msgspec.json.Encoder(enc_hook=_plain)
 
 
 def encode_message(message: Any) -> bytes:
-    """An internal message (a pydantic model, or its fields) as JSON; not part of the contract."""
-    return _JSON.encode(message if type(message) is dict else message.__dict__)
+    """An internal message (or its fields, its `kind` first) as JSON; not part of the
+    contract."""
+    return _JSON.encode(message)
 
 
 def encode_message_batch(items: list[tuple[str, Any]]) -> bytes:

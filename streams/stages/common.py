@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import Field, TypeAdapter, ValidationError
+import msgspec
 
 from processors.context import Ctx
 from processors.messages import (
@@ -25,9 +25,10 @@ from streams.codecs.avro import AvroCodec, CodecError
 from streams.codecs.registry import SchemaRegistry
 from streams.runtime.context import StageContext
 from streams.runtime.records import InRecord
+from streams.stages.state import model_hook
 from streams.topics import EVENT_ROUTES, TopicSpec
 
-InternalMessage = Annotated[
+InternalMessage = (
     AwaitMedia
     | MediaReady
     | StoryOpened
@@ -37,21 +38,19 @@ InternalMessage = Annotated[
     | TrayStoryAdded
     | TrayStoryRemoved
     | CelebrityFollowChanged
-    | MediaObjectsChanged,
-    Field(discriminator="kind"),
-]
-_MESSAGES: TypeAdapter[Any] = TypeAdapter(InternalMessage)
-# A batch record parsed and validated in one call (cheaper than orjson and a validation per
-# message: this runs once per new viewer of a story)
-_MESSAGE_BATCH: TypeAdapter[list[tuple[str, Any]]] = TypeAdapter(list[tuple[str, InternalMessage]])
+    | MediaObjectsChanged
+)
+_MESSAGES = msgspec.json.Decoder(InternalMessage, dec_hook=model_hook)
+# A batch record parsed and validated in one call: this runs once per new viewer of a story
+_MESSAGE_BATCH = msgspec.json.Decoder(list[tuple[str, InternalMessage]], dec_hook=model_hook)
 
 
 def decode_message(data: bytes | None) -> Any:
     if data is None:
         raise CodecError("internal message without a value")
     try:
-        return _MESSAGES.validate_json(data)
-    except ValidationError as exc:
+        return _MESSAGES.decode(data)
+    except msgspec.DecodeError as exc:  # ValidationError too
         raise CodecError(f"invalid internal message: {exc}") from exc
 
 
@@ -167,8 +166,8 @@ def internal_messages(
 
 def _unbatched(record: InRecord, _new: Any = tuple.__new__) -> list[tuple[InRecord, Any]]:
     try:
-        items = _MESSAGE_BATCH.validate_json(record.value)  # type: ignore[arg-type]  # not None
-    except ValidationError as exc:  # invalid JSON too
+        items = _MESSAGE_BATCH.decode(record.value)  # type: ignore[arg-type]  # not None
+    except msgspec.DecodeError as exc:  # ValidationError too
         raise CodecError(f"invalid batch of internal messages: {exc}") from exc
     topic, partition, offset, _, _, timestamp = record
     # each message as a record of its own, built as `in_record` builds one (not by `_replace`:

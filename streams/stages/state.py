@@ -44,7 +44,9 @@ def _enc_hook(value: Any) -> Any:
     raise NotImplementedError(f"{type(value).__name__} is not a state value type")
 
 
-def _dec_hook(kind: type, value: Any) -> Any:
+def model_hook(kind: type, value: Any) -> Any:
+    """msgspec's `dec_hook` for the event models a value or message carries (a story's
+    renditions): validated by their model."""
     if isinstance(kind, type) and issubclass(kind, BaseModel):
         return kind.model_validate(value)
     raise NotImplementedError(f"{kind} is not a state value type")
@@ -60,7 +62,7 @@ class Codec(Generic[T]):
         self.name = getattr(kind, "__name__", str(kind))
         self._where = f"{where}: " if where else ""  # for errors: which values these are
         self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(
-            kind, dec_hook=_dec_hook
+            kind, dec_hook=model_hook
         )
         self._decode: Callable[[bytes], T] = self._decoder.decode
         # `encode` without the size check, for values bounded far below COMPRESS_ABOVE (a hot

@@ -208,7 +208,11 @@ def test_an_author_crossing_the_threshold_is_withdrawn_from_trays_and_merged_on_
     assert celebs(outputs) == [("bob", True), ("cid", True), ("dan", True)]
     assert removes(outputs) == [("bob", "s1"), ("cid", "s1")]
     # Per user, the merge-on-read flag comes before the withdrawal: no gap for readers.
-    assert [o.message.kind for o in outputs if isinstance(o, Forward) and o.key == "bob"] == [
+    assert [
+        type(o.message).__struct_config__.tag
+        for o in outputs
+        if isinstance(o, Forward) and o.key == "bob"
+    ] == [
         "celebrity_follow_changed",
         "tray_story_removed",
     ]
@@ -239,7 +243,11 @@ def test_an_author_falling_below_the_threshold_is_fanned_out_again() -> None:
     assert adds(outputs) == [("bob", "s1"), ("cid", "s1")]
     assert celebs(outputs) == [("bob", False), ("cid", False), ("dan", False)]
     # Per user, the stories arrive before the merge-on-read flag is dropped.
-    assert [o.message.kind for o in outputs if isinstance(o, Forward) and o.key == "bob"] == [
+    assert [
+        type(o.message).__struct_config__.tag
+        for o in outputs
+        if isinstance(o, Forward) and o.key == "bob"
+    ] == [
         "tray_story_added",
         "celebrity_follow_changed",
     ]

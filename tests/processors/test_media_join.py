@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import msgspec
+
 from processors.context import Forward
 from processors.media_join import (
     await_media,
@@ -117,4 +119,4 @@ def test_the_blurhash_goes_to_every_story_waiting_or_to_come() -> None:
     _, outputs = await_media(state, waiting("s-late"), ctx(2))
     late = ready_for("s-late").message
     assert isinstance(late, MediaReady)
-    assert outputs == [Forward("story", "s-late", late.model_copy(update={"blurhash": BLURHASH}))]
+    assert outputs == [Forward("story", "s-late", msgspec.structs.replace(late, blurhash=BLURHASH))]

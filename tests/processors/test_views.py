@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import datasketches
+import msgspec
 import pytest
 
 from processors.context import Forward, ForwardMany, Output, Put, PutMany, Tombstone
-from processors.messages import StorySeen
+from processors.messages import StorySeen, message_from_fields
 from processors.views import apply_views, view_count, viewer_tombstones
 from schemas.records import StoryViewer, ViewCount
 from schemas.types import millis
@@ -157,10 +158,15 @@ def test_records_built_without_validation_are_valid_as_they_are() -> None:
     kinds = set()
     for output in (*first.outputs, *again.outputs):
         if isinstance(output, PutMany | ForwardMany):
-            record = output.record if isinstance(output, PutMany) else output.message
             for _, fields in output.items:
                 # then each record's fields validate strictly (no conversion) to themselves
-                assert record.model_validate(fields, strict=True).__dict__ == fields
+                if isinstance(output, PutMany):
+                    record = output.record
+                    assert record.model_validate(fields, strict=True).__dict__ == fields
+                else:
+                    record = output.message
+                    message = message_from_fields(record, fields)
+                    assert {"kind": "story_seen", **msgspec.structs.asdict(message)} == fields
                 kinds.add(record)
         else:
             value = output.value  # type: ignore[union-attr]

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from processors.context import ForwardMany, Output, Policy, PutMany, expand
-from processors.messages import StoryLifecycle, StorySeen
+from processors.messages import StoryLifecycle, StorySeen, message_from_fields
 from schemas.records import StoryViewer
 from streams.codecs.registry import EmbeddedRegistry
 from streams.runtime.context import StageContext
@@ -82,4 +82,4 @@ def test_many_outputs_are_routed_as_the_single_outputs_they_stand_for(tmp_path: 
     assert len(records) == 12 + 1  # the viewers, all in their story's partition; the story forward
     assert len({r.partition for r in records if r.topic == "story-viewers"}) == 1
     assert all(record.value for record in batches) and len(batches) > 1
-    assert applied == [("s1", StoryLifecycle.model_validate(lifecycle))]
+    assert applied == [("s1", message_from_fields(StoryLifecycle, lifecycle))]
