@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import av
+import msgspec
 import pytest
 from PIL import Image
 
@@ -373,7 +374,7 @@ class TestJobs:
         ]
         assert moved[0].url == store.public_url("highlights/m1/1080.jpg")
         assert apply_objects_change(store, move) == []  # a re-run does no harm
-        purge = move.model_copy(update={"action": "purge"})
+        purge = msgspec.structs.replace(move, action="purge")
         apply_objects_change(store, purge)
         apply_objects_change(store, purge)
         assert store.list_keys("media/") == ["media/m10/1080.jpg"]

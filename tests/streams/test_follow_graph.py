@@ -172,7 +172,7 @@ def test_a_celebrity_crossing_moves_every_follower_read_from_the_store(tmp_path:
     store.flush()
     engine.emitted.clear()
     _apply(store, engine, [followed("u3", "star")])
-    kinds = sorted((o.key, o.message.kind) for o in engine.emitted)
+    kinds = sorted((o.key, type(o.message).__struct_config__.tag) for o in engine.emitted)
     assert kinds == [
         ("u1", "celebrity_follow_changed"),
         ("u1", "tray_story_removed"),
