@@ -22,6 +22,9 @@ from streams.runtime.topology import Topology
 Sink = Callable[[OutRecord, int], None]  # an output record and its timestamp (event time, ms)
 # Forwards to sink stages held back at most (their JSON): about 100,000 tray messages.
 HOLD_BYTES = 12 * 1024 * 1024
+# The event time a chunk spans at most: what a live batch of a worker behind its input spans,
+# so each story's count and sketch is read and written once for many of its views.
+SPAN_MS = 10 * 60_000
 
 
 class InProcessDriver:
@@ -36,7 +39,10 @@ class InProcessDriver:
 
     A timer set within a chunk (a story posted already near its expiry) runs at the chunk's
     end: late by less than `span_ms` of event time, which changes what is emitted only in its
-    timestamp (the processors judge events by their own times, not by the timers').
+    timestamp (the processors judge events by their own times, not by the timers'). Outputs
+    are stamped with the time the driver has reached, the chunk's latest, unless the handler
+    gives the time of the events behind them (`OutRecord.timestamp`: the views stage gives a
+    story's latest view, the tray stage a tray's last message).
 
     Forwards to a sink stage (`Stage.sink`: the trays) are held back until `hold_bytes` of
     them wait, and at the end of each `pipe` and `advance`: applied many chunks at once, each
@@ -53,7 +59,7 @@ class InProcessDriver:
         *,
         sink: Sink | None = None,
         batch_size: int = BATCH_RECORDS,
-        span_ms: int = 60_000,
+        span_ms: int = SPAN_MS,
         tick_ms: int = 1000,
         hold_bytes: int = HOLD_BYTES,
         metrics: Metrics | None = None,

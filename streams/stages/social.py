@@ -33,7 +33,7 @@ def apply_authors(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -
             core = follow_graph.save_changes(store, state, changed, user)
             outputs.extend(emitted)
         follow_graph.save_core(store, author_id, core)
-        pctx.emit(outputs)
+        pctx.emit(outputs, items[-1][0].timestamp)  # as of the author's last input
 
 
 class AuthorHandler:

@@ -106,7 +106,7 @@ class StoryHandler:
             if new is old and not outputs and old is not None and not old.live:
                 pctx.metrics.rejected.inc(f"{record.topic}-story-ended")
             _save_story(pctx, story_id, old, new)
-            pctx.emit(outputs)
+            pctx.emit(outputs, record.timestamp)
             if old is None and new is not None:  # its post: what waited for it applies now
                 for waited in STORY_PARKING.unpark(pctx, story_id):
                     change = waited.deleted or waited.highlight
@@ -114,7 +114,7 @@ class StoryHandler:
                     before = load_story(pctx.store, story_id)
                     after, emitted = stories.handle(before, change, ctx_of(pctx, record))
                     _save_story(pctx, story_id, before, after)
-                    pctx.emit(emitted)
+                    pctx.emit(emitted, record.timestamp)
 
     def tick(self, pctx: StageContext) -> None:
         """Expire and purge what is due: a scan of the due buckets only."""
@@ -163,7 +163,7 @@ class MediaJoinHandler:
             old = self._load(pctx.store, item.media_id)
             new, outputs = media_join.handle(old, item, ctx_of(pctx, record))
             self._save(pctx, item.media_id, old, new)
-            pctx.emit(outputs)
+            pctx.emit(outputs, record.timestamp)
 
     def tick(self, pctx: StageContext) -> None:
         ctx = ctx_of(pctx)

@@ -14,7 +14,7 @@ from processors.messages import StoryLifecycle
 from processors.reactions import ReactionState, apply_reactions
 from processors.story_info import StoryInfo
 from schemas.events import StoryReacted
-from schemas.types import IDENTIFIER, IDENTIFIER_PATTERN, IDENTIFIER_RULE
+from schemas.types import IDENTIFIER, IDENTIFIER_PATTERN, IDENTIFIER_RULE, millis
 from streams.codecs.registry import SchemaRegistry
 from streams.codecs.view_slicer import view_reader
 from streams.runtime.context import StageContext
@@ -161,7 +161,8 @@ def apply_view_batch(pctx: StageContext, story_id: str, batch: list[views.View])
     if result.changed and result.state is not None:
         VIEW_STATE.put(store, story_id, result.state)
     write_views(store, story_id, result, lookup)
-    pctx.emit(result.outputs)
+    # as of the story's latest view of the batch (replay stamps its outputs with event time)
+    pctx.emit(result.outputs, max(view.viewed_at for view in batch))
 
 
 def apply_reaction_batch(pctx: StageContext, story_id: str, batch: list[StoryReacted]) -> None:
@@ -178,7 +179,7 @@ def apply_reaction_batch(pctx: StageContext, story_id: str, batch: list[StoryRea
         REACTION_STATE.put(store, story_id, result.state)
     for event_id in result.event_ids:
         store.put(reaction_event_key(story_id, event_id), b"")
-    pctx.emit(result.outputs)
+    pctx.emit(result.outputs, millis(max(event.reacted_at for event in batch)))
 
 
 class ViewsHandler:

@@ -1,7 +1,8 @@
 """The in-process driver applies records in chunks as the live engine applies a poll's
 records: a burst of posts in one millisecond is one batch, so each follower's tray is published
-once for it; records span up to a minute of event time while no timer is due; a chunk ends
-where a timer is due, so a story's expiry is emitted at its time."""
+once for it; records span up to ten minutes of event time while no timer is due; a chunk ends
+where a timer is due, so a story's expiry is emitted at its time; a story's count is stamped
+with its latest view's time, not the chunk's."""
 
 from __future__ import annotations
 
@@ -54,11 +55,11 @@ def test_records_of_one_time_are_applied_together(tmp_path: Path) -> None:
     driver.close()
 
 
-def _views_each_second(posted_at: str, seconds: int) -> list[Any]:
+def _views_each_second(posted_at: str, seconds: int, step: int = 1) -> list[Any]:
     post = {"type": "story_posted", "story_id": "s1", "author_id": "ann", "created_at": posted_at}
     views = [
         {"type": "story_viewed", "story_id": "s1", "viewer_id": f"u{n}",
-         "viewed_at": (BASE + timedelta(seconds=n)).isoformat()}
+         "viewed_at": (BASE + timedelta(seconds=n * step)).isoformat()}
         for n in range(1, seconds + 1)
     ]  # fmt: skip
     return _inputs([post, *views])
@@ -68,18 +69,46 @@ def _counts(driver: InProcessDriver) -> list[tuple[bytes | None, int]]:
     return [(r.value, ts) for r, ts in driver.outputs if r.topic == "story-view-counts"]
 
 
-def test_records_span_up_to_a_minute_of_event_time_while_no_timer_is_due(
+def test_records_span_up_to_ten_minutes_of_event_time_while_no_timer_is_due(
     tmp_path: Path,
 ) -> None:
-    records = _views_each_second(BASE.isoformat(), 50)
+    records = _views_each_second(BASE.isoformat(), 50, step=10)  # 50 views over 500 s
     whole = _driver(tmp_path / "whole")
     whole.pipe(records)
-    assert len(_counts(whole)) == 1  # the 50 views of 50 seconds in one chunk: one count
-    tens = _driver(tmp_path / "tens", span_ms=10_000)
-    tens.pipe(records)
-    assert len(_counts(tens)) == 6  # chunks from the post's second 0: 1-9, 10-19, ... 50
-    for driver in (whole, tens):
+    assert len(_counts(whole)) == 1  # in one chunk: one count
+    minutes = _driver(tmp_path / "minutes", span_ms=60_000)
+    minutes.pipe(records)
+    assert len(_counts(minutes)) == 9  # chunks from the post's second 0: 0-59 s, ... 480-539 s
+    for driver in (whole, minutes):
         driver.close()
+
+
+def test_a_count_is_stamped_with_its_storys_latest_view_not_the_chunks_end(
+    tmp_path: Path,
+) -> None:
+    posts = [
+        {"type": "story_posted", "story_id": story, "author_id": "ann",
+         "created_at": BASE.isoformat()}
+        for story in ("s1", "s2")
+    ]  # fmt: skip
+    views = [
+        {"type": "story_viewed", "story_id": story, "viewer_id": "u1",
+         "viewed_at": (BASE + timedelta(seconds=seconds)).isoformat()}
+        for story, seconds in (("s1", 10), ("s1", 100), ("s2", 400))
+    ]  # fmt: skip
+    driver = _driver(tmp_path)
+    driver.pipe(_inputs([*posts, *views]))
+    stamps = {
+        r.key: ts for r, ts in driver.outputs if r.topic in ("story-view-counts", "story-viewers")
+    }
+    second = 1000
+    assert stamps == {
+        b"s1": millis(BASE) + 100 * second,
+        b"s1/u1": millis(BASE) + 100 * second,
+        b"s2": millis(BASE) + 400 * second,
+        b"s2/u1": millis(BASE) + 400 * second,
+    }
+    driver.close()
 
 
 def test_a_chunk_ends_where_a_timer_is_due(tmp_path: Path) -> None:
@@ -100,7 +129,7 @@ def test_a_sink_stage_takes_many_chunks_at_once_its_outputs_stamped_with_their_t
 ) -> None:
     follow = {"type": "user_followed", "follower_id": "bob", "followee_id": "ann",
               "at": BASE.isoformat()}  # fmt: skip
-    times = [BASE + timedelta(minutes=m) for m in (1, 5, 10)]  # a chunk each
+    times = [BASE + timedelta(minutes=m) for m in (1, 12, 25)]  # a chunk each
     posts = [
         {"type": "story_posted", "story_id": f"s{n}", "author_id": "ann",
          "created_at": at.isoformat()}
@@ -110,8 +139,8 @@ def test_a_sink_stage_takes_many_chunks_at_once_its_outputs_stamped_with_their_t
         "type": "user_followed",
         "follower_id": "cid",
         "followee_id": "dan",
-        "at": (BASE + timedelta(minutes=30)).isoformat(),
-    }  # time goes on past the posts
+        "at": (BASE + timedelta(minutes=40)).isoformat(),
+    }  # time goes on past the posts (in a chunk of its own: a forward carries its chunk's time)
     records = _inputs([follow, *posts, later])
 
     def trays(driver: InProcessDriver) -> list[int]:
