@@ -37,9 +37,10 @@ import fastavro
 
 from bench.views import encode, generate
 from streams.kafka.partitioning import partition_for
+from streams.runtime.collector import GC_THRESHOLDS
 from streams.runtime.driver import Driver, PartitionState
 from streams.runtime.durability import checkpoint_value, local_checkpoint
-from streams.runtime.engine import GC_THRESHOLDS, Engine
+from streams.runtime.engine import Engine
 from streams.runtime.records import InRecord
 from streams.runtime.routing import Router
 from streams.runtime.store import CHECKPOINT_KEY, PartitionStore

@@ -50,7 +50,8 @@ def prepare(directory: Path, views: int) -> None:
 
 def child(directory: Path, step: str) -> None:
     """One measured process: `posts`/`views` run the engine, `load`/`ceiling` the ceiling loop."""
-    from streams.runtime.engine import GC_THRESHOLDS, InRecord
+    from streams.runtime.collector import GC_THRESHOLDS
+    from streams.runtime.engine import InRecord
 
     posts, views = (
         [InRecord(*r) for r in rs] for rs in marshal.loads((directory / RECORDS).read_bytes())

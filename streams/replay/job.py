@@ -27,6 +27,7 @@ from streams.replay.reader import (
     plan_archive,
     plan_spans,
 )
+from streams.runtime.collector import batch_collection
 from streams.runtime.inprocess import InProcessDriver
 from streams.runtime.records import InRecord
 from streams.runtime.routing import OutRecord
@@ -148,9 +149,10 @@ def replay(
                         progress.update(read(), f"{applied:,} in range applied")
                     yield record
 
-            driver.pipe(counted())
-            if end is not None:
-                driver.advance(end)
+            with batch_collection():
+                driver.pipe(counted())
+                if end is not None:
+                    driver.advance(end)
             from_archive = sum(tally.archive[2] for tally in served.values())
             progress.done(
                 read(), f"{applied:,} in range applied; {from_archive:,} read from the archive"
@@ -171,8 +173,14 @@ def replay(
 
 def until_late(records: Iterator[InRecord], late_ms: int | None) -> Iterator[InRecord]:
     """A partition's records until one is `late_ms` or later (the rest are past the range)."""
+    if late_ms is None:
+        return records
+    return _until(records, late_ms)
+
+
+def _until(records: Iterator[InRecord], late_ms: int) -> Iterator[InRecord]:
     for record in records:
-        if late_ms is not None and record.timestamp >= late_ms:
+        if record.timestamp >= late_ms:
             return
         yield record
 
@@ -198,6 +206,14 @@ def within(
     records: Iterator[InRecord], start_ms: int | None, end_ms: int | None
 ) -> Iterator[InRecord]:
     """The records with times in [start_ms, end_ms)."""
+    if start_ms is None and end_ms is None:
+        return records
+    return _within(records, start_ms, end_ms)
+
+
+def _within(
+    records: Iterator[InRecord], start_ms: int | None, end_ms: int | None
+) -> Iterator[InRecord]:
     for record in records:
         if (start_ms is None or record.timestamp >= start_ms) and (
             end_ms is None or record.timestamp < end_ms

@@ -267,24 +267,26 @@ class BrokerReader:
 
 
 def merged(streams: Iterable[Iterator[InRecord]], rank: Callable[[str], int]) -> Iterator[InRecord]:
-    """The records of every stream (each in offset order) as one stream, the smallest head
-    first by (timestamp, topic rank, partition, offset): deterministic for the same input."""
+    """The records of every stream (each one partition's, in offset order) as one stream, the
+    smallest head first by (timestamp, topic rank, partition, offset): deterministic for the
+    same input."""
     heap: list[tuple[int, int, int, int, int, InRecord]] = []
     sources = list(streams)
+    # A stream is one partition's: its rank and partition are its first record's.
+    places: list[tuple[int, int]] = []
     for index, source in enumerate(sources):
         head = next(source, None)
+        places.append((0, 0) if head is None else (rank(head.topic), head.partition))
         if head is not None:
-            heap.append(
-                (head.timestamp, rank(head.topic), head.partition, head.offset, index, head)
-            )
+            heap.append((head.timestamp, *places[index], head.offset, index, head))
     heapq.heapify(heap)
+    replace, pop = heapq.heapreplace, heapq.heappop
     while heap:
         *_, index, record = heap[0]
         yield record
         head = next(sources[index], None)
         if head is None:
-            heapq.heappop(heap)
+            pop(heap)
         else:
-            heapq.heapreplace(
-                heap, (head.timestamp, rank(head.topic), head.partition, head.offset, index, head)
-            )
+            topic_rank, partition = places[index]
+            replace(heap, (head.timestamp, topic_rank, partition, head.offset, index, head))

@@ -3,7 +3,6 @@ hands them to the driver, produces what they made and makes each batch durable."
 
 from __future__ import annotations
 
-import gc
 import logging
 import threading
 import time
@@ -16,6 +15,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from processors.context import Policy
 from streams.codecs.registry import SchemaRegistry
 from streams.kafka.clients import engine_consumer_config
+from streams.runtime.collector import batch_collection
 from streams.runtime.driver import BATCH_RECORDS, Driver, PartitionState
 from streams.runtime.durability import AtLeastOnce, Durability, Transactional
 from streams.runtime.limits import topic_limits
@@ -27,11 +27,6 @@ from streams.runtime.store import PartitionStore, StateMemory
 from streams.runtime.topology import Topology
 
 log = logging.getLogger(__name__)
-
-# A batch allocates millions of short-lived objects, and Python's default collector would run
-# a young collection every 700 of them, walking the engine's caches: while the engine runs,
-# young collections run every 50,000 allocations instead.
-GC_THRESHOLDS = (50_000, 20, 100)
 
 
 class Engine:
@@ -138,42 +133,42 @@ class Engine:
             on_lost=self._on_revoke,
         )
         last_housekeeping = 0.0
-        previous_gc = gc.get_threshold()
-        gc.set_threshold(*GC_THRESHOLDS)
-        self.running = True
-        try:
-            while not self._stopping.is_set():
-                messages = self._fetch(consumer)
-                durability.begin()
-                records = _records_of(messages)
-                started = time.monotonic()
-                touched = self._driver.process(
-                    self._assigned, records, self.clock(), between_runs=self._between_runs
-                )
-                self._between_runs()
-                if started - last_housekeeping >= self._tick_interval:
-                    last_housekeeping = started
-                    self._measure_lag(consumer)
-                    if standbys is not None:
-                        standbys.catch_up(set(self._assigned))
-                self._produce_forwards_and_changelog()
-                durable = {p: s for p, s in self._assigned.items() if p in touched or s.store.dirty}
-                if records or durable:
-                    durability.commit(durable, _next_offsets(records))
-                    self._count_committed()
-                if records:
-                    self.metrics.batch_seconds.set(time.monotonic() - started)
-        finally:
-            self.running = False
-            gc.set_threshold(*previous_gc)
+        with batch_collection():
+            self.running = True
             try:
-                durability.abort()  # a batch left open by a failure must not be seen
-                consumer.close()
+                while not self._stopping.is_set():
+                    messages = self._fetch(consumer)
+                    durability.begin()
+                    records = _records_of(messages)
+                    started = time.monotonic()
+                    touched = self._driver.process(
+                        self._assigned, records, self.clock(), between_runs=self._between_runs
+                    )
+                    self._between_runs()
+                    if started - last_housekeeping >= self._tick_interval:
+                        last_housekeeping = started
+                        self._measure_lag(consumer)
+                        if standbys is not None:
+                            standbys.catch_up(set(self._assigned))
+                    self._produce_forwards_and_changelog()
+                    durable = {
+                        p: s for p, s in self._assigned.items() if p in touched or s.store.dirty
+                    }
+                    if records or durable:
+                        durability.commit(durable, _next_offsets(records))
+                        self._count_committed()
+                    if records:
+                        self.metrics.batch_seconds.set(time.monotonic() - started)
             finally:
-                durability.close()
-                for assigned in self._assigned.values():
-                    assigned.store.close()
-                self._assigned.clear()
+                self.running = False
+                try:
+                    durability.abort()  # a batch left open by a failure must not be seen
+                    consumer.close()
+                finally:
+                    durability.close()
+                    for assigned in self._assigned.values():
+                        assigned.store.close()
+                    self._assigned.clear()
 
     def _count_committed(self) -> None:
         """What `processed` counted up to this commit is now durable."""

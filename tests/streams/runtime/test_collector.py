@@ -1,0 +1,20 @@
+"""The collector's thresholds while batches run (the live engine, replay), and after."""
+
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from streams.runtime.collector import GC_THRESHOLDS, batch_collection
+
+
+def test_batches_run_with_rarer_young_collections_and_the_former_ones_come_back() -> None:
+    before = gc.get_threshold()
+    assert before != GC_THRESHOLDS
+    with batch_collection():
+        assert gc.get_threshold() == GC_THRESHOLDS
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), batch_collection():
+        raise RuntimeError("a batch failed")
+    assert gc.get_threshold() == before
