@@ -20,8 +20,8 @@ from streams.runtime.store import PartitionStore
 from streams.runtime.topology import Topology
 
 Sink = Callable[[OutRecord, int], None]  # an output record and its timestamp (event time, ms)
-# Forwards to sink stages held back at most (their JSON): about 100,000 tray messages.
-HOLD_BYTES = 12 * 1024 * 1024
+# Forwards to sink stages held back at most (their JSON): about 270,000 tray messages.
+HOLD_BYTES = 32 * 1024 * 1024
 # The event time a chunk spans at most: what a live batch of a worker behind its input spans,
 # so each story's count and sketch is read and written once for many of its views.
 SPAN_MS = 10 * 60_000
