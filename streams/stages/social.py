@@ -64,15 +64,14 @@ def apply_trays(pctx: StageContext, decoded: Iterable[tuple[InRecord, Any]]) -> 
     for user_id, items in by_key(decoded).items():
         messages = [message for _, message in items]
         named = [m.story_id for m in messages if hasattr(m, "story_id")]
+        views_only = all(type(m) is StorySeen for m in messages)
         value = tray_store.tray_value(store, user_id)
-        if all(type(m) is StorySeen for m in messages) and tray_store.marks_only(
-            value, named, pctx.now
-        ):
+        if views_only and tray_store.marks_only(value, named, pctx.now):
             marks = tray_store.read_marks(store.get_many, user_id, named)
             after = trays.seen_outside_tray(marks, messages, ctx)
             tray_store.save_marks(store, user_id, marks, after)
             continue
-        marked = tray_store.marks_to_read(value, messages, pctx.now)
+        marked = tray_store.marks_to_read(value, named, views_only, pctx.now)
         loaded = tray_store.load_tray(store, user_id, marked, value)
         state, outputs = trays.handle_many(loaded.state, [(message, ctx) for message in messages])
         tray_store.save_tray(store, user_id, loaded, state)

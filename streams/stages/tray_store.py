@@ -8,12 +8,11 @@ from the value's expiry and ids alone (`marks_only`) without decoding the tray.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from processors.messages import StorySeen
 from processors.trays import SeenStory, TrayState
 from schemas.types import from_millis, millis
 from streams.runtime.store import PartitionStore
@@ -80,23 +79,27 @@ def marks_only(value: TrayValue | None, story_ids: Iterable[str], now: datetime)
     expired by `now` (else the tray changes too)."""
     if value is None:
         return True
-    if value.earliest is not None and value.earliest <= millis(now):
+    if _has_expired(value, now):
         return False
     ids = value.story_ids
     return not any(story_id in ids for story_id in story_ids)
 
 
-def marks_to_read(value: TrayValue | None, messages: Sequence[Any], now: datetime) -> list[str]:
-    """The stories whose marks a user's `messages` need read: every story they name, but
-    those of views of stories in the tray (`value`) when views are all there is and no story
+def marks_to_read(
+    value: TrayValue | None, named: list[str], views_only: bool, now: datetime
+) -> list[str]:
+    """The stories whose marks a user's messages need read, of those they name: all, but
+    those in the tray (`value`) when the messages are views only (`views_only`) and no story
     in the tray has expired by `now` (such a story's flag is all a view changes)."""
-    named = [m.story_id for m in messages if hasattr(m, "story_id")]
-    if value is None or not value.story_ids or (value.earliest or 0) <= millis(now):
-        return named
-    if any(type(m) is not StorySeen for m in messages):
+    if not views_only or value is None or not value.story_ids or _has_expired(value, now):
         return named
     ids = value.story_ids
     return [story_id for story_id in named if story_id not in ids]
+
+
+def _has_expired(value: TrayValue, now: datetime) -> bool:
+    """Whether a story of the tray `value` has expired by `now`."""
+    return value.earliest is not None and value.earliest <= millis(now)
 
 
 def _with_marks(
