@@ -17,9 +17,9 @@ from streams.kafka.clients import consume_arrived, reader_config
 from streams.kafka.offsets import end_offsets, offsets_at
 from streams.runtime.records import InRecord, in_record
 
-# Records held per partition before its fetches pause. More than a fetch brings (about 1 MB of
-# a partition): a partition paused within a fetch had the rest fetched again, and the merge
-# waited on the broker for a third of a replay.
+# Records held per partition before its fetches pause: more than a fetch brings (about 1 MB of
+# a partition), since a partition paused within a fetch has the rest fetched again while the
+# merge waits for it (README, replay).
 BUFFERED_PER_PARTITION = 20_000
 # A paused partition's fetches resume once it holds fewer: its next records are on their way
 # before they are wanted, not fetched while the merge waits for them.
